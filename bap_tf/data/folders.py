@@ -1,0 +1,98 @@
+"""Loads a user's own domain from a folder tree: ``root/<class_name>/*.{png,jpg,jpeg}``.
+
+Classes are the sub-folders of ``root`` sorted by name, so label ``i`` is the ``i``-th name.
+Give a test folder the train folder's ``class_names`` so that both splits share one label
+space even when the test folder lacks a class. Hidden files (``.DS_Store``) and files directly
+under ``root`` are ignored; anything else that is not a PNG or JPEG image is an error, found
+up front (from the file's first bytes) rather than in the middle of training.
+"""
+
+import os
+
+import tensorflow as tf
+
+from bap_tf.data import images as image_ops
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# File signatures: PNG's 8-byte magic number and the JPEG start-of-image marker.
+_MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"}
+
+
+def _visible(names):
+    return sorted(name for name in names if not name.startswith("."))
+
+
+def list_images(root, class_names=None):
+    """``(paths, labels, class_names)`` of the tree under ``root``, validated (see module doc)."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(
+            f"Expected a folder of class sub-folders. Received: root={root!r}, which is not a "
+            "directory"
+        )
+    found = [n for n in _visible(os.listdir(root)) if os.path.isdir(os.path.join(root, n))]
+    if not found:
+        raise ValueError(
+            f"Folder {root} has no class sub-folders. Expected root/<class_name>/<image>.png "
+            f"(or .jpg/.jpeg). Received: {_visible(os.listdir(root))}"
+        )
+    if class_names is None:
+        class_names = found
+    else:
+        class_names = list(class_names)
+        unknown = sorted(set(found) - set(class_names))
+        if unknown:
+            raise ValueError(
+                f"Folder {root} has classes that the given label space lacks. Expected "
+                f"sub-folders among class_names={class_names}. Received: {unknown}"
+            )
+    paths, labels = [], []
+    for name in found:
+        folder = os.path.join(root, name)
+        files = _visible(os.listdir(folder))
+        if not files:
+            raise ValueError(
+                f"Class folder {folder} is empty. Expected at least one .png/.jpg/.jpeg image."
+            )
+        for file_name in files:
+            path = os.path.join(folder, file_name)
+            _check_image_file(path)
+            paths.append(path)
+            labels.append(class_names.index(name))
+    return paths, labels, class_names
+
+
+def _check_image_file(path):
+    extension = os.path.splitext(path)[1].lower()
+    if os.path.isdir(path) or extension not in IMAGE_EXTENSIONS:
+        raise ValueError(
+            f"Unexpected entry in a class folder. Expected only image files with extensions "
+            f"{list(IMAGE_EXTENSIONS)}. Received: {path}"
+        )
+    magic = _MAGIC[extension]
+    with open(path, "rb") as f:
+        head = f.read(len(magic))
+    if head != magic:
+        raise ValueError(
+            f"File is not a valid {extension[1:].upper()} image (wrong signature). Expected "
+            f"its first bytes to be {magic!r}. Received: {head!r} in {path}"
+        )
+
+
+def load_folder(root, *, image_size, class_names=None):
+    """``(dataset, class_names)`` for the tree under ``root``.
+
+    ``dataset``: unbatched ``(image float32 (S, S, 3) in [0, 1], label int32)`` in sorted file
+    order (the training pipeline shuffles); images are decoded as RGB (grey and RGBA files too),
+    their shorter side resized to ``S`` and centre-cropped. ``class_names``: pass the train
+    folder's names when loading its test folder.
+    """
+    paths, labels, class_names = list_images(root, class_names)
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = image_ops.resize_square(image_ops.to_float_rgb(image), image_size)
+        return tf.ensure_shape(image, (image_size, image_size, 3)), label
+
+    dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE), class_names

@@ -1,0 +1,128 @@
+"""Weight sharing between per-domain models, kept intact through TFLite conversion.
+
+The union-pruned multi-domain model is a dict of per-domain Keras models that call the same
+Conv2D / DepthwiseConv2D objects. The converter stores a constant once when its bytes are equal
+in every signature, but it also folds a following BatchNormalization into the conv kernel
+(``W * gamma / sqrt(var + eps)``). Each domain has its own BN, so folding would give every
+signature its own kernel and the "shared" backbone would be stored once per domain.
+
+``keep_shared_kernels`` prevents that: in a clone used only for export, each per-domain BN that
+reads a shared layer becomes ``ChannelAffine``, a 1x1 depthwise convolution with kernel
+``gamma / sqrt(var + eps)`` and bias ``beta - mean * kernel``. TFLite does not fold one
+convolution into another, so the shared kernel stays bit-identical across signatures and is
+stored once; the affine costs one DEPTHWISE_CONV_2D per BN (the BN's MUL and ADD, as one op).
+"""
+
+import collections
+
+import keras
+import numpy as np
+
+
+class ChannelAffine(keras.layers.DepthwiseConv2D):
+    """Inference-time BatchNormalization as a 1x1 depthwise conv (export only, never saved)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(kernel_size=1, **kwargs)
+
+    @classmethod
+    def from_batchnorm(cls, batchnorm):
+        gamma, beta, mean, variance = _batchnorm_parameters(batchnorm)
+        scale = gamma / np.sqrt(variance + batchnorm.epsilon)
+        layer = cls(name=f"{batchnorm.name}_affine")
+        layer.build((None, None, None, scale.shape[0]))
+        layer.set_weights([scale.reshape(1, 1, -1, 1), beta - mean * scale])
+        return layer
+
+    def call(self, inputs, training=None, mask=None):
+        # The BN node being replaced passes training/mask; a depthwise conv ignores both.
+        return super().call(inputs)
+
+
+def shared_layers(models):
+    """Layers with weights that appear (as the same object) in two or more of ``models``."""
+    counts = collections.Counter()
+    layers = {}
+    for model in models.values():
+        for layer in {id(layer): layer for layer in model.layers}.values():
+            if layer.weights:
+                counts[id(layer)] += 1
+                layers[id(layer)] = layer
+    return [layers[key] for key, count in counts.items() if count > 1]
+
+
+def shared_weight_bytes(models):
+    """Bytes of float32 weights in the shared layers: what sharing saves per extra domain."""
+    return sum(
+        int(np.prod(weight.shape)) * 4 for layer in shared_layers(models) for weight in layer.weights
+    )
+
+
+def keep_shared_kernels(models):
+    """Export clones of ``models`` in which no per-domain BN can be folded into a shared kernel.
+
+    Returns a dict with the same keys. Models with no shared layer feeding a BN are returned
+    as they are (their BNs fold as usual). The clones reuse every original layer object except
+    the replaced BNs, so variables stay shared and the originals are not modified.
+    """
+    shared = {id(layer) for layer in shared_layers(models)}
+    clones = {}
+    for name, model in models.items():
+        producers = inbound_layer_names(model)
+        by_name = {layer.name: layer for layer in model.layers}
+        replace = {
+            layer.name
+            for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            and id(layer) not in shared
+            and layer.axis in (-1, 3)
+            and len(layer.input.shape) == 4
+            and any(id(by_name[p]) in shared for p in producers.get(layer.name, ()))
+        }
+        if not replace:
+            clones[name] = model
+            continue
+
+        def clone_layer(layer, replace=replace):
+            if layer.name in replace:
+                return ChannelAffine.from_batchnorm(layer)
+            return layer
+
+        clones[name] = keras.models.clone_model(model, clone_function=clone_layer)
+    return clones
+
+
+def inbound_layer_names(model):
+    """``{layer name: [names of the layers whose outputs it reads]}`` from the model's config.
+
+    Reads the public functional config (``inbound_nodes`` / ``keras_history``), which is what
+    ``Model.from_config`` itself uses, rather than private node objects.
+    """
+    result = {}
+    for entry in model.get_config()["layers"]:
+        names = []
+        for node in entry.get("inbound_nodes", []):
+            names.extend(_history_names(node))
+        result[entry["name"]] = names
+    return result
+
+
+def _history_names(structure):
+    """Layer names of every ``keras_history`` found anywhere in a serialized node."""
+    if isinstance(structure, dict):
+        config = structure.get("config")
+        if structure.get("class_name") == "__keras_tensor__" and isinstance(config, dict):
+            return [config["keras_history"][0]]
+        return [name for value in structure.values() for name in _history_names(value)]
+    if isinstance(structure, (list, tuple)):
+        return [name for value in structure for name in _history_names(value)]
+    return []
+
+
+def _batchnorm_parameters(batchnorm):
+    """gamma, beta, mean, variance as float64 arrays, with 1 / 0 for a BN without scale/center."""
+    mean = np.asarray(batchnorm.moving_mean.numpy(), dtype="float64")
+    variance = np.asarray(batchnorm.moving_variance.numpy(), dtype="float64")
+    gamma = np.ones_like(mean) if batchnorm.gamma is None else np.asarray(batchnorm.gamma.numpy(), "float64")
+    beta = np.zeros_like(mean) if batchnorm.beta is None else np.asarray(batchnorm.beta.numpy(), "float64")
+    return gamma, beta, mean, variance

@@ -1,0 +1,269 @@
+"""The multi-domain budget-aware model: a ``keras.Model`` whose ``train_step`` is BAP's.
+
+One step takes a batch mixing every domain (``{"image", "domain"}`` features, int labels),
+and minimises ``sum_d CE_d + sum_d lambda_d (b_d - beta) + alpha * L_PS`` over the switches,
+the domain BatchNorms and the heads. After the gradient step it moves the budget multipliers
+``lambda_d`` and, when it is learnable, the sharing weight ``alpha`` by dual ascent
+(``../shared/method.md`` sections 3-4 in the repository docs).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from bap_tf import costs as cost_model
+from bap_tf import losses
+from bap_tf.domains import as_domain_specs, validate_budget
+from bap_tf.layers import PACKAGE
+from bap_tf.switching import switched_layers
+
+
+def _validate_rate(name, value):
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BudgetAwareModel(keras.Model):
+    """Trains several domains on one frozen switched network under a budget.
+
+    Args:
+      network: the switched network from ``switching.build_switched_network``.
+      domains: the ``DomainSpec``s, in the order of the network's domain indices.
+      budget: beta in (0, 1], the fraction of the switchable cost each domain may keep.
+      sharing_loss: one of ``losses.SHARING_LOSSES``; ``"none"`` is BA² trained jointly.
+      sharing_weight: a fixed alpha, or ``None`` for the learnable (dual ascent) alpha.
+      budget_metric: ``"macs"`` or ``"params"``: what a switch costs.
+      multiplier_rate: eta_lambda, step of the budget multipliers' dual ascent.
+      sharing_rate: eta_alpha, step of the learnable sharing weight's dual ascent.
+    """
+
+    def __init__(
+        self,
+        network,
+        domains,
+        budget=0.5,
+        sharing_loss="union",
+        sharing_weight=None,
+        budget_metric="macs",
+        multiplier_rate=0.5,
+        sharing_rate=0.5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.network = network
+        self.domains = as_domain_specs(domains)
+        self.budget = validate_budget(budget)
+        if sharing_loss not in losses.SHARING_LOSSES:
+            raise ValueError(
+                f"sharing_loss must be one of {losses.SHARING_LOSSES}. Received: sharing_loss={sharing_loss!r}"
+            )
+        self.sharing_loss_name = sharing_loss
+        self.learnable_sharing_weight = sharing_weight is None
+        initial_alpha = 0.0 if sharing_weight is None else _validate_rate("sharing_weight", sharing_weight)
+        self.budget_metric = budget_metric
+        self.multiplier_rate = _validate_rate("multiplier_rate", multiplier_rate)
+        self.sharing_rate = _validate_rate("sharing_rate", sharing_rate)
+
+        self.switched = switched_layers(network)
+        if not self.switched:
+            raise ValueError(f"The network '{network.name}' has no switched convolution to train.")
+        num_domains = self.switched[0].num_domains
+        if num_domains != len(self.domains):
+            raise ValueError(
+                f"The network was built for {num_domains} domains. Received: {len(self.domains)} domains"
+            )
+        self._switch_costs = cost_model.switch_cost_vector(self.switched, budget_metric).astype("float32")
+        self._num_classes = np.array([d.num_classes for d in self.domains], dtype="int32")
+
+        # One copy per step whatever the number of replicas: the updates are data-independent.
+        self.multipliers = self.add_weight(
+            name="budget_multipliers", shape=(num_domains,), initializer="zeros",
+            trainable=False, aggregation="only_first_replica",
+        )
+        self.sharing_weight = self.add_weight(
+            name="sharing_weight", shape=(), initializer=keras.initializers.Constant(initial_alpha),
+            trainable=False, aggregation="only_first_replica",
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.domain_losses = [keras.metrics.Mean(name=f"{d.name}_loss") for d in self.domains]
+        self.domain_accuracies = [
+            keras.metrics.SparseCategoricalAccuracy(name=f"{d.name}_accuracy") for d in self.domains
+        ]
+
+    # -- the network's state ------------------------------------------------------------
+    @property
+    def domain_names(self):
+        return [d.name for d in self.domains]
+
+    def gates(self):
+        """Binary gates of all switched convs, concatenated: ``(num_domains, num_switches)``."""
+        return ops.concatenate([layer.gates() for layer in self.switched], axis=-1)
+
+    def kept_fractions(self):
+        """Per-domain kept fraction of the switchable cost, as numpy ``(num_domains,)``."""
+        return ops.convert_to_numpy(losses.kept_fractions(self.gates(), self._switch_costs))
+
+    def union_fraction(self):
+        return float(ops.convert_to_numpy(losses.union_fraction(self.gates(), self._switch_costs)))
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)
+
+    def domain_logits(self, images, domain, batch_size=256):
+        """Logits ``(N, num_classes)`` of one domain (name or index) for a batch of images."""
+        index = self.domain_index(domain)
+        domains = np.full((len(images),), index, dtype="int32")
+        logits = self.predict({"image": images, "domain": domains}, batch_size=batch_size, verbose=0)
+        return logits[:, : self.domains[index].num_classes]
+
+    def domain_index(self, domain):
+        if isinstance(domain, (int, np.integer)) and 0 <= domain < len(self.domains):
+            return int(domain)
+        if domain in self.domain_names:
+            return self.domain_names.index(domain)
+        raise ValueError(f"Unknown domain. Expected one of {self.domain_names}. Received: domain={domain!r}")
+
+    # -- the step -------------------------------------------------------------------------
+    def _check_labels(self, labels, domain):
+        limits = tf.gather(self._num_classes, domain)
+        tf.debugging.assert_less(
+            labels, limits,
+            message="Labels must be below their domain's class count (labels, class counts):",
+            summarize=8,
+        )
+        tf.debugging.assert_non_negative(labels, message="Labels must be >= 0:", summarize=8)
+
+    def _cross_entropies(self, labels, logits, domain):
+        """Per-domain mean cross-entropy, scaled to the global batch across replicas."""
+        per_sample = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        num_domains = len(self.domains)
+        counts = ops.segment_sum(ops.ones_like(per_sample), domain, num_domains)
+        sums = ops.segment_sum(per_sample, domain, num_domains)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        # Each replica holds the same share of every domain, so the global count is local x replicas.
+        return sums / (ops.maximum(counts, 1.0) * replicas)
+
+    def _constraint_terms(self):
+        gates = self.gates()
+        kept = losses.kept_fractions(gates, self._switch_costs)
+        union = losses.union_fraction(gates, self._switch_costs)
+        sharing = losses.sharing_loss(self.sharing_loss_name, gates, self._switch_costs)
+        budget_term = ops.sum(self.multipliers * (kept - self.budget))
+        return kept, union, sharing, budget_term
+
+    def compile(self, optimizer="adam", switch_optimizer=None, **kwargs):
+        """Like ``keras.Model.compile``, with an optional optimizer of the switches' own.
+
+        Adam moves every switch by about its learning rate whatever the gradient's size, so
+        under budget pressure all switches cross zero together; an optimizer whose steps scale
+        with the gradient (SGD) turns off the costliest, least useful channels first. With
+        ``switch_optimizer=None`` the switches share ``optimizer``. Optimizer slots are built
+        at once: creating them inside the first traced step would trace it twice.
+        """
+        super().compile(optimizer=optimizer, **kwargs)
+        self.switch_optimizer = None if switch_optimizer is None else keras.optimizers.get(switch_optimizer)
+        switches, others = self._variable_groups()
+        if self.switch_optimizer is None:
+            self.optimizer.build(self.trainable_variables)
+        else:
+            self.optimizer.build(others)
+            self.switch_optimizer.build(switches)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config and getattr(self, "switch_optimizer", None) is not None:
+            config["switch_optimizer"] = keras.saving.serialize_keras_object(self.switch_optimizer)
+        return config
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def _variable_groups(self):
+        switches = [layer.switches for layer in self.switched]
+        switch_ids = {id(v) for v in switches}
+        return switches, [v for v in self.trainable_variables if id(v) not in switch_ids]
+
+    def _apply_gradients(self, tape, loss):
+        if self.switch_optimizer is None:
+            variables = self.trainable_variables
+            self.optimizer.apply(tape.gradient(loss, variables), variables)
+            return
+        switches, others = self._variable_groups()
+        gradients = tape.gradient(loss, switches + others)
+        self.switch_optimizer.apply(gradients[: len(switches)], switches)
+        self.optimizer.apply(gradients[len(switches) :], others)
+
+    def train_step(self, data):
+        inputs, labels = data[0], data[1]
+        domain = ops.cast(inputs["domain"], "int32")
+        labels = ops.cast(labels, "int32")
+        self._check_labels(labels, domain)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.network(inputs, training=True)
+            domain_ce = self._cross_entropies(labels, logits, domain)
+            kept, union, sharing, budget_term = self._constraint_terms()
+            # Summed over replicas by the optimizer: data-independent terms count once.
+            loss = ops.sum(domain_ce) + (budget_term + self.sharing_weight * sharing) / replicas
+        self._apply_gradients(tape, loss)
+        self._dual_ascent(kept, union)
+        return self._update_metrics(loss, domain_ce, labels, logits, domain, kept, union, sharing)
+
+    def _dual_ascent(self, kept, union):
+        self.multipliers.assign(ops.maximum(0.0, self.multipliers + self.multiplier_rate * (kept - self.budget)))
+        if self.learnable_sharing_weight and self.sharing_loss_name != "none":
+            self.sharing_weight.assign(
+                ops.maximum(0.0, self.sharing_weight + self.sharing_rate * (union - self.budget))
+            )
+
+    def test_step(self, data):
+        inputs, labels = data[0], data[1]
+        domain = ops.cast(inputs["domain"], "int32")
+        labels = ops.cast(labels, "int32")
+        self._check_labels(labels, domain)
+        logits = self.network(inputs, training=False)
+        domain_ce = self._cross_entropies(labels, logits, domain)
+        kept, union, sharing, _ = self._constraint_terms()
+        return self._update_metrics(ops.sum(domain_ce), domain_ce, labels, logits, domain, kept, union, sharing)
+
+    def _update_metrics(self, loss, domain_ce, labels, logits, domain, kept, union, sharing):
+        self.loss_tracker.update_state(loss)
+        logs = {"loss": self.loss_tracker.result()}
+        for index, spec in enumerate(self.domains):
+            in_domain = ops.cast(ops.equal(domain, index), "float32")
+            # Weight by presence so a batch without this domain leaves its means unchanged.
+            self.domain_losses[index].update_state(domain_ce[index], sample_weight=ops.minimum(ops.sum(in_domain), 1.0))
+            self.domain_accuracies[index].update_state(labels, logits, sample_weight=in_domain)
+            logs[f"{spec.name}_loss"] = self.domain_losses[index].result()
+            logs[f"{spec.name}_accuracy"] = self.domain_accuracies[index].result()
+            logs[f"{spec.name}_kept"] = kept[index]
+            logs[f"{spec.name}_lambda"] = self.multipliers[index]
+        logs.update(union=union, sharing_loss=sharing, sharing_weight=ops.convert_to_tensor(self.sharing_weight))
+        return logs
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, *self.domain_losses, *self.domain_accuracies]
+
+    # -- serialization ----------------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "network": keras.saving.serialize_keras_object(self.network),
+            "domains": [d.to_dict() for d in self.domains],
+            "budget": self.budget,
+            "sharing_loss": self.sharing_loss_name,
+            "sharing_weight": None if self.learnable_sharing_weight else float(self.sharing_weight.numpy()),
+            "budget_metric": self.budget_metric,
+            "multiplier_rate": self.multiplier_rate,
+            "sharing_rate": self.sharing_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)
