@@ -83,3 +83,77 @@ def switch_cost_vector(switched_layers, metric="macs"):
     return np.concatenate(
         [np.full(layer.switches.shape[-1], switch_cost(layer, metric), dtype=np.float64) for layer in switched_layers]
     )
+
+
+# -- models that share layers (the union-pruned multi-domain model) -----------------------
+# A ChannelMask holds one bit per channel: 32 of them count as one (float32) parameter.
+BITS_PER_PARAM = 32
+PARTS = ("switched", "unswitched", "heads")
+
+
+def unique_layers(models):
+    """Every layer of ``models`` (a model, a list or a dict of models) once, in first-seen order.
+
+    Nested models are flattened; a layer object that several models call is listed once, which
+    is how the union-pruned model stores its shared convolutions.
+    """
+    if isinstance(models, keras.Model):
+        models = [models]
+    elif isinstance(models, dict):
+        models = list(models.values())
+    seen = {}
+    stack = [layer for model in models for layer in model.layers][::-1]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.Model):
+            stack.extend(layer.layers[::-1])
+        elif id(layer) not in seen:
+            seen[id(layer)] = layer
+    return list(seen.values())
+
+
+def count_layers(layers):
+    """Total ``Cost`` of ``layers``, each object counted once."""
+    total = Cost()
+    for layer in {id(layer): layer for layer in layers}.values():
+        total = total + layer_cost(layer)
+    return total
+
+
+def count_models(models):
+    """``Cost`` of models that may share layers: every shared layer counted once."""
+    return count_layers(unique_layers(models))
+
+
+def mask_bits(models):
+    """Bits of the fixed 0/1 channel masks (``ChannelMask``) in ``models``: one per channel."""
+    return sum(len(layer.mask) for layer in unique_layers(models) if isinstance(layer, bap_layers.ChannelMask))
+
+
+def part_of(layer, switched_names):
+    """Which part of the cost ``layer`` belongs to: ``"switched"`` (a conv the network switches,
+    found by name), ``"heads"`` (Dense or DomainHeads) or ``"unswitched"`` (stem conv,
+    depthwise convs, BatchNorms, everything else)."""
+    if isinstance(layer, (keras.layers.Dense, bap_layers.DomainHeads)):
+        return "heads"
+    if isinstance(layer, (keras.layers.Conv2D, bap_layers.SwitchedConv2D)) and layer.name in switched_names:
+        return "switched"
+    return "unswitched"
+
+
+def cost_by_part(layers, switched_names):
+    """``{part: Cost}`` over ``PARTS`` for ``layers`` (each object once); see ``part_of``."""
+    parts = {part: Cost() for part in PARTS}
+    for layer in {id(layer): layer for layer in layers}.values():
+        part = part_of(layer, switched_names)
+        parts[part] = parts[part] + layer_cost(layer)
+    return parts
+
+
+def backbone_layers(network):
+    """The switched network's backbone layers: everything but the heads.
+
+    Costed as the single-domain backbone: a switched conv counts its whole kernel (switches
+    are not parameters of the backbone) and a DomainBatchNormalization one domain's BN.
+    """
+    return [layer for layer in unique_layers(network) if not isinstance(layer, bap_layers.DomainHeads)]

@@ -19,6 +19,18 @@ from bap_tf.layers import PACKAGE
 from bap_tf.switching import switched_layers
 
 
+def default_switch_optimizer():
+    """Adam without momentum: switches follow the budget multipliers without lag."""
+    return keras.optimizers.Adam(learning_rate=1e-2, beta_1=0.0)
+
+
+class ProjectToBudget(keras.callbacks.Callback):
+    """At the end of ``fit``, makes every domain meet its budget (``project_to_budget``)."""
+
+    def on_train_end(self, logs=None):
+        self.model.project_to_budget()
+
+
 def _validate_rate(name, value):
     if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
@@ -48,7 +60,7 @@ class BudgetAwareModel(keras.Model):
         sharing_loss="union",
         sharing_weight=None,
         budget_metric="macs",
-        multiplier_rate=0.5,
+        multiplier_rate=2.0,
         sharing_rate=0.5,
         **kwargs,
     ):
@@ -92,6 +104,8 @@ class BudgetAwareModel(keras.Model):
         self.domain_accuracies = [
             keras.metrics.SparseCategoricalAccuracy(name=f"{d.name}_accuracy") for d in self.domains
         ]
+        # All state exists now (the network is built): nothing is left for a first call.
+        self.built = True
 
     # -- the network's state ------------------------------------------------------------
     @property
@@ -126,15 +140,51 @@ class BudgetAwareModel(keras.Model):
             return self.domain_names.index(domain)
         raise ValueError(f"Unknown domain. Expected one of {self.domain_names}. Received: domain={domain!r}")
 
+    def project_to_budget(self):
+        """Turns off each over-budget domain's weakest switches until it meets the budget.
+
+        Dual ascent keeps the kept fraction within a few points of the budget but it may end
+        a little above. This makes the budget hard: per domain, switches that are on are
+        turned off in increasing order of their real value (the least confident first) until
+        ``b_d <= budget``. Returns the number of switches turned off per domain.
+        """
+        values = np.concatenate([layer.switches.numpy() for layer in self.switched], axis=1)
+        costs = self._switch_costs.astype("float64")
+        limit = self.budget * costs.sum()
+        turned_off = []
+        for row in values:
+            kept = costs[row > 0].sum()
+            count = 0
+            for index in np.argsort(np.where(row > 0, row, np.inf)):
+                if kept <= limit or row[index] <= 0:
+                    break
+                row[index] = -abs(row[index])
+                kept -= costs[index]
+                count += 1
+            turned_off.append(count)
+        offsets = np.cumsum([0] + [layer.switches.shape[1] for layer in self.switched])
+        for layer, start, stop in zip(self.switched, offsets[:-1], offsets[1:]):
+            layer.switches.assign(values[:, start:stop])
+        return turned_off
+
     # -- the step -------------------------------------------------------------------------
     def _check_labels(self, labels, domain):
+        """Fails the step on a label outside its domain's classes, naming the first such label.
+
+        A label past the domain's class count would otherwise pick a padding logit and give a
+        huge but finite loss. XLA drops assertions, so under ``jit_compile`` this check rests
+        on the input pipeline's own validation (``bap_tf.data.pipeline``).
+        """
         limits = tf.gather(self._num_classes, domain)
-        tf.debugging.assert_less(
-            labels, limits,
-            message="Labels must be below their domain's class count (labels, class counts):",
-            summarize=8,
+        invalid = tf.logical_or(labels < 0, labels >= limits)
+        first = tf.argmax(tf.cast(invalid, "int32"))
+        tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(invalid)),
+            [
+                "Label outside its domain's class range [0, num_classes). Received: label =",
+                labels[first], "in domain index", domain[first], "with num_classes =", limits[first],
+            ],
         )
-        tf.debugging.assert_non_negative(labels, message="Labels must be >= 0:", summarize=8)
 
     def _cross_entropies(self, labels, logits, domain):
         """Per-domain mean cross-entropy, scaled to the global batch across replicas."""
@@ -155,26 +205,22 @@ class BudgetAwareModel(keras.Model):
         return kept, union, sharing, budget_term
 
     def compile(self, optimizer="adam", switch_optimizer=None, **kwargs):
-        """Like ``keras.Model.compile``, with an optional optimizer of the switches' own.
+        """Like ``keras.Model.compile``; the switches get an optimizer of their own.
 
-        Adam moves every switch by about its learning rate whatever the gradient's size, so
-        under budget pressure all switches cross zero together; an optimizer whose steps scale
-        with the gradient (SGD) turns off the costliest, least useful channels first. With
-        ``switch_optimizer=None`` the switches share ``optimizer``. Optimizer slots are built
-        at once: creating them inside the first traced step would trace it twice.
+        ``switch_optimizer=None`` gives ``default_switch_optimizer()``: Adam without momentum.
+        With momentum, switches keep moving for ~10 steps after the multipliers change sign,
+        so the kept fraction swings far around the budget. Optimizer slots are built here:
+        creating them inside the first traced step would make ``tf.function`` trace it twice.
         """
         super().compile(optimizer=optimizer, **kwargs)
-        self.switch_optimizer = None if switch_optimizer is None else keras.optimizers.get(switch_optimizer)
+        self.switch_optimizer = keras.optimizers.get(switch_optimizer or default_switch_optimizer())
         switches, others = self._variable_groups()
-        if self.switch_optimizer is None:
-            self.optimizer.build(self.trainable_variables)
-        else:
-            self.optimizer.build(others)
-            self.switch_optimizer.build(switches)
+        self.optimizer.build(others)
+        self.switch_optimizer.build(switches)
 
     def get_compile_config(self):
         config = super().get_compile_config()
-        if config and getattr(self, "switch_optimizer", None) is not None:
+        if config:
             config["switch_optimizer"] = keras.saving.serialize_keras_object(self.switch_optimizer)
         return config
 
@@ -182,15 +228,12 @@ class BudgetAwareModel(keras.Model):
         self.compile(**keras.saving.deserialize_keras_object(config))
 
     def _variable_groups(self):
+        """(switch variables, every other trainable variable)."""
         switches = [layer.switches for layer in self.switched]
         switch_ids = {id(v) for v in switches}
         return switches, [v for v in self.trainable_variables if id(v) not in switch_ids]
 
     def _apply_gradients(self, tape, loss):
-        if self.switch_optimizer is None:
-            variables = self.trainable_variables
-            self.optimizer.apply(tape.gradient(loss, variables), variables)
-            return
         switches, others = self._variable_groups()
         gradients = tape.gradient(loss, switches + others)
         self.switch_optimizer.apply(gradients[: len(switches)], switches)

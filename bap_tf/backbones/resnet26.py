@@ -32,19 +32,21 @@ def apply_basic_block(x, filters, strides, name):
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def resnet26(input_shape=(72, 72, 3), width=64, num_classes=None, name="resnet26"):
+def resnet26(input_shape=(72, 72, 3), width=64, num_classes=None, blocks_per_stage=BLOCKS_PER_STAGE, name="resnet26"):
     """ResNet-26 from ``image`` to features (``num_classes=None``) or to source-domain logits.
 
     Args:
       input_shape: image shape, channels last.
       width: channels of the stem and first stage (64 in the paper; 4-8 in tests).
       num_classes: if given, a ``classifier`` Dense head is added (for pre-training).
+      blocks_per_stage: 4 is ResNet-26; fewer gives a shallower graph that traces faster
+        (tests use 1).
     """
     image = keras.Input(shape=input_shape, name="image")
     x = apply_conv_bn(image, width, 3, 1, "stem")
     for stage in range(3):
         filters = width * 2**stage
-        for block in range(BLOCKS_PER_STAGE):
+        for block in range(blocks_per_stage):
             strides = 2 if block == 0 else 1
             x = apply_basic_block(x, filters, strides, f"stage{stage + 1}_block{block + 1}")
     x = keras.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(x)

@@ -56,7 +56,8 @@ def check_domain(model, images, labels, *, android=None, signature=None, micro_p
 
     Returns ``{"num_images", "accuracy": {"keras", "tflite_float", "tflite_int8", "tflm"},
     "tflite_float_vs_keras": {"argmax_agreement", "max_abs_logit_diff"},
-    "tflm_vs_tflite_int8": {"argmax_agreement", "max_step_diff"}, "micro_model_bytes",
+    "tflm_vs_tflite_int8": {"argmax_agreement", "max_step_diff"},
+    "tflite_int8_vs_keras": {"argmax_agreement", "max_abs_logit_diff"}, "micro_model_bytes",
     "arena_bytes", "arena_reported_bytes"}``; entries whose file was not given are None.
     """
     images = np.asarray(images, np.float32)
@@ -73,6 +74,7 @@ def check_domain(model, images, labels, *, android=None, signature=None, micro_p
                      "tflite_int8": None, "tflm": None},
         "tflite_float_vs_keras": None,
         "tflm_vs_tflite_int8": None,
+        "tflite_int8_vs_keras": None,
         "micro_model_bytes": None,
         "arena_bytes": None,
         "arena_reported_bytes": None,
@@ -87,11 +89,12 @@ def check_domain(model, images, labels, *, android=None, signature=None, micro_p
             "max_abs_logit_diff": float(np.max(np.abs(float_logits - keras_logits))),
         }
     if micro_path is not None:
-        _add_int8_checks(result, Path(micro_path), images, labels, arena_step, batch_size)
+        _add_int8_checks(result, Path(micro_path), images, labels, keras_logits, arena_step,
+                         batch_size)
     return result
 
 
-def _add_int8_checks(result, path, images, labels, arena_step, batch_size):
+def _add_int8_checks(result, path, images, labels, keras_logits, arena_step, batch_size):
     litert = LiteRTModel(path)
     arena = find_arena_bytes(path, step=arena_step)
     # Run TFLM in exactly the arena found: the probe showed that it allocates, this shows that
@@ -100,8 +103,14 @@ def _add_int8_checks(result, path, images, labels, arena_step, batch_size):
     litert_raw = litert.raw_outputs(images, batch_size=batch_size)
     micro_raw = micro.raw_outputs(images)
     steps = np.abs(micro_raw.astype(np.int32) - litert_raw.astype(np.int32))
+    # argmax of the raw int8 outputs is the argmax of the logits: dequantizing is increasing.
     result["accuracy"]["tflite_int8"] = accuracy(litert_raw, labels)
     result["accuracy"]["tflm"] = accuracy(micro_raw, labels)
+    int8_logits = litert.logits(images, batch_size=batch_size)
+    result["tflite_int8_vs_keras"] = {
+        "argmax_agreement": argmax_agreement(int8_logits, keras_logits),
+        "max_abs_logit_diff": float(np.max(np.abs(int8_logits - keras_logits))),
+    }
     result["tflm_vs_tflite_int8"] = {
         "argmax_agreement": argmax_agreement(micro_raw, litert_raw),
         "max_step_diff": int(steps.max()),

@@ -74,3 +74,8 @@ class LiteRTModel:
             return raw
         scale, zero_point = tensor_quantization(details)
         return dequantize(raw, scale, zero_point)
+
+
+def predict_logits(model, images, signature=None, batch_size=64):
+    """float32 logits of a ``.tflite`` (path or bytes) for float images in [0, 1]."""
+    return LiteRTModel(model).logits(images, signature, batch_size)

@@ -92,8 +92,8 @@ def find_arena_bytes(model, step=DEFAULT_STEP, ceiling=DEFAULT_ARENA_BYTES, time
 
     Returns:
         ``{"arena_bytes", "reported_bytes", "step", "probes"}``: the arena found (runs; one
-        step less does not), TFLM's own allocation report at ``ceiling``, the step, and how
-        many probe processes the search took.
+        step less does not), TFLM's own allocation report at ``ceiling`` (None if TFLM printed
+        none), the step, and how many probe processes the search took.
 
     Raises:
         RuntimeError: the model does not run in TFLM even with ``ceiling`` bytes.
@@ -114,7 +114,8 @@ def find_arena_bytes(model, step=DEFAULT_STEP, ceiling=DEFAULT_ARENA_BYTES, time
             probes += 1
             return arena_runs(path, units * step, timeout_s)
 
-        ok, stderr = _probe(path, ceiling, timeout_s, report=True)
+        # Any failure here, a Python error included (an unreadable file), means TFLM cannot run it.
+        ok, stderr = _probe(path, ceiling, timeout_s, report=True, strict=False)
         probes += 1
         if not ok:
             raise RuntimeError(
@@ -122,18 +123,23 @@ def find_arena_bytes(model, step=DEFAULT_STEP, ceiling=DEFAULT_ARENA_BYTES, time
                 f"or a model that needs more memory. Received: model={str(model)[:200]!r}\n"
                 f"--- probe stderr (tail) ---\n{stderr[-4000:]}"
             )
-        reported = int(_REPORTED_TOTAL.search(stderr).group(1))
+        match = _REPORTED_TOTAL.search(stderr)
+        reported = int(match.group(1)) if match else None
         high_limit = ceiling // step
-        # Bracket [low fails, high runs] around the report, widening when the guess is off.
-        low = max(reported // step, 0)
+        # Bracket: ``low`` fails (0 always does), ``high`` runs. The report is a lower bound,
+        # so start just under it and a quarter above it, widening when that guess is off.
+        low, high = (0, high_limit) if reported is None else (reported // step, None)
         while low > 0 and runs(low):
-            low //= 2
-        high = min(max(math.ceil(reported * 1.25 / step), low + 1), high_limit)
-        while not runs(high):
-            low = high
-            if high == high_limit:
-                raise RuntimeError(f"The arena search did not find a working size below {ceiling} bytes.")
-            high = min(high * 2, high_limit)
+            high, low = low, low // 2
+        if high is None:
+            high = min(max(math.ceil(reported * 1.25 / step), low + 1), high_limit)
+            while not runs(high):
+                low, high = high, min(high * 2, high_limit)
+                if low == high_limit:
+                    raise RuntimeError(
+                        f"The arena search found no working size up to {ceiling} bytes, although "
+                        f"the model ran with {ceiling} bytes: TFLM's arena need is not monotonic."
+                    )
         while high - low > 1:
             middle = (low + high) // 2
             if runs(middle):
@@ -143,8 +149,11 @@ def find_arena_bytes(model, step=DEFAULT_STEP, ceiling=DEFAULT_ARENA_BYTES, time
         return {"arena_bytes": high * step, "reported_bytes": reported, "step": step, "probes": probes}
 
 
-def _probe(model_path, arena_bytes, timeout_s, report=False):
-    """(ran, stderr) of one probe child; a crash or a too-small report both count as not ran."""
+def _probe(model_path, arena_bytes, timeout_s, report=False, strict=True):
+    """(ran, stderr) of one probe child; a crash or a too-small report both count as not ran.
+
+    With ``strict``, any other failure of the child (a Python error) raises instead.
+    """
     command = [sys.executable, "-m", _PROBE, str(model_path), str(int(arena_bytes))]
     if report:
         command.append("--report")
@@ -155,7 +164,7 @@ def _probe(model_path, arena_bytes, timeout_s, report=False):
             f"A TFLM arena probe did not finish within {timeout_s} s. Received: "
             f"arena_bytes={arena_bytes}"
         ) from error
-    if result.returncode not in (0, _ARENA_TOO_SMALL) and result.returncode > 0:
+    if strict and result.returncode not in (0, _ARENA_TOO_SMALL) and result.returncode > 0:
         # Not a crash and not "arena too small": the probe itself failed (bad file, import).
         raise RuntimeError(
             f"A TFLM arena probe failed with exit code {result.returncode}.\n"

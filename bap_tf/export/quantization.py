@@ -20,10 +20,16 @@ def tensor_quantization(details):
 
 
 def quantize(values, scale, zero_point, dtype=np.int8):
-    """Float array -> integer array: ``round(x / scale + zero_point)`` clipped to ``dtype``."""
+    """Float array -> integer array: ``x / scale + zero_point`` rounded, clipped to ``dtype``.
+
+    Rounds ``x / scale`` half away from zero before adding the zero point, as TFLite's own
+    QUANTIZE kernel does (``std::round``), so values exactly halfway between two steps land
+    where the runtime would put them (numpy's ``round`` would send them to the even one).
+    """
     info = np.iinfo(dtype)
-    quantized = np.round(np.asarray(values, np.float32) / scale + zero_point)
-    return np.clip(quantized, info.min, info.max).astype(dtype)
+    steps = np.asarray(values, np.float32) / np.float32(scale)
+    rounded = np.sign(steps) * np.floor(np.abs(steps) + 0.5)
+    return np.clip(rounded + zero_point, info.min, info.max).astype(dtype)
 
 
 def dequantize(values, scale, zero_point):

@@ -13,6 +13,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 
+from bap_tf.export.quantization import tensor_quantization
 from bap_tf.export.signatures import DEFAULT_SIGNATURE, INPUT_NAME, OUTPUT_NAME
 
 BUILTIN_OPS = frozenset(
@@ -34,7 +35,11 @@ def load(model_bytes, what):
 
 
 def check_int8_model(model_bytes):
-    """Raises ``ModelCheckError`` listing every way the model is not a full-int8 builtin model."""
+    """Raises ``ModelCheckError`` listing every way the model is not a full-int8 builtin model.
+
+    Returns, for a model that passes: ``{"ops": sorted op names, "input": (scale, zero_point),
+    "output": (scale, zero_point)}``.
+    """
     interpreter = load(model_bytes, "int8 model")
     problems = []
     if interpreter.num_subgraphs() != 1:
@@ -42,6 +47,11 @@ def check_int8_model(model_bytes):
     signatures = interpreter.get_signature_list()
     if list(signatures) != [DEFAULT_SIGNATURE]:
         problems.append(f"signatures {list(signatures)} (expected ['{DEFAULT_SIGNATURE}'])")
+    elif signatures[DEFAULT_SIGNATURE] != {"inputs": [INPUT_NAME], "outputs": [OUTPUT_NAME]}:
+        problems.append(
+            f"signature maps {signatures[DEFAULT_SIGNATURE]['inputs']} -> "
+            f"{signatures[DEFAULT_SIGNATURE]['outputs']} (expected ['{INPUT_NAME}'] -> ['{OUTPUT_NAME}'])"
+        )
     for op in interpreter._get_ops_details():  # pylint: disable=protected-access
         if op["op_name"] not in BUILTIN_OPS:
             problems.append(f"op #{op['index']} {op['op_name']} is not a builtin op")
@@ -59,6 +69,11 @@ def check_int8_model(model_bytes):
             "The microcontroller model must be full-integer int8 with builtin ops only. Found: "
             + _summary(problems)
         )
+    return {
+        "ops": sorted({op["op_name"] for op in interpreter._get_ops_details()}),  # pylint: disable=protected-access
+        "input": tensor_quantization(interpreter.get_input_details()[0]),
+        "output": tensor_quantization(interpreter.get_output_details()[0]),
+    }
 
 
 def _summary(problems, limit=8):
@@ -87,7 +102,10 @@ def _int8_tensor_problems(tensor):
 
 
 def check_android_model(model_bytes, domains):
-    """Raises ``ModelCheckError`` unless each domain has an ``image`` -> ``logits`` signature."""
+    """Raises ``ModelCheckError`` unless each domain has an ``image`` -> ``logits`` signature.
+
+    Returns the file's signature keys, sorted.
+    """
     interpreter = load(model_bytes, "Android model")
     signatures = interpreter.get_signature_list()
     problems = []
@@ -107,3 +125,4 @@ def check_android_model(model_bytes, domains):
             f"The Android model must have one '{INPUT_NAME}' -> '{OUTPUT_NAME}' float32 signature "
             "per domain. Found: " + _summary(problems)
         )
+    return sorted(signatures)

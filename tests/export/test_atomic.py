@@ -1,0 +1,40 @@
+"""atomic_output: all or nothing at the destination."""
+
+import os
+
+import pytest
+
+from bap_tf.export.atomic import atomic_output
+
+
+def test_success_replaces_the_destination_and_leaves_no_temporary(tmp_path):
+    destination = tmp_path / "model.tflite"
+    destination.write_bytes(b"old")
+    with atomic_output(destination) as temporary:
+        assert temporary.parent == tmp_path and temporary.exists() and temporary != destination
+        temporary.write_bytes(b"new")
+        assert destination.read_bytes() == b"old"  # nothing visible before the body ends
+    assert destination.read_bytes() == b"new"
+    assert list(tmp_path.iterdir()) == [destination]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert os.stat(destination).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
+def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
+    destination = tmp_path / "model.tflite"
+    destination.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="converter died"):
+        with atomic_output(destination) as temporary:
+            temporary.write_bytes(b"half a mod")
+            raise RuntimeError("converter died")
+    assert destination.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [destination]
+
+
+def test_failure_without_an_old_file_leaves_nothing(tmp_path):
+    destination = tmp_path / "new_dir" / "model.tflite"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(destination):
+            raise KeyboardInterrupt
+    assert list(destination.parent.iterdir()) == []

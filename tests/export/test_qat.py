@@ -1,0 +1,53 @@
+"""Quantization-aware fine-tuning in its own process (needs the [qat] extra)."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import tiny_models
+from bap_tf.export import qat
+from bap_tf.export.litert import LiteRTModel
+from bap_tf.export.validate import check_int8_model
+
+# Looked up in a child process: importing tfmot here would switch this process to Keras 2.
+_AVAILABLE, _REASON = qat.qat_available()
+pytestmark = pytest.mark.skipif(not _AVAILABLE, reason=_REASON or "the [qat] extra is installed")
+
+EPOCHS = 2
+
+
+def test_qat_writes_a_full_int8_model_without_touching_this_process(union_models, train_images,
+                                                                    eval_sets, tmp_path):
+    model = union_models["birds"]
+    images = train_images["birds"]
+    eval_images, eval_labels = eval_sets["birds"]
+    path = tmp_path / "birds_qat_int8.tflite"
+    result = qat.quantization_aware_int8(
+        model, path, images, tiny_models.labels_from(model, images), eval_images, eval_labels,
+        epochs=EPOCHS,
+    )
+    assert result["path"] == str(path) and path.exists()
+    summary = check_int8_model(path.read_bytes())
+    # Fully int8 from the input on: no DEQUANTIZE/QUANTIZE pair, the Rescaling became a conv.
+    assert not {"DEQUANTIZE", "QUANTIZE"} & set(summary["ops"])
+    assert summary["input"][1] == -128
+    assert LiteRTModel(path).signatures == ["serving_default"]
+    # The tf_keras rebuild computes the same function as the Keras 3 model before QAT.
+    assert result["rebuild_max_abs_logit_diff"] <= 1e-4
+    assert len(result["loss"]) == EPOCHS and all(np.isfinite(result["loss"]))
+    assert result["accuracy"] >= 0.9 and result["qat_keras_accuracy"] >= 0.9
+    # tfmot never came into this process, which still runs Keras 3.
+    assert "tensorflow_model_optimization" not in sys.modules and "tf_keras" not in sys.modules
+    assert "TF_USE_LEGACY_KERAS" not in os.environ
+    assert keras.__version__.startswith("3.")
+
+
+def test_qat_rejects_labels_that_do_not_match(union_models, train_images, tmp_path):
+    images = train_images["birds"]
+    with pytest.raises(ValueError, match="Labels must be integers, one per image"):
+        qat.quantization_aware_int8(union_models["birds"], tmp_path / "m.tflite", images,
+                                    np.zeros(3, np.int64), images, np.zeros(len(images), np.int64))
+    assert not (tmp_path / "m.tflite").exists()

@@ -1,0 +1,115 @@
+"""Tiny switched networks with random switches and non-trivial domain BN / heads, for the tests.
+
+``randomize`` gives every domain its own BatchNorm statistics: first the statistics of a random
+batch under that domain's switches (so activations stay of order one through fifty layers and
+the float32 comparison is meaningful), then perturbed per channel; gammas, betas and heads are
+random. ``masked_logits`` is the reference every reduced model must match.
+"""
+
+import keras
+import numpy as np
+
+from bap_tf import backbones, switching
+from bap_tf.layers import DomainBatchNormalization
+from bap_tf.prune import dependency
+
+DOMAINS = (("birds", 3), ("cars", 5), ("flowers", 2))
+ARCHITECTURES = ("resnet26", "mobilenet_v2", "resnet50")
+IMAGE_SIZE = {"resnet26": 16, "mobilenet_v2": 32, "resnet50": 32}
+# ResNet-50 is the slowest to rebuild: two domains are enough to exercise sharing.
+NUM_DOMAINS = {"resnet26": 3, "mobilenet_v2": 3, "resnet50": 2}
+TOLERANCE = 1e-4
+
+
+def build(arch):
+    size = IMAGE_SIZE[arch]
+    if arch == "resnet26":
+        backbone = backbones.resnet26((size, size, 3), width=4)
+    elif arch == "mobilenet_v2":
+        backbone = backbones.mobilenet_v2((size, size, 3), alpha=0.35)
+    else:
+        backbone = backbones.resnet50((size, size, 3))
+    return switching.build_switched_network(backbone, DOMAINS[: NUM_DOMAINS[arch]])
+
+
+def domains_of(network):
+    heads = network.get_layer(switching.HEADS_NAME)
+    return DOMAINS[: len(heads.num_classes)]
+
+
+def images(network, count=8, seed=0):
+    shape = network.input["image"].shape[1:]
+    return np.random.default_rng(seed).uniform(size=(count, *shape)).astype("float32")
+
+
+def set_switches(network, fraction, rng, identical=False):
+    """Random switches with about ``fraction`` of them on (> 0); the same for all domains if
+    ``identical``. Values in (-1, 1) with the sign drawn, so only the gate pattern matters."""
+    for layer in switching.switched_layers(network):
+        shape = layer.switches.shape
+        draw = rng.uniform(size=(1 if identical else shape[0], shape[1])) < fraction
+        gates = np.broadcast_to(draw, shape)
+        layer.switches.assign(np.where(gates, 0.5, -0.5).astype("float32"))
+
+
+def set_gates(network, gates):
+    """Sets switches from ``{layer: bool (num_domains, in_channels)}``."""
+    for layer in switching.switched_layers(network):
+        layer.switches.assign(np.where(gates[layer.name], 0.5, -0.5).astype("float32"))
+
+
+def randomize(network, rng, count=16):
+    """Domain BN statistics from a random batch under the current switches, then perturbed;
+    random gammas, betas and heads (scaled so logits are of order one)."""
+    num_domains = len(domains_of(network))
+    batch = images(network, count * num_domains, seed=int(rng.integers(1 << 30)))
+    domain = np.repeat(np.arange(num_domains), count).astype("int32")
+    norms = [layer for layer in network.layers if isinstance(layer, DomainBatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        shape = layer.gamma.shape
+        layer.gamma.assign(rng.uniform(0.6, 1.4, shape).astype("float32"))
+        layer.beta.assign(rng.normal(0.0, 0.2, shape).astype("float32"))
+        layer.momentum = 0.0
+    network({"image": batch, "domain": domain}, training=True)  # moving stats := batch stats
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+        shape = layer.gamma.shape
+        variance = layer.moving_variance.numpy()
+        floor = 0.1 * variance.mean(axis=1, keepdims=True) + 1e-3
+        layer.moving_mean.assign(layer.moving_mean.numpy() + rng.normal(0.0, 0.1, shape) * np.sqrt(variance))
+        layer.moving_variance.assign(((variance + floor) * rng.uniform(0.7, 1.4, shape)).astype("float32"))
+    heads = network.get_layer(switching.HEADS_NAME)
+    features = feature_model(network)({"image": batch, "domain": domain}).numpy()
+    scale = 1.0 / (np.sqrt(features.shape[1]) * (np.sqrt(np.mean(features**2)) + 1e-6))
+    heads.kernel.assign((rng.normal(0.0, 1.0, heads.kernel.shape) * scale * 3.0).astype("float32"))
+    heads.bias.assign(rng.normal(0.0, 0.5, heads.bias.shape).astype("float32"))
+
+
+def feature_model(network):
+    name = dependency.DependencyGraph(network).inputs[switching.HEADS_NAME][0]
+    return keras.Model(network.input, network.get_layer(name).output)
+
+
+def masked_logits(network, batch, domain_index):
+    """The switched network's logits for one domain: ``(N, num_classes)``."""
+    num_classes = domains_of(network)[domain_index][1]
+    domain = np.full((len(batch),), domain_index, "int32")
+    return network({"image": batch, "domain": domain}, training=False).numpy()[:, :num_classes]
+
+
+def max_difference(network, rewriter, union, batch):
+    """Largest |reduced - masked| logit over every domain, for the union and per-domain models."""
+    worst = {"union": 0.0, "domain": 0.0}
+    for index, (name, _) in enumerate(domains_of(network)):
+        reference = masked_logits(network, batch, index)
+        worst["union"] = max(worst["union"], float(np.abs(union[name](batch).numpy() - reference).max()))
+        own = rewriter.domain_model(index)
+        worst["domain"] = max(worst["domain"], float(np.abs(own(batch).numpy() - reference).max()))
+    return worst
+
+
+def layers_of_type(models, cls):
+    models = models.values() if isinstance(models, dict) else [models]
+    return [layer for model in models for layer in model.layers if isinstance(layer, cls)]
+

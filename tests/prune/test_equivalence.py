@@ -1,0 +1,132 @@
+"""Reduced models give the masked network's logits, for every domain and architecture."""
+
+import numpy as np
+import pytest
+
+import prune_nets
+from bap_tf import switching
+from bap_tf.layers import ChannelGather, ChannelMask
+from bap_tf.prune import Rewriter
+
+
+@pytest.mark.parametrize("budget", [0.25, 0.5, 0.75])
+@pytest.mark.parametrize("arch", prune_nets.ARCHITECTURES)
+def test_reduced_models_match_masked_network(networks, arch, budget):
+    network = networks(arch)
+    rng = np.random.default_rng(int(budget * 100))
+    prune_nets.set_switches(network, budget, rng)
+    prune_nets.randomize(network, rng)
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    union = rewriter.union_models()
+    batch = prune_nets.images(network, seed=1)
+    worst = prune_nets.max_difference(network, rewriter, union, batch)
+    print(f"{arch} budget={budget}: max |logit diff| {worst}")
+    assert worst["union"] <= prune_nets.TOLERANCE
+    assert worst["domain"] <= prune_nets.TOLERANCE
+    # Pruning happened: the union model is smaller than the backbone, a domain's model smaller still.
+    full = sum(layer.count_params() for layer in switching.switched_layers(network)) - sum(
+        int(np.prod(layer.switches.shape)) for layer in switching.switched_layers(network)
+    )
+    shared = {layer.name: layer for layer in prune_nets.layers_of_type(union, type(union["birds"].get_layer("image")))}
+    del shared
+    union_convs = sum(
+        union["birds"].get_layer(layer.name).count_params() for layer in switching.switched_layers(network)
+    )
+    assert union_convs < full
+
+
+def _stream_group(rewriter, producer):
+    return rewriter.dependency.output_group(producer)
+
+
+def test_channel_unused_by_every_domain_leaves_every_producer(networks):
+    network = networks("resnet26")
+    rng = np.random.default_rng(7)
+    prune_nets.set_switches(network, 0.75, rng)
+    graph = Rewriter(network, prune_nets.domains_of(network)).dependency
+    stream = graph.output_group("stage2_block2_2_conv")  # the stage-2 residual stream
+    assert len(stream.producers) == 5 and not stream.pinned
+    dropped = 3
+    gates = switching.gate_values(network)
+    for consumer in stream.consumers:
+        gates[consumer][:, dropped] = False
+        gates[consumer][0, dropped + 1] = True  # keep a neighbour so the stream is not empty
+    prune_nets.set_gates(network, gates)
+    prune_nets.randomize(network, rng)
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    union = rewriter.union_models()
+    plan = rewriter.union_plan()
+    kept = plan.channels(stream.producers[0])
+    assert dropped not in kept and len(kept) == stream.channels - 1
+    for producer in stream.producers:
+        original = network.get_layer(producer).kernel.numpy()
+        for model in [*union.values(), *rewriter.domain_models().values()]:
+            conv = model.get_layer(producer)
+            assert conv.filters <= stream.channels - 1
+        conv = union["birds"].get_layer(producer)
+        expected = original[:, :, plan.reads[producer], :][..., kept]
+        np.testing.assert_array_equal(conv.kernel.numpy(), expected)
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=2))
+    assert max(worst.values()) <= prune_nets.TOLERANCE
+
+
+def test_channel_used_by_one_domain_is_masked_for_the_others(networks):
+    network = networks("resnet26")
+    rng = np.random.default_rng(8)
+    prune_nets.set_switches(network, 0.5, rng)
+    conv, channel = "stage2_block3_1_conv", 5
+    gates = switching.gate_values(network)
+    gates[conv][:, channel] = [True, False, False]
+    gates[conv][:, channel - 1] = True  # a channel everyone uses, so the others' masks are not empty
+    prune_nets.set_gates(network, gates)
+    prune_nets.randomize(network, rng)
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    union = rewriter.union_models()
+    reads = rewriter.union_plan().reads[conv]
+    position = int(np.flatnonzero(reads == channel)[0])
+    assert union["birds"].get_layer(conv).kernel.shape[2] == len(reads)
+    for domain in ("cars", "flowers"):
+        mask = union[domain].get_layer(f"{domain}_{conv}_mask").mask
+        assert mask[position] == 0.0 and mask[position - 1] == 1.0
+    assert channel not in rewriter.domain_plan("cars").reads[conv]
+    assert channel in rewriter.domain_plan("birds").reads[conv]
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=3))
+    assert max(worst.values()) <= prune_nets.TOLERANCE
+
+
+@pytest.mark.parametrize("arch", ["resnet26", "mobilenet_v2"])
+def test_all_switches_on_keeps_the_original_size(networks, arch):
+    network = networks(arch)
+    rng = np.random.default_rng(9)
+    prune_nets.set_switches(network, 1.0, rng)
+    prune_nets.randomize(network, rng)
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    union = rewriter.union_models()
+    own = rewriter.domain_model(0)
+    for model in [*union.values(), own]:
+        assert not prune_nets.layers_of_type(model, ChannelMask)
+        assert not prune_nets.layers_of_type(model, ChannelGather)
+    for layer in network.layers:
+        if isinstance(layer, switching.keras.layers.Conv2D) or layer.__class__.__name__ == "SwitchedConv2D":
+            for model in (union["birds"], own):
+                assert model.get_layer(layer.name).kernel.shape == layer.kernel.shape
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=4))
+    assert max(worst.values()) <= prune_nets.TOLERANCE
+
+
+def test_conv_no_domain_reads_outputs_its_bias(networks):
+    """Every gate of a conv off: it keeps one input with a zero kernel and still matches."""
+    network = networks("mobilenet_v2")
+    rng = np.random.default_rng(10)
+    prune_nets.set_switches(network, 0.5, rng)
+    gates = switching.gate_values(network)
+    gates["block_3_expand"][:] = False
+    prune_nets.set_gates(network, gates)
+    prune_nets.randomize(network, rng)
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    union = rewriter.union_models()
+    assert "block_3_expand" in rewriter.union_plan().zeroed
+    kernel = union["birds"].get_layer("block_3_expand").kernel.numpy()
+    assert kernel.shape[2] == 1 and not kernel.any()
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=5))
+    assert max(worst.values()) <= prune_nets.TOLERANCE
