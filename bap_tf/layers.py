@@ -7,6 +7,7 @@ per sample, which keeps the graph the same size whatever the number of domains.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 PACKAGE = "bap_tf"
@@ -32,6 +33,14 @@ def binarize(switches):
 def _gather_per_sample(table, domain):
     """(num_domains, C) table -> (N, C) rows picked by each sample's domain index."""
     return ops.take(table, ops.cast(domain, "int32"), axis=0)
+
+
+def _sum_over_replicas(value):
+    """Sums ``value`` across the replicas of a tf.distribute step (identity outside one)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def _broadcast_channels(per_sample, rank):
@@ -143,8 +152,9 @@ class SwitchedConv2D(keras.layers.Layer):
 class DomainBatchNormalization(keras.layers.Layer):
     """BatchNormalization with its own gamma, beta and moving statistics per domain.
 
-    In training each domain is normalised with the statistics of its own samples in the batch
-    and only the moving statistics of domains present in the batch move. Parameters are stored
+    In training each domain is normalised with the statistics of its own samples in the global
+    batch (summed across tf.distribute replicas, which each hold only a few samples of every
+    domain) and only the moving statistics of domains present in the batch move. Parameters are stored
     as ``(num_domains, C)`` tables, initialised from the backbone's BN by ``set_from_batchnorm``.
 
     Call: ``layer(x, domain, training=...)`` with ``x`` of shape ``(N, ..., C)``.
@@ -162,8 +172,8 @@ class DomainBatchNormalization(keras.layers.Layer):
         shape = (self.num_domains, inputs_shape[-1])
         self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones", trainable=self.scale)
         self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros", trainable=self.center)
-        # Replicas see the same domains in the same proportions, so averaging their updates of
-        # the moving statistics is the right cross-replica aggregation.
+        # Every replica computes the same (all-reduced) statistics, so the mean of their
+        # updates is that update.
         self.moving_mean = self.add_weight(
             name="moving_mean", shape=shape, initializer="zeros", trainable=False,
             aggregation="mean", autocast=False,
@@ -188,15 +198,16 @@ class DomainBatchNormalization(keras.layers.Layer):
         """Per-domain mean/variance over batch and spatial axes, and which domains are present."""
         spatial_axes = tuple(range(1, len(inputs.shape) - 1))
         domain = ops.cast(domain, "int32")
-        counts = ops.segment_sum(ops.ones_like(domain, dtype=inputs.dtype), domain, self.num_domains)
+        ones = ops.ones_like(domain, dtype=inputs.dtype)
+        counts = _sum_over_replicas(ops.segment_sum(ones, domain, self.num_domains))
         present = counts > 0
         safe_counts = ops.maximum(counts, 1.0)[:, None]
         per_sample_mean = ops.mean(inputs, axis=spatial_axes) if spatial_axes else inputs
-        mean = ops.segment_sum(per_sample_mean, domain, self.num_domains) / safe_counts
+        mean = _sum_over_replicas(ops.segment_sum(per_sample_mean, domain, self.num_domains)) / safe_counts
         centred = inputs - _broadcast_channels(_gather_per_sample(mean, domain), len(inputs.shape))
         squares = ops.square(centred)
         per_sample_var = ops.mean(squares, axis=spatial_axes) if spatial_axes else squares
-        variance = ops.segment_sum(per_sample_var, domain, self.num_domains) / safe_counts
+        variance = _sum_over_replicas(ops.segment_sum(per_sample_var, domain, self.num_domains)) / safe_counts
         return mean, variance, present
 
     def call(self, inputs, domain, training=False):

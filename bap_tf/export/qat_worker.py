@@ -78,7 +78,12 @@ _SCOPE = {**CUSTOM_OBJECTS, "OutputQuantizeConfig": OutputQuantizeConfig,
 
 
 def quantization_aware(model):
-    """The tfmot QAT model: default 8-bit scheme plus the configs above."""
+    """The tfmot QAT model: default 8-bit scheme plus the configs above.
+
+    This is ``quantize_model`` (``quantize_annotate_model`` then ``quantize_apply``) with the
+    annotation done here, because ``quantize_model`` cannot be given QuantizeConfigs for
+    layers outside its registry.
+    """
 
     def annotate(layer):
         config = _CONFIGS.get(type(layer))

@@ -26,7 +26,7 @@ def test_checks_report_float_equivalence_with_keras(results, android_float, unio
 def test_checks_report_int8_agreement_sizes_and_arena(results, micro_files):
     for domain, entry in results["domains"].items():
         assert entry["tflm_vs_tflite_int8"]["argmax_agreement"] >= 0.99
-        assert 0 <= entry["tflm_vs_tflite_int8"]["max_step_diff"] <= 2
+        assert 0 <= entry["tflm_vs_tflite_int8"]["max_step_diff"] <= 3
         assert entry["accuracy"]["tflite_int8"] >= 0.8
         assert entry["tflite_int8_vs_keras"]["argmax_agreement"] == entry["accuracy"]["tflite_int8"]
         assert abs(entry["accuracy"]["tflm"] - entry["accuracy"]["tflite_int8"]) <= 0.01

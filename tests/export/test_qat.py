@@ -14,11 +14,12 @@ from bap_tf.export.validate import check_int8_model
 
 # Looked up in a child process: importing tfmot here would switch this process to Keras 2.
 _AVAILABLE, _REASON = qat.qat_available()
-pytestmark = pytest.mark.skipif(not _AVAILABLE, reason=_REASON or "the [qat] extra is installed")
+needs_qat = pytest.mark.skipif(not _AVAILABLE, reason=_REASON or "the [qat] extra is installed")
 
 EPOCHS = 2
 
 
+@needs_qat
 def test_qat_writes_a_full_int8_model_without_touching_this_process(union_models, train_images,
                                                                     eval_sets, tmp_path):
     model = union_models["birds"]
@@ -45,9 +46,22 @@ def test_qat_writes_a_full_int8_model_without_touching_this_process(union_models
     assert keras.__version__.startswith("3.")
 
 
+@needs_qat
 def test_qat_rejects_labels_that_do_not_match(union_models, train_images, tmp_path):
     images = train_images["birds"]
     with pytest.raises(ValueError, match="Labels must be integers, one per image"):
         qat.quantization_aware_int8(union_models["birds"], tmp_path / "m.tflite", images,
                                     np.zeros(3, np.int64), images, np.zeros(len(images), np.int64))
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_missing_qat_extra_is_named_with_the_install_command(monkeypatch, union_models, tmp_path):
+    monkeypatch.setattr(qat, "QAT_MODULES", ("tf_keras", "no_such_module_for_bap_tf"))
+    available, reason = qat.qat_available()
+    assert not available
+    assert "no_such_module_for_bap_tf" in reason and "pip install 'bap-tf[qat]'" in reason
+    images = np.zeros((2, 16, 16, 3), np.float32)
+    labels = np.zeros(2, np.int64)
+    with pytest.raises(RuntimeError, match=r"needs no_such_module_for_bap_tf"):
+        qat.quantization_aware_int8(union_models["birds"], tmp_path / "m.tflite", images, labels,
+                                    images, labels)

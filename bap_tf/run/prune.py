@@ -1,0 +1,109 @@
+"""The prune stage: the trained masked model becomes plain, smaller Keras models.
+
+Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
+
+- ``union.keras``: the union-pruned multi-domain model (filters no domain uses removed; each
+  domain applies its own channel masks inside it), shared weights stored once;
+- ``<domain>.keras``: each domain alone, physically pruned to its own switches;
+- ``costs.json``: params and MACs of the backbone, the union model and each domain's model
+  (``bap_tf.prune.report``), and the largest logit difference between the reduced models and
+  the masked model on a few test images (the rewrite's invariant: float tolerance);
+- ``finetune.json``: accuracies before and after, when ``finetune_epochs`` > 0.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+from absl import logging
+
+from bap_tf.prune import Rewriter
+from bap_tf.prune.finetune import finetune_domain, finetune_union
+from bap_tf.prune.report import prune_report
+from bap_tf.prune.saving import load_union, save_union
+from bap_tf.run import sources as data_sources
+from bap_tf.run.train import load_masked_model
+from bap_tf.run.workdir import atomic_path, write_json
+
+# Test images per domain on which the reduced models are compared with the masked model.
+EQUIVALENCE_IMAGES = 64
+# Above this max |logit difference|, the rewrite is reported as broken (float32 noise is ~1e-5).
+EQUIVALENCE_TOLERANCE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneResult:
+    union_path: str
+    domain_paths: dict
+    costs_path: str
+    costs: dict
+
+
+def prune(config, workdir):
+    """Builds, checks, optionally fine-tunes and saves the reduced models; returns ``PruneResult``."""
+    keras.utils.set_random_seed(config.seed)
+    masked = load_masked_model(workdir, config)
+    rewriter = Rewriter.from_model(masked)
+    union = rewriter.union_models()
+    domain_models = rewriter.domain_models()
+    test_sources = data_sources.domain_sources(config, "test")
+    costs = prune_report(rewriter, union, domain_models)
+    costs["max_abs_logit_diff"] = _equivalence(masked, union, domain_models, test_sources, config)
+    worst = max(max(v.values()) for v in costs["max_abs_logit_diff"].values())
+    if worst > EQUIVALENCE_TOLERANCE:
+        logging.warning(
+            "The reduced models differ from the masked model by up to %.3g in the logits "
+            "(tolerance %.0e); see %s.", worst, EQUIVALENCE_TOLERANCE, workdir.costs,
+        )
+    if config.finetune_epochs:
+        write_json(workdir.finetune, _finetune(config, union, domain_models, test_sources))
+    workdir.pruned.mkdir(parents=True, exist_ok=True)
+    with atomic_path(workdir.union_model) as temporary:
+        save_union(union, temporary)
+    paths = {}
+    for name, model in domain_models.items():
+        with atomic_path(workdir.domain_model(name)) as temporary:
+            model.save(temporary)
+        paths[name] = str(workdir.domain_model(name))
+    write_json(workdir.costs, costs)
+    return PruneResult(str(workdir.union_model), paths, str(workdir.costs), costs)
+
+
+def _equivalence(masked, union, domain_models, test_sources, config):
+    """``{"union": {domain: diff}, "domain": {domain: diff}}``: max |logit difference| to the
+    masked model on the first ``EQUIVALENCE_IMAGES`` test images of each domain."""
+    result = {"union": {}, "domain": {}}
+    for source in test_sources:
+        images, _ = data_sources.labelled_images(source, config.image_size, limit=EQUIVALENCE_IMAGES)
+        reference = masked.domain_logits(images, source.name)
+        for kind, models in (("union", union), ("domain", domain_models)):
+            logits = models[source.name].predict(images, verbose=0)
+            result[kind][source.name] = float(np.max(np.abs(logits - reference)))
+    return result
+
+
+def _finetune(config, union, domain_models, test_sources):
+    """Fine-tunes the union model jointly and each domain's model alone, in place."""
+    train_sources = data_sources.domain_sources(config, "train")
+    train = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in train_sources}
+    test = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in test_sources}
+    kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
+                  learning_rate=config.finetune_learning_rate, seed=config.seed)
+    logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
+    result = {"union": dataclasses.asdict(finetune_union(union, train, test, **kwargs)), "domain": {}}
+    for name, model in domain_models.items():
+        logging.info("Fine-tuning %s's model for %d epoch(s).", name, config.finetune_epochs)
+        result["domain"][name] = dataclasses.asdict(finetune_domain(model, train[name], test[name], **kwargs))
+    return result
+
+
+def load_pruned(workdir, config):
+    """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
+    union = load_union(workdir.require(workdir.union_model, "prune"))
+    if list(union) != list(config.domains):
+        raise ValueError(
+            f"{workdir.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
+            f"Expected the prune stage's output of this run. Received: {workdir.union_model}"
+        )
+    domains = {name: keras.saving.load_model(workdir.require(workdir.domain_model(name), "prune")) for name in config.domains}
+    return union, domains

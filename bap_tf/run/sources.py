@@ -1,0 +1,107 @@
+"""The domains of a run as ``DomainSource``s, from the dataset named in the config.
+
+``domain_sources(config, split)`` with ``split`` "train" or "test" (the evaluation split:
+Decathlon's "validation", whose labels are public; each tfds dataset's own test split
+otherwise) dispatches to the loaders of ``bap_tf.data``:
+
+- ``pocket``: ``load_pocket`` (cached under ``data_dir`` or ``~/.cache/bap_tf/pocket``);
+- ``decathlon``: ``load_decathlon`` (tfds ``visual_domain_decathlon/<domain>``);
+- ``imagenet_sketch``: ``load_imagenet_to_sketch`` for the domains tfds has, the folder loader
+  for ``wikiart`` and ``sketch`` (``folders_root/<domain>/{train,test}/<class>/*``);
+- ``folders``: the folder loader, ``folders_root/<domain>/{train,test}/<class>/*``.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from bap_tf.data import DomainSource, load_decathlon, load_folder, load_imagenet_to_sketch
+from bap_tf.data.pipeline import eval_datasets
+from bap_tf.data.pocket import pocket_sources
+from bap_tf.data.tfds_loaders import IMAGENET_TO_SKETCH_FOLDERS
+
+SPLITS = ("train", "test")
+# The labelled evaluation split of each tfds domain ("test" where it is not called that).
+_TFDS_EVAL_SPLIT = {"decathlon": "validation", "imagenet": "validation", "flowers": "test"}
+# Domains whose mirror image is another class (characters, digits, signs): no flips.
+_NO_FLIP = {"omniglot", "svhn", "gtsrb", "sketch"}
+
+
+def pocket_cache_dir(data_dir):
+    """Where the pocket benchmark is cached: ``data_dir`` or ``~/.cache/bap_tf/pocket``."""
+    if data_dir:
+        return data_dir
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bap_tf", "pocket")
+
+
+def domain_sources(config, split):
+    """``[DomainSource]`` of ``config.domains`` (resolved) in order, for ``split``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}. Received: split={split!r}")
+    if config.dataset == "pocket":
+        return pocket_sources(split, pocket_cache_dir(config.data_dir), names=config.domains)
+    tfds_kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
+    sources, class_names = [], {}
+    for domain in config.domains:
+        if config.dataset == "decathlon":
+            dataset, num_classes = load_decathlon(
+                domain, "train" if split == "train" else _TFDS_EVAL_SPLIT["decathlon"],
+                image_size=config.image_size, **tfds_kwargs,
+            )
+        elif config.dataset == "imagenet_sketch" and domain not in IMAGENET_TO_SKETCH_FOLDERS:
+            dataset, num_classes = load_imagenet_to_sketch(
+                domain, "train" if split == "train" else _TFDS_EVAL_SPLIT.get(domain, "test"),
+                image_size=config.image_size, **tfds_kwargs,
+            )
+        else:
+            dataset, num_classes = _folder_domain(config, domain, split, class_names)
+        sources.append(DomainSource(domain, dataset, int(num_classes), flip=domain not in _NO_FLIP))
+    return sources
+
+
+def _folder_domain(config, domain, split, class_names):
+    root = os.path.join(config.folders_root, domain)
+    # The test folder takes the train folder's label space, so that labels mean the same.
+    names = None
+    if split == "test":
+        names = load_folder(os.path.join(root, "train"), image_size=config.image_size)[1]
+    dataset, names = load_folder(os.path.join(root, split), image_size=config.image_size, class_names=names)
+    class_names[domain] = names
+    return dataset, len(names)
+
+
+def domain_specs(sources):
+    """``[(name, num_classes)]`` of sources, the domain list the model is built for."""
+    return [(source.name, source.num_classes) for source in sources]
+
+
+def labelled_images(source, image_size, limit=0):
+    """``(images float32 (N, S, S, 3) in [0, 1], labels int32 (N,))`` of a source, as numpy.
+
+    ``limit`` > 0 keeps the first ``limit`` examples. For evaluation sets and calibration.
+    """
+    dataset = source.dataset.take(limit) if limit else source.dataset
+    single = DomainSource(source.name, dataset, source.num_classes, source.flip)
+    batches = eval_datasets([single], batch_size=256, image_size=image_size)[source.name]
+    images, labels = [], []
+    for x, y in batches:
+        images.append(x["image"].numpy())
+        labels.append(y.numpy())
+    return _concat(images, (0, image_size, image_size, 3), "float32"), _concat(labels, (0,), "int32")
+
+
+def image_label_dataset(source, image_size):
+    """Unbatched ``(image float32 (S, S, 3), label)`` of a source, cardinality kept when known."""
+    count = int(source.dataset.cardinality())
+    dataset = eval_datasets([source], batch_size=256, image_size=image_size)[source.name]
+    dataset = dataset.unbatch().map(lambda x, y: (x["image"], y))
+    if count >= 0:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    return dataset
+
+
+def _concat(parts, empty_shape, dtype):
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty_shape, dtype)
+

@@ -1,0 +1,161 @@
+"""The train stage: multi-domain budget-aware training of the switches, BatchNorms and heads.
+
+data -> frozen pre-trained backbone -> ``build_switched_network`` -> ``BudgetAwareModel`` ->
+``compile`` -> ``fit`` with TensorBoard, a progress bar, resumable backups and
+``ProjectToBudget``; the result is ``WORKDIR/model.keras`` and ``WORKDIR/history.json``.
+
+Resuming: training state is backed up at the end of every epoch (``WORKDIR/backup``, kept
+after training). Running the same command again continues from the last finished epoch; with a
+larger ``--epochs`` it trains on from where the run stopped. Once ``model.keras`` holds as many
+epochs as asked, the stage has nothing to do and says so.
+"""
+
+import dataclasses
+import functools
+import sys
+import time
+
+import keras
+from absl import logging
+
+from bap_tf.data import eval_datasets, train_dataset
+from bap_tf.model import BudgetAwareModel, ProjectToBudget
+from bap_tf.run import sources as data_sources
+from bap_tf.run.backbone import load_backbone
+from bap_tf.run.strategy import check_batch_size, get_strategy
+from bap_tf.run.workdir import atomic_path, read_json, write_json
+from bap_tf.switching import build_switched_network
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    model_path: str
+    history_path: str
+    epochs: int  # epochs the saved model has been trained for
+    kept_fractions: dict  # domain -> kept fraction of the switchable cost
+    union_fraction: float
+    skipped: bool = False  # the workdir already held a model trained for config.epochs
+
+
+class JsonHistory(keras.callbacks.Callback):
+    """Writes every epoch's logs to a JSON file, atomically, keeping earlier epochs on resume.
+
+    ``{"epochs": n, "logs": {name: [value per epoch]}, "epoch_seconds": [...]}``. An epoch that
+    is trained again after a resume overwrites its own entry.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+        self.history = {"epochs": 0, "logs": {}, "epoch_seconds": []}
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        try:
+            self.history = read_json(self.path)
+        except FileNotFoundError:
+            pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        for key in set(self.history["logs"]) | set(logs):
+            values = self.history["logs"].setdefault(key, [])[:epoch]
+            values += [None] * (epoch - len(values))
+            self.history["logs"][key] = values + [logs.get(key)]
+        self.history["epoch_seconds"] = self.history["epoch_seconds"][:epoch] + [time.perf_counter() - self._start]
+        self.history["epochs"] = epoch + 1
+        write_json(self.path, self.history)
+
+
+def trained_epochs(workdir):
+    """Epochs that ``model.keras`` in ``workdir`` was trained for (0 when there is none)."""
+    if not workdir.model.exists() or not workdir.history.exists():
+        return 0
+    return int(read_json(workdir.history).get("model_epochs", 0))
+
+
+def build_model(config, domains, strategy):
+    """The compiled ``BudgetAwareModel`` for ``domains`` ([(name, num_classes)]), in scope."""
+    with strategy.scope():
+        network = build_switched_network(load_backbone(config), domains)
+        model = BudgetAwareModel(
+            network, domains, budget=config.budget, sharing_loss=config.sharing_loss,
+            sharing_weight=config.sharing_weight, budget_metric=config.budget_metric,
+            multiplier_rate=config.multiplier_rate, sharing_rate=config.sharing_rate,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            switch_optimizer=keras.optimizers.Adam(config.switch_learning_rate, beta_1=0.0),
+        )
+    return model
+
+
+def validation_dataset(sources, config):
+    """Every domain's test split, one after the other (the model's metrics split them by domain)."""
+    datasets = list(eval_datasets(sources, batch_size=config.batch_size, image_size=config.image_size).values())
+    return functools.reduce(lambda a, b: a.concatenate(b), datasets)
+
+
+def train(config, workdir, verbose="auto"):
+    """Trains the config's run in ``workdir`` (a ``Workdir``); returns a ``TrainResult``."""
+    done = trained_epochs(workdir)
+    if done >= config.epochs:
+        logging.info("%s was trained for %d epochs (asked: %d): nothing to train.", workdir.model, done, config.epochs)
+        model = load_masked_model(workdir, config)
+        return _result(workdir, model, done, skipped=True)
+
+    keras.utils.set_random_seed(config.seed)
+    strategy = get_strategy(config.strategy, config.tpu)
+    train_sources = data_sources.domain_sources(config, "train")
+    test_sources = data_sources.domain_sources(config, "test")
+    domains = data_sources.domain_specs(train_sources)
+    global_batch = check_batch_size(strategy, config.batch_size, len(domains))
+    data = train_dataset(
+        train_sources, batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
+        augment=config.augment, steps_per_epoch=config.steps_per_epoch or None,
+    )
+    model = build_model(config, domains, strategy)
+    logging.info(
+        "Training %s on %d domains %s, budget %.2f, %s sharing loss; global batch %d on %d replica(s).",
+        config.backbone, len(domains), [d[0] for d in domains], config.budget, config.sharing_loss,
+        global_batch, strategy.num_replicas_in_sync,
+    )
+    callbacks = [
+        # First, so the state is restored before the other callbacks see the model.
+        keras.callbacks.BackupAndRestore(str(workdir.backup), delete_checkpoint=False),
+        keras.callbacks.TensorBoard(str(workdir.tensorboard)),
+        keras.callbacks.ProgbarLogger(),
+        JsonHistory(workdir.history),
+        ProjectToBudget(),
+    ]
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(
+        data, epochs=config.epochs, validation_data=validation_dataset(test_sources, config),
+        callbacks=callbacks, verbose=verbose,
+    )
+    with atomic_path(workdir.model) as temporary:
+        model.save(temporary)
+    history = read_json(workdir.history) if workdir.history.exists() else {}
+    write_json(workdir.history, {**history, "model_epochs": config.epochs})
+    return _result(workdir, model, config.epochs)
+
+
+def _result(workdir, model, epochs, skipped=False):
+    kept = dict(zip(model.domain_names, (float(v) for v in model.kept_fractions())))
+    return TrainResult(str(workdir.model), str(workdir.history), epochs, kept, model.union_fraction(), skipped)
+
+
+def load_masked_model(workdir, config):
+    """``WORKDIR/model.keras``, checked to be a model of the config's domains."""
+    path = workdir.require(workdir.model, "train")
+    model = keras.saving.load_model(path, compile=False)
+    if tuple(model.domain_names) != tuple(config.domains):
+        raise ValueError(
+            f"{path} was trained for domains {model.domain_names}, not for the config's "
+            f"{list(config.domains)}. Expected the model of this workdir's run. Received: {path}"
+        )
+    return model

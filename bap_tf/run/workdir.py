@@ -1,0 +1,175 @@
+"""A run's working directory: where each stage writes, atomic writes, and the config it holds.
+
+Layout (``Workdir(root)`` gives each path)::
+
+    config.json            the resolved ExperimentConfig (a later command reads it back)
+    flags.cfg              the same as a flagfile: replay with --flagfile=WORKDIR/flags.cfg
+    model.keras            the trained BudgetAwareModel (masked model)
+    history.json           per-epoch training logs; backup/ resumable training state
+    tensorboard/           TensorBoard logs of training
+    pruned/                union.keras (union-pruned multi-domain model), <domain>.keras, costs.json
+    export/                android_float32.tflite, android_dynamic.tflite, int8/<domain>.tflite,
+                           qat/<domain>.tflite, manifest.json
+    reference_errors.json  the S-score reference measured in the run
+    report.json, report.md, plots/   what bap-eval writes
+    timings.json           wall time of each stage
+
+Every file is written to a temporary name in its own directory and renamed into place, so an
+interrupted stage never leaves a half-written file for the next one to read.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import uuid
+from pathlib import Path
+
+from bap_tf.config import ExperimentConfig
+
+
+class WorkdirError(ValueError):
+    """The workdir cannot be used: unwritable, or it holds a run with other settings."""
+
+
+@contextlib.contextmanager
+def atomic_path(destination):
+    """Yields a temporary path beside ``destination`` with the same suffix; renames on success.
+
+    The suffix is kept because Keras picks the format from it (``.keras``, ``.weights.h5``).
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(destination.suffixes)
+    stem = destination.name[: len(destination.name) - len(suffix)] if suffix else destination.name
+    temporary = destination.parent / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
+    try:
+        yield temporary
+        os.replace(temporary, destination)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_text(path, text):
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+    return Path(path)
+
+
+def write_json(path, data):
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _json_default(value):
+    # numpy scalars and arrays, Paths and tuples end up in results; store them as plain JSON.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.json")
+    flags = property(lambda self: self.root / "flags.cfg")
+    model = property(lambda self: self.root / "model.keras")
+    history = property(lambda self: self.root / "history.json")
+    tensorboard = property(lambda self: self.root / "tensorboard")
+    backup = property(lambda self: self.root / "backup")
+    pruned = property(lambda self: self.root / "pruned")
+    union_model = property(lambda self: self.root / "pruned" / "union.keras")
+    costs = property(lambda self: self.root / "pruned" / "costs.json")
+    finetune = property(lambda self: self.root / "pruned" / "finetune.json")
+    export = property(lambda self: self.root / "export")
+    manifest = property(lambda self: self.root / "export" / "manifest.json")
+    reference_errors = property(lambda self: self.root / "reference_errors.json")
+    report_json = property(lambda self: self.root / "report.json")
+    report_md = property(lambda self: self.root / "report.md")
+    plots = property(lambda self: self.root / "plots")
+    timings = property(lambda self: self.root / "timings.json")
+
+    def domain_model(self, domain):
+        return self.pruned / f"{domain}.keras"
+
+    def android(self, variant):
+        return self.export / f"android_{variant}.tflite"
+
+    def int8(self, domain, variant="int8"):
+        return self.export / variant / f"{domain}.tflite"
+
+    # -- creation and checks ----------------------------------------------------------------
+    def create(self):
+        """Creates the folder and proves it writable; raises ``WorkdirError`` naming it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise WorkdirError(
+                f"Cannot write to the workdir. Expected a folder this user can create and write. "
+                f"Received: workdir='{self.root}' ({type(error).__name__}: {error.strerror or error})"
+            ) from None
+        return self
+
+    def require(self, path, stage):
+        """Raises ``FileNotFoundError`` naming the stage that makes ``path`` when it is missing."""
+        if not Path(path).exists():
+            raise FileNotFoundError(
+                f"{Path(path).relative_to(self.root)} is missing in workdir '{self.root}'. Expected "
+                f"the {stage} stage to have run there first (bap-{stage} --workdir={self.root}, or "
+                f"bap-train --stages=...). Received: no file {path}"
+            )
+        return Path(path)
+
+    def saved_config(self):
+        """The ``ExperimentConfig`` a previous command wrote here, or None."""
+        if not self.config.exists():
+            return None
+        try:
+            return ExperimentConfig.from_dict(read_json(self.config))
+        except (ValueError, TypeError) as error:
+            raise WorkdirError(
+                f"The workdir's config.json cannot be read back. Expected a config written by "
+                f"bap-tf. Received: {self.config} ({error})"
+            ) from None
+
+    def write_config(self, config, flags_text=None):
+        write_text(self.config, config.to_json() + "\n")
+        if flags_text is not None:
+            write_text(self.flags, flags_text)
+
+
+def check_same_run(saved, requested, workdir):
+    """Refuses ``requested`` when it differs from the workdir's run in an identity field."""
+    if saved is None:
+        return
+    differences = [
+        (name, value, requested.identity()[name])
+        for name, value in saved.identity().items()
+        if requested.identity()[name] != value
+    ]
+    if differences:
+        name, there, asked = differences[0]
+        more = f" (and {len(differences) - 1} more: {[d[0] for d in differences[1:]]})" if len(differences) > 1 else ""
+        raise WorkdirError(
+            f"Workdir '{workdir}' holds a run with {name}={_show(there)}, not {_show(asked)}{more}. "
+            f"Expected the settings of that run (see its config.json), or a new --workdir. "
+            f"Received: {name}={_show(asked)}"
+        )
+
+
+def _show(value):
+    return ",".join(value) if isinstance(value, tuple) else repr(value)
