@@ -100,10 +100,11 @@ def _finetune(config, union, domain_models, test_sources):
 def load_pruned(workdir, config):
     """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
     union = load_union(workdir.require(workdir.union_model, "prune"))
-    if list(union) != list(config.domains):
+    if sorted(union) != sorted(config.domains):
         raise ValueError(
             f"{workdir.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
             f"Expected the prune stage's output of this run. Received: {workdir.union_model}"
         )
+    union = {name: union[name] for name in config.domains}
     domains = {name: keras.saving.load_model(workdir.require(workdir.domain_model(name), "prune")) for name in config.domains}
     return union, domains

@@ -1,0 +1,81 @@
+"""The export stage: ``.tflite`` files of the reduced models, under ``WORKDIR/export/``.
+
+``--quantize`` picks the variants:
+
+- ``float32`` / ``dynamic``: ``android_<variant>.tflite``, the union-pruned multi-domain model
+  for Android, one signature per domain (shared weights stored once); ``dynamic`` has int8
+  weights and float activations;
+- ``int8``: ``int8/<domain>.tflite``, each domain's own pruned model in full integer int8
+  (post-training quantization calibrated on its training images), for microcontrollers;
+- ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the
+  ``[qat]`` extra).
+
+``manifest.json`` lists what was written; bap-eval reads it.
+"""
+
+import os
+
+from absl import logging
+from tqdm import tqdm
+
+from bap_tf.export.convert import export_android, export_micro
+from bap_tf.export.qat import quantization_aware_int8
+from bap_tf.run import sources as data_sources
+from bap_tf.run.prune import load_pruned
+from bap_tf.run.workdir import read_json, write_json
+
+ANDROID_VARIANTS = ("float32", "dynamic")
+# Training images per domain handed to quantization-aware fine-tuning.
+QAT_MAX_TRAIN_IMAGES = 10_000
+
+
+def export(config, workdir):
+    """Writes the variants of ``config.quantize``; returns the manifest (also in manifest.json)."""
+    union, domain_models = load_pruned(workdir, config)
+    manifest = {"android": {}, "int8": {}, "qat": {}}
+    for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
+        logging.info("Converting the union model to %s TFLite for Android.", variant)
+        path = export_android(union, workdir.android(variant), variant=variant)
+        manifest["android"][variant] = _entry(workdir, path)
+    micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
+    if micro_variants:
+        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train")}
+        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test")}
+        for name in tqdm(config.domains, desc="int8 export", unit="domain"):
+            if "int8" in config.quantize:
+                images, _ = _shuffled(train_sources[name], config, 4 * config.calibration_examples)
+                path = export_micro(domain_models[name], workdir.int8(name), images,
+                                    max_samples=config.calibration_examples, seed=config.seed)
+                manifest["int8"][name] = _entry(workdir, path)
+            if "qat" in config.quantize:
+                train_images, train_labels = _shuffled(train_sources[name], config, QAT_MAX_TRAIN_IMAGES)
+                eval_images, eval_labels = data_sources.labelled_images(
+                    test_sources[name], config.image_size, config.eval_examples)
+                result = quantization_aware_int8(
+                    domain_models[name], workdir.int8(name, "qat"), train_images, train_labels,
+                    eval_images, eval_labels, epochs=config.qat_epochs, batch_size=config.batch_size,
+                    seed=config.seed,
+                )
+                manifest["qat"][name] = {**_entry(workdir, workdir.int8(name, "qat")), **result}
+    write_json(workdir.manifest, manifest)
+    return manifest
+
+
+def read_manifest(workdir):
+    """The export manifest, or an empty one when the export stage has not run."""
+    if not workdir.manifest.exists():
+        return {"android": {}, "int8": {}, "qat": {}}
+    return read_json(workdir.manifest)
+
+
+def _entry(workdir, path):
+    return {"path": os.path.relpath(path, workdir.root), "bytes": os.path.getsize(path)}
+
+
+def _shuffled(source, config, limit):
+    """Up to ``limit`` training images of a source in a seeded random order (all classes)."""
+    count = int(source.dataset.cardinality())
+    buffer = count if 0 < count <= 50_000 else 50_000
+    shuffled = source.dataset.shuffle(buffer, seed=config.seed)
+    return data_sources.labelled_images(
+        type(source)(source.name, shuffled, source.num_classes, source.flip), config.image_size, limit)
