@@ -14,16 +14,22 @@ import json
 import math
 import os
 
-from bap_tf import costs, losses
-from bap_tf.backbones import BACKBONES
-from bap_tf.data.pocket import POCKET_DOMAINS, POCKET_SOURCE
-from bap_tf.data.tfds_loaders import (
-    DECATHLON_DOMAINS,
-    DECATHLON_IMAGE_SIZE,
-    IMAGENET_TO_SKETCH,
-    IMAGENET_TO_SKETCH_FOLDERS,
-    IMAGENET_TO_SKETCH_IMAGE_SIZE,
+# Names the library defines; repeated here so that building and validating a config (and so a
+# command's --help and its flag errors) does not import TensorFlow. tests/cli/test_config.py
+# checks that each one equals the library's own constant.
+BACKBONES = ("resnet26", "resnet50", "mobilenet_v2")  # bap_tf.backbones.BACKBONES
+BUDGET_METRICS = ("macs", "params")  # bap_tf.costs.BUDGET_METRICS
+SHARING_LOSSES = ("none", "union", "intersection", "jaccard")  # bap_tf.losses.SHARING_LOSSES
+POCKET_SOURCE = "fashion_mnist"  # bap_tf.data.pocket.POCKET_SOURCE
+POCKET_DOMAINS = ("digits", "letters", "textures", "photo_digits")  # keys of bap_tf.data.pocket.POCKET_DOMAINS
+DECATHLON_DOMAINS = (  # bap_tf.data.tfds_loaders.DECATHLON_DOMAINS
+    "aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb",
+    "imagenet12", "omniglot", "svhn", "ucf101", "vgg-flowers",
 )
+DECATHLON_IMAGE_SIZE = 72  # bap_tf.data.tfds_loaders.DECATHLON_IMAGE_SIZE
+IMAGENET_TO_SKETCH = ("imagenet", "cubs", "stanford_cars", "flowers")  # keys of tfds_loaders.IMAGENET_TO_SKETCH
+IMAGENET_TO_SKETCH_FOLDERS = ("wikiart", "sketch")  # bap_tf.data.tfds_loaders.IMAGENET_TO_SKETCH_FOLDERS
+IMAGENET_TO_SKETCH_IMAGE_SIZE = 224  # bap_tf.data.tfds_loaders.IMAGENET_TO_SKETCH_IMAGE_SIZE
 
 DATASETS = ("pocket", "decathlon", "imagenet_sketch", "folders")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -73,11 +79,11 @@ def _check_choice(name, value, choices):
 def known_domains(dataset):
     """The domain names ``dataset`` can load (``None`` for ``folders``: any sub-folder)."""
     if dataset == "pocket":
-        return tuple(POCKET_DOMAINS)
+        return POCKET_DOMAINS
     if dataset == "decathlon":
         return DECATHLON_DOMAINS
     if dataset == "imagenet_sketch":
-        return tuple(IMAGENET_TO_SKETCH) + IMAGENET_TO_SKETCH_FOLDERS
+        return IMAGENET_TO_SKETCH + IMAGENET_TO_SKETCH_FOLDERS
     return None
 
 
@@ -85,7 +91,7 @@ def default_domains(dataset, folders_root=None):
     """A dataset's standard domains: all pocket targets, all ten Decathlon domains, the five
     ImageNet-to-Sketch targets, or every sub-folder of ``folders_root``."""
     if dataset == "pocket":
-        return tuple(POCKET_DOMAINS)
+        return POCKET_DOMAINS
     if dataset == "decathlon":
         return DECATHLON_DOMAINS
     if dataset == "imagenet_sketch":
@@ -160,8 +166,8 @@ class ExperimentConfig:
         object.__setattr__(self, "quantize", tuple(self.quantize))
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("backbone", self.backbone, BACKBONES)
-        _check_choice("budget_metric", self.budget_metric, costs.BUDGET_METRICS)
-        _check_choice("sharing_loss", self.sharing_loss, losses.SHARING_LOSSES)
+        _check_choice("budget_metric", self.budget_metric, BUDGET_METRICS)
+        _check_choice("sharing_loss", self.sharing_loss, SHARING_LOSSES)
         _check_choice("strategy", self.strategy, STRATEGIES)
         if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")

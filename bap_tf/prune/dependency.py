@@ -132,6 +132,8 @@ def rule_for(layer):
     for rule in RULES:
         if isinstance(layer, rule.layer_types):
             return rule, _role(rule, layer)
+    if isinstance(layer, keras.layers.Dense):
+        raise _unsupported(layer, "a Dense layer inside the network (only the DomainHeads may be dense)")
     raise _unsupported(layer, "no channel rule for this layer type")
 
 

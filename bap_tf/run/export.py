@@ -43,12 +43,12 @@ def export(config, workdir):
         test_sources = {s.name: s for s in data_sources.domain_sources(config, "test")}
         for name in tqdm(config.domains, desc="int8 export", unit="domain"):
             if "int8" in config.quantize:
-                images, _ = _shuffled(train_sources[name], config, 4 * config.calibration_examples)
+                images, _ = data_sources.sample_images(train_sources[name], config.image_size, 4 * config.calibration_examples, config.seed)
                 path = export_micro(domain_models[name], workdir.int8(name), images,
                                     max_samples=config.calibration_examples, seed=config.seed)
                 manifest["int8"][name] = _entry(workdir, path)
             if "qat" in config.quantize:
-                train_images, train_labels = _shuffled(train_sources[name], config, QAT_MAX_TRAIN_IMAGES)
+                train_images, train_labels = data_sources.sample_images(train_sources[name], config.image_size, QAT_MAX_TRAIN_IMAGES, config.seed)
                 eval_images, eval_labels = data_sources.labelled_images(
                     test_sources[name], config.image_size, config.eval_examples)
                 result = quantization_aware_int8(
@@ -56,7 +56,7 @@ def export(config, workdir):
                     eval_images, eval_labels, epochs=config.qat_epochs, batch_size=config.batch_size,
                     seed=config.seed,
                 )
-                manifest["qat"][name] = {**_entry(workdir, workdir.int8(name, "qat")), **result}
+                manifest["qat"][name] = {**result, **_entry(workdir, workdir.int8(name, "qat"))}
     write_json(workdir.manifest, manifest)
     return manifest
 
@@ -70,12 +70,3 @@ def read_manifest(workdir):
 
 def _entry(workdir, path):
     return {"path": os.path.relpath(path, workdir.root), "bytes": os.path.getsize(path)}
-
-
-def _shuffled(source, config, limit):
-    """Up to ``limit`` training images of a source in a seeded random order (all classes)."""
-    count = int(source.dataset.cardinality())
-    buffer = count if 0 < count <= 50_000 else 50_000
-    shuffled = source.dataset.shuffle(buffer, seed=config.seed)
-    return data_sources.labelled_images(
-        type(source)(source.name, shuffled, source.num_classes, source.flip), config.image_size, limit)

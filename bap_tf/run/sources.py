@@ -26,6 +26,8 @@ SPLITS = ("train", "test")
 _TFDS_EVAL_SPLIT = {"decathlon": "validation", "imagenet": "validation", "flowers": "test"}
 # Domains whose mirror image is another class (characters, digits, signs): no flips.
 _NO_FLIP = {"omniglot", "svhn", "gtsrb", "sketch"}
+# Examples held in memory to draw a random sample from a data set.
+SHUFFLE_BUFFER = 50_000
 
 
 def pocket_cache_dir(data_dir):
@@ -90,6 +92,15 @@ def labelled_images(source, image_size, limit=0):
         images.append(x["image"].numpy())
         labels.append(y.numpy())
     return _concat(images, (0, image_size, image_size, 3), "float32"), _concat(labels, (0,), "int32")
+
+
+def sample_images(source, image_size, limit, seed=0):
+    """Up to ``limit`` images of a source in a seeded random order (so every class shows up
+    even when the source is sorted by class), as ``labelled_images`` returns them."""
+    count = int(source.dataset.cardinality())
+    buffer = count if 0 < count <= SHUFFLE_BUFFER else SHUFFLE_BUFFER
+    shuffled = DomainSource(source.name, source.dataset.shuffle(buffer, seed=seed), source.num_classes, source.flip)
+    return labelled_images(shuffled, image_size, limit)
 
 
 def image_label_dataset(source, image_size):

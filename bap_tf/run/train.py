@@ -12,8 +12,6 @@ epochs as asked, the stage has nothing to do and says so.
 
 import dataclasses
 import functools
-import sys
-import time
 
 import keras
 from absl import logging
@@ -22,6 +20,7 @@ from bap_tf.data import eval_datasets, train_dataset
 from bap_tf.model import BudgetAwareModel, ProjectToBudget
 from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
+from bap_tf.run.callbacks import JsonHistory, progress_verbosity, standard_callbacks
 from bap_tf.run.strategy import check_batch_size, get_strategy
 from bap_tf.run.workdir import atomic_path, read_json, write_json
 from bap_tf.switching import build_switched_network
@@ -35,39 +34,6 @@ class TrainResult:
     kept_fractions: dict  # domain -> kept fraction of the switchable cost
     union_fraction: float
     skipped: bool = False  # the workdir already held a model trained for config.epochs
-
-
-class JsonHistory(keras.callbacks.Callback):
-    """Writes every epoch's logs to a JSON file, atomically, keeping earlier epochs on resume.
-
-    ``{"epochs": n, "logs": {name: [value per epoch]}, "epoch_seconds": [...]}``. An epoch that
-    is trained again after a resume overwrites its own entry.
-    """
-
-    def __init__(self, path):
-        super().__init__()
-        self.path = path
-        self.history = {"epochs": 0, "logs": {}, "epoch_seconds": []}
-        self._start = None
-
-    def on_train_begin(self, logs=None):
-        try:
-            self.history = read_json(self.path)
-        except FileNotFoundError:
-            pass
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {key: float(value) for key, value in (logs or {}).items()}
-        for key in set(self.history["logs"]) | set(logs):
-            values = self.history["logs"].setdefault(key, [])[:epoch]
-            values += [None] * (epoch - len(values))
-            self.history["logs"][key] = values + [logs.get(key)]
-        self.history["epoch_seconds"] = self.history["epoch_seconds"][:epoch] + [time.perf_counter() - self._start]
-        self.history["epochs"] = epoch + 1
-        write_json(self.path, self.history)
 
 
 def trained_epochs(workdir):
@@ -123,19 +89,10 @@ def train(config, workdir, verbose="auto"):
         config.backbone, len(domains), [d[0] for d in domains], config.budget, config.sharing_loss,
         global_batch, strategy.num_replicas_in_sync,
     )
-    callbacks = [
-        # First, so the state is restored before the other callbacks see the model.
-        keras.callbacks.BackupAndRestore(str(workdir.backup), delete_checkpoint=False),
-        keras.callbacks.TensorBoard(str(workdir.tensorboard)),
-        keras.callbacks.ProgbarLogger(),
-        JsonHistory(workdir.history),
-        ProjectToBudget(),
-    ]
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
+    callbacks = standard_callbacks(workdir, keep_backup=True) + [JsonHistory(workdir.history), ProjectToBudget()]
     model.fit(
-        data, epochs=config.epochs, validation_data=validation_dataset(test_sources, config),
-        callbacks=callbacks, verbose=verbose,
+        data, epochs=config.epochs, validation_data=validation_dataset(test_sources, config), shuffle=False,
+        callbacks=callbacks, verbose=progress_verbosity(verbose),
     )
     with atomic_path(workdir.model) as temporary:
         model.save(temporary)

@@ -152,6 +152,24 @@ class Workdir:
             write_text(self.flags, flags_text)
 
 
+def config_for_workdir(saved, explicit, workdir):
+    """The resolved config of a command on ``workdir``.
+
+    ``saved``: the workdir's config (None for a new workdir); ``explicit``: ``{field: value}`` of
+    the flags given on this command. A new run takes the defaults plus ``explicit``; a later
+    command takes the saved run's settings plus ``explicit``, and is refused (``WorkdirError``)
+    when ``explicit`` changes a field of ``IDENTITY_FIELDS`` (domains, backbone, budget...).
+    """
+    if saved is None:
+        return ExperimentConfig.from_dict(explicit).resolve()
+    if explicit.get("dataset", saved.dataset) != saved.dataset:
+        # Checked first: the saved domains would not even be valid for another dataset.
+        _refuse(workdir, [("dataset", saved.dataset, explicit["dataset"])])
+    config = ExperimentConfig.from_dict({**saved.to_dict(), **explicit}).resolve()
+    check_same_run(saved, config, workdir)
+    return config
+
+
 def check_same_run(saved, requested, workdir):
     """Refuses ``requested`` when it differs from the workdir's run in an identity field."""
     if saved is None:
@@ -161,6 +179,11 @@ def check_same_run(saved, requested, workdir):
         for name, value in saved.identity().items()
         if requested.identity()[name] != value
     ]
+    if differences:
+        _refuse(workdir, differences)
+
+
+def _refuse(workdir, differences):
     if differences:
         name, there, asked = differences[0]
         more = f" (and {len(differences) - 1} more: {[d[0] for d in differences[1:]]})" if len(differences) > 1 else ""

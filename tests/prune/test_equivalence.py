@@ -7,7 +7,7 @@ import pytest
 import prune_nets
 from bap_tf import switching
 from bap_tf.layers import ChannelGather, ChannelMask, SwitchedConv2D
-from bap_tf.prune import Rewriter
+from bap_tf.prune import Rewriter, report
 
 
 @pytest.mark.parametrize("budget", [0.25, 0.5, 0.75])
@@ -52,15 +52,16 @@ def test_channel_unused_by_every_domain_leaves_every_producer(networks):
     plan = rewriter.union_plan()
     kept = plan.channels(stream.producers[0])
     assert dropped not in kept and len(kept) == stream.channels - 1
+    own = rewriter.domain_models()
     for producer in stream.producers:
         original = network.get_layer(producer).kernel.numpy()
-        for model in [*union.values(), *rewriter.domain_models().values()]:
+        for model in [*union.values(), *own.values()]:
             conv = model.get_layer(producer)
             assert conv.filters <= stream.channels - 1
         conv = union["birds"].get_layer(producer)
         expected = original[:, :, plan.reads[producer], :][..., kept]
         np.testing.assert_array_equal(conv.kernel.numpy(), expected)
-    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=2))
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=2), own)
     assert max(worst.values()) <= prune_nets.TOLERANCE
 
 
@@ -70,7 +71,7 @@ def test_channel_used_by_one_domain_is_masked_for_the_others(networks):
     prune_nets.set_switches(network, 0.5, rng)
     conv, channel = "stage2_block3_1_conv", 5
     gates = switching.gate_values(network)
-    gates[conv][:, channel] = [True, False, False]
+    gates[conv][:, channel] = [True, False, False]  # birds only
     gates[conv][:, channel - 1] = True  # a channel everyone uses, so the others' masks are not empty
     prune_nets.set_gates(network, gates)
     prune_nets.randomize(network, rng)
@@ -96,15 +97,19 @@ def test_all_switches_on_keeps_the_original_size(networks, arch):
     prune_nets.randomize(network, rng)
     rewriter = Rewriter(network, prune_nets.domains_of(network))
     union = rewriter.union_models()
-    own = rewriter.domain_model(0)
-    for model in [*union.values(), own]:
+    own = rewriter.domain_models()
+    for model in [*union.values(), *own.values()]:
         assert not prune_nets.layers_of_type(model, ChannelMask)
         assert not prune_nets.layers_of_type(model, ChannelGather)
-    for layer in network.layers:
-        if isinstance(layer, (keras.layers.Conv2D, SwitchedConv2D)):
-            for model in (union["birds"], own):
+        for layer in network.layers:
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, SwitchedConv2D)):
                 assert model.get_layer(layer.name).kernel.shape == layer.kernel.shape
-    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=4))
+    backbone = report.backbone_cost(network).total
+    for model in own.values():  # a per-domain model is the backbone plus its head
+        cost = report.model_cost(model, rewriter.dependency.switched)
+        assert cost.total.params - cost.parts["heads"].params == backbone.params
+        assert cost.total.macs - cost.parts["heads"].macs == backbone.macs
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=4), own)
     assert max(worst.values()) <= prune_nets.TOLERANCE
 
 

@@ -1,0 +1,135 @@
+"""The shared entry point of the bap-* commands: flags -> config -> workdir -> library.
+
+Errors a user can fix (a bad flag value, a missing flagfile or file, an unknown name, an
+unwritable workdir, a workdir from another run) print one line, ``<command>: error: ...``, and
+exit with code 2; ``--verbosity=1`` (or higher) shows the traceback instead. A microcontroller
+budget that ``--enforce_mcu_budget`` enforces and a domain misses exits with code 3. Anything
+else is a bug and keeps its traceback.
+"""
+
+import os
+import sys
+
+# Before TensorFlow loads (in the library, after the flags are checked): no C++ info chatter.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from bap_tf import config as config_lib  # noqa: E402
+from bap_tf.cli import flags as cli_flags  # noqa: E402
+from bap_tf.run.workdir import Workdir, config_for_workdir  # noqa: E402
+
+FLAGS = flags.FLAGS
+USAGE_ERROR = 2
+MCU_BUDGET_ERROR = 3
+# What a user can fix; OSError covers missing files (FileNotFoundError) and unwritable folders.
+USER_ERRORS = (ValueError, OSError)
+
+
+def fail(command, message, code=USAGE_ERROR):
+    text = " ".join(str(message).split()) if code == USAGE_ERROR else str(message)
+    print(f"{command}: error: {text}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _flags_parser(command):
+    def parse(argv):
+        try:
+            return FLAGS(argv)
+        except flags.Error as error:
+            message = str(error).replace("ERROR:: ", "")
+            fail(command, f"{message} (see {command} --helpfull)")
+
+    return parse
+
+
+def run_app(command, main):
+    """Runs ``main(argv)`` as an absl app named ``command`` with bap-tf's error handling."""
+
+    def wrapped(argv):
+        if len(argv) > 1:
+            fail(command, f"unexpected arguments {argv[1:]}; every setting is a --flag (see {command} --helpfull)")
+        try:
+            main(argv)
+        except Exception as error:  # sorted below: user errors become one line
+            if FLAGS.verbosity >= 1:
+                raise
+            from bap_tf.export.mcu import McuBudgetError
+
+            if isinstance(error, McuBudgetError):
+                fail(command, error, MCU_BUDGET_ERROR)
+            if isinstance(error, USER_ERRORS):
+                fail(command, error)
+            raise
+
+    app.run(wrapped, argv=[command, *sys.argv[1:]], flags_parser=_flags_parser(command))
+
+
+def experiment_config(command):
+    """``(config, workdir)`` of an experiment command: its workdir's run plus the given flags.
+
+    The config is validated before the workdir is created, so a bad flag leaves nothing
+    behind; then the resolved config goes to ``WORKDIR/config.json`` and ``flags.cfg``.
+    """
+    workdir = Workdir(os.path.abspath(FLAGS.workdir))
+    explicit = cli_flags.explicit_values(config_lib.ExperimentConfig)
+    config = config_for_workdir(workdir.saved_config(), explicit, FLAGS.workdir)
+    workdir.create()
+    workdir.write_config(config, cli_flags.flagfile_text(config, "bap-train"))
+    return config, workdir
+
+
+def say(command, message):
+    """A line for the user on stdout (progress goes to stderr through absl logging)."""
+    print(f"{command}: {message}", flush=True)
+
+
+def stage_main(command, stages_of):
+    """``main`` of bap-train/prune/export/eval: runs ``stages_of()`` on the flags' config."""
+
+    def main(argv):
+        config, workdir = experiment_config(command)
+        stages = stages_of()
+        logging.info("%s: stages %s in %s", command, ",".join(stages), workdir.root)
+        from bap_tf.run.stages import run_stages  # loads TensorFlow: after the flags are checked
+
+        results = run_stages(config, workdir, stages)
+        print_outputs(command, workdir, results)
+
+    return main
+
+
+def print_outputs(command, workdir, results):
+    root = workdir.root
+    say(command, f"done. Outputs in {root}:")
+    rel = lambda path: os.path.relpath(path, root)  # noqa: E731
+    if "train" in results:
+        r = results["train"]
+        kept = ", ".join(f"{d} {v:.2f}" for d, v in r.kept_fractions.items())
+        note = " (already trained; nothing to do)" if r.skipped else ""
+        print(f"  {rel(r.model_path)}: the trained masked model, {r.epochs} epochs{note}; kept {kept}; union {r.union_fraction:.2f}")
+        print(f"  {rel(r.history_path)}, tensorboard/ (tensorboard --logdir {root / 'tensorboard'}), backup/")
+    if "prune" in results:
+        r = results["prune"]
+        ratio = r.costs["union_ratio"]
+        print(f"  {rel(r.union_path)}: union-pruned model, params x{ratio['params']:.3f}, MACs x{ratio['macs']:.3f} of the backbone")
+        print(f"  pruned/<domain>.keras: {len(r.domain_paths)} per-domain models; {rel(r.costs_path)}")
+    if "export" in results:
+        manifest = results["export"]
+        for variant, entry in manifest["android"].items():
+            print(f"  {entry['path']}: Android, {variant}, {entry['bytes'] / 1024:.0f} KiB")
+        for variant in ("int8", "qat"):
+            if manifest[variant]:
+                total = sum(e["bytes"] for e in manifest[variant].values()) / 1024
+                print(f"  export/{variant}/<domain>.tflite: {len(manifest[variant])} files, {total:.0f} KiB in all")
+    if "eval" in results:
+        r = results["eval"]
+        report = r.report
+        print(f"  {rel(r.paths['md'])}, {rel(r.paths['json'])}, plots/: S-score {report['s_score']:.0f}, "
+              f"efficiency {report['efficiency']:.0f}, pruned MACs x{report['pruned']['macs_ratio']:.3f}")
+        for name, d in report["domains"].items():
+            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {_fmt(d['accuracy_tflite_int8'])}), kept {d['kept_fraction']:.2f}")
+
+
+def _fmt(value):
+    return "–" if value is None else f"{value:.3f}"

@@ -1,0 +1,331 @@
+"""The run report: ``report.json`` (a contract other tools read), ``report.md`` and plots.
+
+``build_report`` turns what the eval stage measured into one JSON-ready dict;
+``write_report`` writes it, the Markdown page and the PNG plots (matplotlib, Agg backend), each
+file atomically. Fields of ``report.json`` (``REPORT_VERSION`` 1), fractions in [0, 1]:
+
+- ``budget``, ``budget_metric``, ``sharing_loss``, ``dataset``, ``backbone_name``, ``config``;
+- ``backbone {params, macs}``: the single-domain backbone, no head;
+- ``pruned {params, macs, params_ratio, macs_ratio, mask_bits, weight_params}``: the
+  union-pruned multi-domain model, shared weights once plus every domain's BatchNorms, head and
+  1-bit channel masks (``params`` counts 32 mask bits as one parameter; ``weight_params``
+  leaves them out); ratios are to the backbone;
+- ``union_fraction``: the switchable cost the union of the domains keeps (the budget metric);
+- ``domains {name: {...}}``: ``accuracy_masked`` (trained masked model, Keras),
+  ``accuracy_pruned`` (union-pruned model, Keras), ``accuracy_tflite`` (Android file, LiteRT;
+  float32, or dynamic when only that was exported), ``accuracy_tflite_dynamic``,
+  ``accuracy_tflite_int8`` (the domain's int8 file, LiteRT), ``accuracy_tflm`` (same file,
+  TFLM), ``accuracy_qat``, ``kept_fraction``, ``params`` / ``macs`` (the domain's own pruned
+  model), ``union_params`` / ``union_macs`` (the domain's path through the union model),
+  ``tflite_int8_bytes``, ``tflm_arena_bytes``, ``reference_error``, ``s_score``,
+  ``num_test_images``, ``num_device_images``; ``null`` where a stage or variant did not run;
+- ``s_score`` (over ``accuracy_pruned``), ``s_score_max``, ``s_score_reference`` (which
+  reference errors were used), ``reference_errors``, ``efficiency`` (S-score over the geometric
+  mean of ``pruned.params_ratio`` and ``pruned.macs_ratio``);
+- ``android``, ``mcu`` (the flash/RAM budget check), ``layers`` (channels kept per switched
+  conv and domain), ``training`` (epochs and the last epoch's logs), ``timings_s``.
+"""
+
+import math
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bap_tf import metrics  # noqa: E402
+from bap_tf.run.workdir import atomic_path, write_json, write_text  # noqa: E402
+
+REPORT_VERSION = 1
+PLOTS = {"kept_channels": "plots/kept_channels.png", "accuracy_vs_cost": "plots/accuracy_vs_cost.png"}
+S_SCORE_ACCURACY = "accuracy_pruned"
+
+
+def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, manifest, mcu,
+                 kept_fractions, union_fraction, layers, reference_errors, reference, history,
+                 timings):
+    """The report dict (see the module docstring) from the eval stage's measurements.
+
+    Args:
+      config: the run's ``ExperimentConfig``.
+      costs: ``bap_tf.prune.report.prune_report`` output (the prune stage's costs.json).
+      accuracy: ``{"masked": {domain: acc}, "pruned": {domain: acc}}``, Keras, whole test split.
+      num_test: ``{domain: test images}``.
+      checks: ``bap_tf.export.checks.run_checks`` output.
+      extra_accuracy: ``{"dynamic": {domain: acc}, "qat": {domain: acc}}`` (either may be absent).
+      manifest: the export stage's manifest; mcu: ``check_mcu_budget`` output or None.
+      kept_fractions: ``{domain: kept fraction}``; union_fraction: float.
+      layers: ``[{"name", "in_channels", "kept": {domain: n}, "union": n}]``.
+      reference_errors: ``{domain: error}``; reference: how they were obtained.
+      history: the train stage's history.json (or None); timings: ``{stage: seconds}``.
+    """
+    union = costs["union"]
+    backbone = costs["backbone"]
+    domains = {}
+    for name in config.domains:
+        device = checks["domains"].get(name, {})
+        device_accuracy = device.get("accuracy", {})
+        own = costs.get("domains", {}).get(name, {})
+        path = costs["union_per_domain"][name]
+        domains[name] = {
+            "accuracy_masked": accuracy["masked"][name],
+            "accuracy_pruned": accuracy["pruned"][name],
+            "accuracy_tflite": device_accuracy.get("tflite_float"),
+            "accuracy_tflite_dynamic": extra_accuracy.get("dynamic", {}).get(name, _dynamic_only(manifest, device_accuracy)),
+            "accuracy_tflite_int8": device_accuracy.get("tflite_int8"),
+            "accuracy_tflm": device_accuracy.get("tflm"),
+            "accuracy_qat": extra_accuracy.get("qat", {}).get(name),
+            "kept_fraction": kept_fractions[name],
+            "params": own.get("params_with_masks", own.get("params")),
+            "macs": own.get("macs"),
+            "params_ratio": costs.get("domain_ratio", {}).get(name, {}).get("params"),
+            "macs_ratio": costs.get("domain_ratio", {}).get(name, {}).get("macs"),
+            "union_params": path["params_with_masks"],
+            "union_macs": path["macs"],
+            "tflite_int8_bytes": device.get("micro_model_bytes"),
+            "tflm_arena_bytes": device.get("arena_bytes"),
+            "tflite_vs_keras_max_abs_logit_diff": (device.get("tflite_float_vs_keras") or {}).get("max_abs_logit_diff"),
+            "tflm_vs_tflite_int8_argmax_agreement": (device.get("tflm_vs_tflite_int8") or {}).get("argmax_agreement"),
+            "reference_error": reference_errors[name],
+            "num_test_images": num_test[name],
+            "num_device_images": device.get("num_images"),
+        }
+    errors = {name: 1.0 - domains[name][S_SCORE_ACCURACY] for name in config.domains}
+    score, terms = metrics.s_score(errors, reference_errors)
+    for name, term in terms.items():
+        domains[name]["s_score"] = term
+    ratios = costs["union_ratio"]
+    return {
+        "report_version": REPORT_VERSION,
+        "dataset": config.dataset,
+        "backbone_name": config.backbone,
+        "budget": config.budget,
+        "budget_metric": config.budget_metric,
+        "sharing_loss": config.sharing_loss,
+        "sharing_weight": "learnable" if config.sharing_weight is None else config.sharing_weight,
+        "backbone": {"params": backbone["params"], "macs": backbone["macs"]},
+        "pruned": {
+            "params": union["params_with_masks"],
+            "macs": union["macs"],
+            "params_ratio": ratios["params"],
+            "macs_ratio": ratios["macs"],
+            "mask_bits": union["mask_bits"],
+            "weight_params": union["params"],
+        },
+        "union_fraction": union_fraction,
+        "domains": domains,
+        "s_score": score,
+        "s_score_max": metrics.POINTS_PER_DOMAIN * len(config.domains),
+        "s_score_accuracy": S_SCORE_ACCURACY,
+        "s_score_reference": reference,
+        "reference_errors": reference_errors,
+        "efficiency": metrics.efficiency(score, ratios["params"], ratios["macs"]),
+        "mean_accuracy_pruned": sum(d["accuracy_pruned"] for d in domains.values()) / len(domains),
+        "android": manifest.get("android", {}),
+        "mcu": mcu,
+        "layers": layers,
+        "training": _training_summary(history),
+        "timings_s": timings,
+        "config": config.to_dict(),
+    }
+
+
+def _dynamic_only(manifest, device_accuracy):
+    """The Android accuracy when the dynamic file was the only Android file checked."""
+    android = manifest.get("android", {})
+    return device_accuracy.get("tflite_float") if "dynamic" in android and "float32" not in android else None
+
+
+def _training_summary(history):
+    if not history:
+        return None
+    logs = history.get("logs", {})
+    last = {key: values[-1] for key, values in logs.items() if values}
+    return {
+        "epochs": history.get("model_epochs", history.get("epochs")),
+        "seconds": sum(history.get("epoch_seconds", [])),
+        "last_epoch": last,
+    }
+
+
+# -- writing ------------------------------------------------------------------------------
+def write_report(report, directory):
+    """Writes report.json, report.md and the plots under ``directory``; returns their paths."""
+    paths = {"json": os.path.join(directory, "report.json"), "md": os.path.join(directory, "report.md")}
+    for name, relative in PLOTS.items():
+        paths[name] = os.path.join(directory, relative)
+    plot_kept_channels(report, paths["kept_channels"])
+    plot_accuracy_vs_cost(report, paths["accuracy_vs_cost"])
+    write_text(paths["md"], markdown(report))
+    write_json(paths["json"], report)
+    return paths
+
+
+def _save(figure, path):
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+
+
+def plot_kept_channels(report, path):
+    """Grouped bars: fraction of input channels kept per switched conv, per domain and union."""
+    layers = report["layers"]
+    names = list(report["domains"])
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(layers) * (len(names) + 1)), 4.0))
+    width = 0.8 / (len(names) + 1)
+    positions = range(len(layers))
+    for i, name in enumerate(names):
+        axis.bar([p + i * width for p in positions], [l["kept"][name] / l["in_channels"] for l in layers],
+                 width, label=name)
+    axis.bar([p + len(names) * width for p in positions], [l["union"] / l["in_channels"] for l in layers],
+             width, label="union", color="black", alpha=0.6)
+    axis.axhline(report["budget"], color="red", linestyle="--", linewidth=1, label=f"budget {report['budget']:g}")
+    axis.set_xticks([p + 0.4 - width / 2 for p in positions])
+    axis.set_xticklabels([_short(l["name"]) for l in layers], rotation=90, fontsize=7)
+    axis.set_ylabel("input channels kept")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(f"Channels kept per switched conv ({report['backbone_name']}, budget {report['budget']:g})")
+    axis.legend(fontsize=7, ncol=min(len(names) + 2, 6), loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _short(name):
+    return name.replace("stage", "s").replace("_block", "b").replace("_conv", "")
+
+
+def plot_accuracy_vs_cost(report, path):
+    """Per domain: accuracy vs MACs relative to the backbone, reference -> pruned -> int8."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for index, (name, d) in enumerate(report["domains"].items()):
+        colour = f"C{index % 10}"
+        ratio = d["macs_ratio"] if d["macs_ratio"] is not None else report["pruned"]["macs_ratio"]
+        reference = 1.0 - d["reference_error"]
+        axis.plot([1.0, ratio], [reference, d["accuracy_pruned"]], color=colour, alpha=0.4)
+        axis.scatter([1.0], [reference], color=colour, marker="x")
+        axis.scatter([ratio], [d["accuracy_pruned"]], color=colour, marker="o", label=name)
+        if d["accuracy_tflite_int8"] is not None:
+            axis.scatter([ratio], [d["accuracy_tflite_int8"]], color=colour, marker="s", facecolors="none")
+    axis.scatter([report["pruned"]["macs_ratio"]], [report["mean_accuracy_pruned"]], marker="*", s=160,
+                 color="black", label="union model (mean)")
+    axis.set_xlabel("MACs relative to the backbone (per-domain model; x = reference at 1.0)")
+    axis.set_ylabel("test accuracy (o Keras pruned, □ int8 file)")
+    axis.set_xlim(0, 1.1)
+    axis.set_ylim(0, 1.02)
+    axis.grid(alpha=0.3)
+    axis.set_title(f"Accuracy vs cost (budget {report['budget']:g}, {report['sharing_loss']} sharing)")
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _fmt(value, spec=".3f", none="–"):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return none
+    return format(value, spec)
+
+
+def _count(value):
+    if value is None:
+        return "–"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def markdown(report):
+    """The human-readable report page."""
+    config = report["config"]
+    domains = report["domains"]
+    lines = [
+        f"# bap-tf report: {report['dataset']}, budget {report['budget']:g}, {report['sharing_loss']} sharing loss",
+        "",
+        f"Backbone `{report['backbone_name']}`"
+        + (f" (width {config['width']})" if report["backbone_name"] == "resnet26" else "")
+        + f", {config['image_size']} px, domains {', '.join(f'`{d}`' for d in domains)}; "
+        f"budget metric {report['budget_metric']}, sharing weight {report['sharing_weight']}; "
+        f"{config['epochs']} epochs, batch {config['batch_size']} per domain, seed {config['seed']}.",
+        "",
+        "## Cost",
+        "",
+        "| model | params | MACs | params / backbone | MACs / backbone |",
+        "|---|---:|---:|---:|---:|",
+        f"| backbone (single domain, no head) | {_count(report['backbone']['params'])} | {_count(report['backbone']['macs'])} | 1 | 1 |",
+        f"| union-pruned multi-domain model ({len(domains)} domains) | {_count(report['pruned']['params'])} | "
+        f"{_count(report['pruned']['macs'])} | {_fmt(report['pruned']['params_ratio'])} | {_fmt(report['pruned']['macs_ratio'])} |",
+    ]
+    for name, d in domains.items():
+        lines.append(f"| `{name}` alone (pruned to its switches) | {_count(d['params'])} | {_count(d['macs'])} | "
+                     f"{_fmt(d['params_ratio'])} | {_fmt(d['macs_ratio'])} |")
+    lines += [
+        "",
+        f"The union of the domains keeps {report['union_fraction']:.1%} of the switchable {report['budget_metric']}. "
+        f"Union-model params include {report['pruned']['mask_bits']} mask bits (32 bits = 1 parameter).",
+        "",
+        "## Accuracy (test split)",
+        "",
+        "| domain | kept | masked | pruned | TFLite | TFLite dynamic | int8 (LiteRT) | int8 (TFLM) | QAT | int8 file | TFLM arena | reference | S |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, d in domains.items():
+        size = "–" if d["tflite_int8_bytes"] is None else f"{d['tflite_int8_bytes'] / 1024:.1f} KiB"
+        arena = "–" if d["tflm_arena_bytes"] is None else f"{d['tflm_arena_bytes'] / 1024:.1f} KiB"
+        lines.append(
+            f"| `{name}` | {_fmt(d['kept_fraction'], '.2f')} | {_fmt(d['accuracy_masked'])} | {_fmt(d['accuracy_pruned'])} | "
+            f"{_fmt(d['accuracy_tflite'])} | {_fmt(d['accuracy_tflite_dynamic'])} | {_fmt(d['accuracy_tflite_int8'])} | "
+            f"{_fmt(d['accuracy_tflm'])} | {_fmt(d['accuracy_qat'])} | {size} | {arena} | "
+            f"{_fmt(1 - d['reference_error'])} | {_fmt(d['s_score'], '.0f')} |"
+        )
+    first = next(iter(domains.values()))
+    lines += [
+        "",
+        f"Keras accuracies use the whole test split ({first['num_test_images']} images for `{next(iter(domains))}`); "
+        f"the exported files run on {first['num_device_images'] or 0} images per domain. "
+        "`kept`: the domain's kept fraction of the switchable cost (budget "
+        f"{report['budget']:g}). `reference`: accuracy of the S-score reference.",
+        "",
+        "## Scores",
+        "",
+        f"- **S-score: {report['s_score']:.0f}** of {report['s_score_max']:.0f} "
+        f"(over `{report['s_score_accuracy']}`; 250 per domain at the reference error, 1000 at error 0).",
+        f"- S-score reference: {report['s_score_reference']}.",
+        f"- **Efficiency: {report['efficiency']:.0f}** (S-score / sqrt(params ratio x MACs ratio of the union-pruned model)).",
+        f"- Mean accuracy of the union-pruned model: {report['mean_accuracy_pruned']:.3f}.",
+        "",
+        "## Deployment",
+        "",
+    ]
+    for variant, entry in report["android"].items():
+        lines.append(f"- Android, {variant}: `{entry['path']}` ({entry['bytes'] / 1024:.1f} KiB, one signature per domain)")
+    mcu = report["mcu"]
+    if mcu:
+        verdict = "every domain fits" if mcu["fits"] else "**some domains do not fit**"
+        lines.append(f"- Microcontroller budget (flash {mcu['flash_kb']:g} KiB, RAM {mcu['ram_kb']:g} KiB): {verdict}.")
+        for name, entry in mcu["domains"].items():
+            lines.append(f"  - `{name}`: model {entry['model_kb']:.1f} KiB (margin {entry['flash_margin_kb']:.1f}), "
+                         f"arena {entry['arena_kb']:.1f} KiB (margin {entry['ram_margin_kb']:.1f})")
+    if not report["android"] and not mcu:
+        lines.append("- Nothing was exported (run bap-export).")
+    training = report["training"]
+    if training:
+        lines += ["", "## Training", "", f"{training['epochs']} epochs in {training['seconds']:.0f} s."]
+        last = training["last_epoch"]
+        if "union" in last:
+            lines.append(f"Last epoch: loss {_fmt(last.get('loss'))}, union {_fmt(last.get('union'))}, "
+                         f"sharing weight {_fmt(last.get('sharing_weight'))}.")
+    if report["timings_s"]:
+        lines += ["", "Stage wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings_s"].items()) + "."]
+    lines += [
+        "",
+        "## Plots",
+        "",
+        f"![channels kept per layer]({PLOTS['kept_channels']})",
+        "",
+        f"![accuracy vs cost]({PLOTS['accuracy_vs_cost']})",
+        "",
+        "Replay this run: `bap-train --flagfile=WORKDIR/flags.cfg --workdir=WORKDIR`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""The eval stage: accuracy of every model and file on the test split, scores, and the report.
+
+Reads the masked model, the reduced models and the export manifest from the workdir (a stage
+that did not run leaves its entries ``null``), then measures per domain:
+
+- Keras accuracy of the masked model and of the union-pruned model on the whole test split;
+- on the first ``eval_examples`` test images (all by default), the exported files run where
+  they will run: the Android file in LiteRT (one signature per domain), each int8 file in
+  LiteRT and in TensorFlow Lite Micro, with the smallest TFLM arena it runs in;
+- the microcontroller budget check (``--mcu_flash_kb``, ``--mcu_ram_kb``);
+- the S-score against the reference errors (``bap_tf.run.reference``) and the efficiency.
+
+Writes ``report.json``, ``report.md`` and ``plots/`` (``bap_tf.report``). With
+``enforce_mcu_budget`` a domain over budget raises ``McuBudgetError`` once the report is written.
+"""
+
+import dataclasses
+
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from bap_tf import report as report_lib
+from bap_tf.data import eval_datasets
+from bap_tf.export.checks import run_checks
+from bap_tf.export.litert import LiteRTModel
+from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
+from bap_tf.run import sources as data_sources
+from bap_tf.run.export import read_manifest
+from bap_tf.run.prune import load_pruned
+from bap_tf.run.reference import reference_errors
+from bap_tf.run.train import load_masked_model
+from bap_tf.run.workdir import read_json
+from bap_tf.switching import gate_values
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    report: dict
+    paths: dict  # "json", "md", plots by name
+
+
+def evaluate(config, workdir):
+    """Measures everything listed in the module docstring and writes the report."""
+    masked = load_masked_model(workdir, config)
+    union, domain_models = load_pruned(workdir, config)
+    costs = read_json(workdir.require(workdir.costs, "prune"))
+    manifest = read_manifest(workdir)
+    test_sources = data_sources.domain_sources(config, "test")
+
+    accuracy = {"masked": {}, "pruned": {}}
+    num_test = {}
+    datasets = eval_datasets(test_sources, batch_size=max(config.batch_size, 64), image_size=config.image_size)
+    for index, (name, dataset) in enumerate(tqdm(datasets.items(), desc="Keras accuracy", unit="domain")):
+        labels = np.concatenate([y.numpy() for _, y in dataset])
+        logits = masked.predict(dataset, verbose=0)[:, : masked.domains[index].num_classes]
+        accuracy["masked"][name] = _accuracy(logits, labels)
+        accuracy["pruned"][name] = _accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
+        num_test[name] = int(labels.shape[0])
+
+    eval_sets = {s.name: data_sources.labelled_images(s, config.image_size, config.eval_examples) for s in test_sources}
+    android = manifest["android"].get("float32") or manifest["android"].get("dynamic")
+    micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
+    logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
+                 min(len(v[1]) for v in eval_sets.values()))
+    checks = run_checks(
+        union, eval_sets, android_path=workdir.root / android["path"] if android else None,
+        micro_paths=micro_paths or None,
+    )
+    extra = {}
+    if manifest["android"].get("dynamic") and manifest["android"].get("float32"):
+        extra["dynamic"] = _file_accuracy(workdir.root / manifest["android"]["dynamic"]["path"], eval_sets, signed=True)
+    if manifest.get("qat"):
+        extra["qat"] = {d: _file_accuracy(workdir.root / e["path"], {d: eval_sets[d]})[d] for d, e in manifest["qat"].items()}
+
+    footprints = footprints_from_checks(checks)
+    mcu = check_mcu_budget(config.mcu_flash_kb, config.mcu_ram_kb, footprints) if footprints else None
+    errors, reference = reference_errors(config, workdir)
+    report = report_lib.build_report(
+        config=config, costs=costs, accuracy=accuracy, num_test=num_test, checks=checks,
+        extra_accuracy=extra, manifest=manifest, mcu=mcu,
+        kept_fractions=dict(zip(masked.domain_names, masked.kept_fractions().tolist())),
+        union_fraction=masked.union_fraction(), layers=_layer_gates(masked),
+        reference_errors=errors, reference=reference,
+        history=read_json(workdir.history) if workdir.history.exists() else None,
+        timings=read_json(workdir.timings) if workdir.timings.exists() else {},
+    )
+    paths = report_lib.write_report(report, workdir.root)
+    if config.enforce_mcu_budget and mcu is not None and not mcu["fits"]:
+        raise McuBudgetError(describe_failures(mcu), mcu)
+    return EvalResult(report, paths)
+
+
+def _accuracy(logits, labels):
+    return float(np.mean(np.argmax(logits, axis=-1) == labels)) if len(labels) else float("nan")
+
+
+def _file_accuracy(path, eval_sets, signed=False):
+    """Accuracy per domain of a ``.tflite`` in LiteRT (one signature per domain when ``signed``)."""
+    model = LiteRTModel(path)
+    return {
+        d: _accuracy(model.logits(images, d if signed else None), labels)
+        for d, (images, labels) in eval_sets.items()
+    }
+
+
+def _layer_gates(masked):
+    """Per switched conv: input channels, and how many each domain and the union keep."""
+    layers = []
+    for name, gates in gate_values(masked.network).items():
+        layers.append({
+            "name": name,
+            "in_channels": int(gates.shape[1]),
+            "kept": {d: int(gates[i].sum()) for i, d in enumerate(masked.domain_names)},
+            "union": int(gates.any(axis=0).sum()),
+        })
+    return layers

@@ -1,0 +1,45 @@
+"""Runs the stages of a run in order and times them: train -> prune -> export -> eval."""
+
+import time
+
+from absl import logging
+
+from bap_tf.config import STAGES
+from bap_tf.run.workdir import Workdir, read_json, write_json
+
+
+def _stage(name):
+    # Imported on use: a command that only evaluates need not load the trainer, and back.
+    if name == "train":
+        from bap_tf.run.train import train
+        return train
+    if name == "prune":
+        from bap_tf.run.prune import prune
+        return prune
+    if name == "export":
+        from bap_tf.run.export import export
+        return export
+    from bap_tf.run.evaluate import evaluate
+    return evaluate
+
+
+def run_stages(config, workdir, stages=STAGES):
+    """Runs ``stages`` (in ``STAGES`` order) of ``config`` in ``workdir``; returns their results.
+
+    ``config`` must be resolved (``ExperimentConfig.resolve``) and ``workdir`` created. Each
+    stage's wall time is merged into ``WORKDIR/timings.json``.
+    """
+    workdir = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"stages must be a non-empty list of {list(STAGES)}. Received: stages={list(stages)}")
+    results = {}
+    for name in (s for s in STAGES if s in stages):
+        logging.info("Stage %s: starting in %s", name, workdir.root)
+        start = time.perf_counter()
+        results[name] = _stage(name)(config, workdir)
+        seconds = time.perf_counter() - start
+        timings = read_json(workdir.timings) if workdir.timings.exists() else {}
+        write_json(workdir.timings, {**timings, name: round(seconds, 1)})
+        logging.info("Stage %s: done in %.0f s", name, seconds)
+    return results
