@@ -127,7 +127,8 @@ def count_models(models):
 
 def mask_bits(models):
     """Bits of the fixed 0/1 channel masks (``ChannelMask``) in ``models``: one per channel."""
-    return sum(len(layer.mask) for layer in unique_layers(models) if isinstance(layer, bap_layers.ChannelMask))
+    masks = [layer for layer in unique_layers(models) if isinstance(layer, bap_layers.ChannelMask)]
+    return sum(len(layer.mask) for layer in masks)
 
 
 def part_of(layer, switched_names):

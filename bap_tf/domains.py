@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,16 @@ def as_domain_specs(domains):
     if duplicates:
         raise ValueError(f"Domain names must be unique. Received duplicates: {duplicates}")
     return tuple(specs)
+
+
+def domain_index(domains, domain):
+    """Index of ``domain`` (a name or an index) among ``domains``, or a clear error."""
+    names = [d.name for d in domains]
+    if isinstance(domain, numbers.Integral) and not isinstance(domain, bool) and 0 <= domain < len(names):
+        return int(domain)
+    if domain in names:
+        return names.index(domain)
+    raise ValueError(f"Unknown domain. Expected one of {names}. Received: domain={domain!r}")
 
 
 def validate_budget(budget):

@@ -95,7 +95,13 @@ class LayerGraph:
 
 
 def _as_list(layers_entry):
-    # A single-output model stores output_layers as one [name, node, tensor] triple.
+    """``input_layers``/``output_layers`` as a list of [name, node, tensor] triples.
+
+    A model built with a dict of inputs stores a dict there, a single-input or single-output
+    model one bare triple.
+    """
+    if isinstance(layers_entry, dict):
+        return list(layers_entry.values())
     if layers_entry and isinstance(layers_entry[0], str):
         return [layers_entry]
     return layers_entry

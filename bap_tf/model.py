@@ -14,7 +14,7 @@ from keras import ops
 
 from bap_tf import costs as cost_model
 from bap_tf import losses
-from bap_tf.domains import as_domain_specs, validate_budget
+from bap_tf.domains import as_domain_specs, domain_index, validate_budget
 from bap_tf.layers import PACKAGE
 from bap_tf.switching import switched_layers
 
@@ -134,11 +134,7 @@ class BudgetAwareModel(keras.Model):
         return logits[:, : self.domains[index].num_classes]
 
     def domain_index(self, domain):
-        if isinstance(domain, (int, np.integer)) and 0 <= domain < len(self.domains):
-            return int(domain)
-        if domain in self.domain_names:
-            return self.domain_names.index(domain)
-        raise ValueError(f"Unknown domain. Expected one of {self.domain_names}. Received: domain={domain!r}")
+        return domain_index(self.domains, domain)
 
     def project_to_budget(self):
         """Turns off each over-budget domain's weakest switches until it meets the budget.

@@ -33,3 +33,12 @@ def test_subclassed_models_are_refused():
 
     with pytest.raises(ValueError, match="functional model"):
         LayerGraph(Net())
+
+
+def test_dict_inputs_are_read():
+    image = keras.Input((4, 4, 3), name="image")
+    scale = keras.Input((), name="scale")
+    y = keras.layers.Conv2D(2, 1, name="conv")(image)
+    graph = LayerGraph(keras.Model({"image": image, "scale": scale}, y))
+    assert graph.input_names == ["image", "scale"]
+    assert graph.output_names == ["conv"]

@@ -1,7 +1,16 @@
-"""Pruning after training: channel dependency groups, then a rebuild into plain Keras models."""
+"""Pruning after training: channel dependency groups, then a rebuild into plain Keras models.
+
+- ``dependency``: the rule table and the channel groups (``DependencyGraph``), computed once;
+- ``rewrite``: ``Rewriter`` builds the union-pruned multi-domain model and per-domain models;
+- ``report``: their params / MACs next to the backbone's (from ``bap_tf.costs``);
+- ``saving``: the union model as one joint Keras model / one ``.keras`` file;
+- ``finetune``: optional ``fit`` of the reduced models.
+"""
 
 from bap_tf.prune.dependency import DependencyGraph, PrunePlan, UnsupportedLayerError, describe_rules
+from bap_tf.prune.report import prune_report
 from bap_tf.prune.rewrite import Rewriter, prune_domain, prune_union
+from bap_tf.prune.saving import joint_model, load_union, save_union
 
 __all__ = [
     "DependencyGraph",
@@ -9,6 +18,10 @@ __all__ = [
     "Rewriter",
     "UnsupportedLayerError",
     "describe_rules",
+    "joint_model",
+    "load_union",
     "prune_domain",
+    "prune_report",
     "prune_union",
+    "save_union",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 
 from bap_tf import layers as bap_layers
 from bap_tf.graph import LayerGraph
+from bap_tf.switching import PASS_THROUGH_LAYERS
 
 
 # Roles a layer can play in the channel graph.
@@ -46,16 +47,9 @@ class Rule:
     input_channel: str  # what removing input channel c does to this layer
 
 
-_PASS_THROUGH = (
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.ZeroPadding2D,
-    keras.layers.MaxPooling2D,
-    keras.layers.AveragePooling2D,
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalMaxPooling2D,
-    keras.layers.Dropout,
-    keras.layers.Rescaling,
+# The stateless layers the switching converter copies, less those with rules of their own.
+_PASS_THROUGH = tuple(
+    cls for cls in PASS_THROUGH_LAYERS if cls not in (keras.layers.Add, keras.layers.Normalization)
 )
 
 # The table, matched in order with isinstance (more specific types first).
@@ -148,8 +142,7 @@ def _role(rule, layer):
     if isinstance(layer, keras.layers.BatchNormalization) and layer.axis not in (-1, len(layer.output.shape) - 1):
         raise _unsupported(layer, f"BatchNormalization over axis {layer.axis}, expected the last axis")
     if isinstance(layer, keras.layers.Activation):
-        name = keras.activations.serialize(layer.activation)
-        name = name if isinstance(name, str) else getattr(layer.activation, "__name__", str(name))
+        name = getattr(layer.activation, "__name__", "")
         if name in _CHANNEL_MIXING_ACTIVATIONS:
             raise _unsupported(layer, f"activation {name!r} mixes channels")
     if isinstance(layer, keras.layers.Rescaling) and (np.ndim(layer.scale) > 0 or np.ndim(layer.offset) > 0):
@@ -164,7 +157,9 @@ def describe_rules():
     lines = []
     for rule in RULES:
         names = ", ".join(cls.__name__ for cls in rule.layer_types)
-        lines.append(f"{names} [{rule.role}]\n    output c: {rule.output_channel}\n    input c:  {rule.input_channel}")
+        lines.append(f"{names} [{rule.role}]")
+        lines.append(f"    output c: {rule.output_channel}")
+        lines.append(f"    input c:  {rule.input_channel}")
     return "\n".join(lines)
 
 
@@ -213,10 +208,17 @@ class DependencyGraph:
     """
 
     def __init__(self, network):
-        self.graph = read_network(network)
         inputs = network.input if isinstance(network.input, dict) else {}
-        self.domain_input = inputs["domain"].name if "domain" in inputs else None
-        self.image_input = next(n for n in self.graph.input_names if n != self.domain_input)
+        if set(inputs) != {"image", "domain"}:
+            raise ValueError(
+                "Expected a switched network with inputs {'image', 'domain'} "
+                "(see switching.build_switched_network). "
+                f"Received: inputs={list(inputs) if inputs else type(network.input).__name__}"
+            )
+        self.graph = LayerGraph(network)
+        # Input tensors are named after their InputLayer, which is the graph's node name.
+        self.domain_input = inputs["domain"].name
+        self.image_input = inputs["image"].name
         self.nodes = [node for node in self.graph if node.name != self.domain_input]
         self.roles = {}
         self.inputs = {}  # node name -> producer names, the domain input left out
@@ -370,18 +372,6 @@ def union_keep(gates):
 def domain_keep(gates, domain):
     """Keep-set of domain ``domain`` (its index) alone."""
     return {name: value[domain] for name, value in gates.items()}
-
-
-def read_network(network):
-    """The network's ``LayerGraph``.
-
-    ``LayerGraph`` reads ``input_layers`` from the model config as a list; a model built with a
-    dict of inputs (the switched network) stores a dict there. Re-wrapping the same tensors with
-    list inputs gives the same graph of the same layer objects, in a form it reads.
-    """
-    if isinstance(network.input, dict):
-        network = keras.Model(list(network.input.values()), network.output, name=network.name)
-    return LayerGraph(network)
 
 
 def _channels(layer):

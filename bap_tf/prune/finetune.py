@@ -60,7 +60,7 @@ def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, l
         metrics=["accuracy"],
     )
     dataset = _dataset(train).shuffle(_buffer(train), seed=seed).batch(batch_size)
-    history = model.fit(dataset, epochs=epochs, verbose=0)
+    history = model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history)
 
 
@@ -89,7 +89,7 @@ def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, l
         lambda batches: ({d: b[0] for d, b in batches.items()}, {d: b[1] for d, b in batches.items()})
     )
     steps = math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
-    history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, verbose=0)
+    history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
     after = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
     return FinetuneResult(before, after, history.history)
 
@@ -105,7 +105,9 @@ def _size(data):
     if isinstance(data, tf.data.Dataset):
         size = int(data.cardinality())
         if size < 0:
-            raise ValueError("Fine-tuning needs a data set of known, finite size. Received: cardinality unknown or infinite")
+            raise ValueError(
+                "Fine-tuning needs a data set of known, finite size. Received: cardinality unknown or infinite"
+            )
         return size
     return len(data[1])
 

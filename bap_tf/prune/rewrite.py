@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from bap_tf import layers as bap_layers
-from bap_tf.domains import as_domain_specs
+from bap_tf.domains import as_domain_specs, domain_index
 from bap_tf.prune import dependency as dep
 from bap_tf.switching import HEADS_NAME, gate_values
 
@@ -70,11 +70,7 @@ class Rewriter:
         return [d.name for d in self.domains]
 
     def domain_index(self, domain):
-        if isinstance(domain, (int, np.integer)) and 0 <= domain < len(self.domains):
-            return int(domain)
-        if domain in self.domain_names:
-            return self.domain_names.index(domain)
-        raise ValueError(f"Unknown domain. Expected one of {self.domain_names}. Received: domain={domain!r}")
+        return domain_index(self.domains, domain)
 
     # -- plans ----------------------------------------------------------------------------
     def union_plan(self):
@@ -138,9 +134,9 @@ class Rewriter:
                 x = args[0]
                 reads, available = plan.reads[node.name], plan.channels(graph.inputs[node.name][0])
                 if not np.array_equal(reads, available):
-                    positions = np.searchsorted(available, reads)
+                    positions = np.searchsorted(available, reads).tolist()
                     gather = f"{node.name}_gather"
-                    x = _call(shared, gather, lambda: (bap_layers.ChannelGather(positions.tolist(), name=gather), None), x)
+                    x = _call(shared, gather, lambda: (bap_layers.ChannelGather(positions, name=gather), None), x)
                 if node.name in masks:
                     mask = bap_layers.ChannelMask(masks[node.name].tolist(), name=f"{prefix}_{node.name}_mask")
                     x = mask(x)
@@ -187,7 +183,8 @@ class Rewriter:
                 dtype=layer.dtype_policy, name=layer.name,
             )
         else:
-            new = keras.layers.Conv2D.from_config({**layer.get_config(), "filters": len(outputs), "trainable": False})
+            config = {**layer.get_config(), "filters": len(outputs), "trainable": False}
+            new = keras.layers.Conv2D.from_config(config)
         return new, sliced
 
     def _sliced(self, layer, plan):
@@ -202,7 +199,8 @@ class Rewriter:
             axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
             scale=layer.scale, dtype=layer.dtype_policy, name=f"{prefix}_{layer.name}",
         )
-        order = (["gamma"] if layer.scale else []) + (["beta"] if layer.center else []) + ["moving_mean", "moving_variance"]
+        # Plain BN's weight order; it has no gamma without scale and no beta without center.
+        order = ["gamma"] * layer.scale + ["beta"] * layer.center + ["moving_mean", "moving_variance"]
         return new, [self._array(layer, key)[domain, channels] for key in order]
 
     def _head(self, layer, domain, prefix):

@@ -54,7 +54,9 @@ def replay(model, inputs, outputs=None):
             def substitute(value):
                 history = history_of(value)
                 if history is not None:
-                    return _pick(inputs[history[0]] if history[0] in inputs else computed[tuple(history[:2])], history[2])
+                    name, node_index, tensor_index = history
+                    source = inputs[name] if name in inputs else computed[(name, node_index)]
+                    return _pick(source, tensor_index)
                 if isinstance(value, dict) and not _is_tensor(value):
                     return {k: substitute(v) for k, v in value.items()}
                 if isinstance(value, (list, tuple)):
@@ -88,7 +90,9 @@ def joint_model(models, name="union"):
     inputs, outputs = {}, {}
     for domain, model in models.items():
         if len(model.inputs) != 1:
-            raise ValueError(f"Each domain's model needs one image input. Received: {domain!r} has {len(model.inputs)}")
+            raise ValueError(
+                f"Each domain's model needs one image input. Received: {domain!r} has {len(model.inputs)}"
+            )
         inputs[domain] = keras.Input(shape=model.inputs[0].shape[1:], name=domain)
         outputs[domain] = replay(model, {_input_names(model)[0]: inputs[domain]})
     return keras.Model(inputs, outputs, name=name)
@@ -99,7 +103,9 @@ def split_joint(joint):
     config = joint.get_config()
     input_layers, output_layers = config["input_layers"], config["output_layers"]
     if not isinstance(input_layers, dict) or not isinstance(output_layers, dict):
-        raise ValueError(f"Expected a joint model with inputs and outputs keyed by domain. Received: model {joint.name!r}")
+        raise ValueError(
+            f"Expected a joint model with inputs and outputs keyed by domain. Received: model {joint.name!r}"
+        )
     models = {}
     for domain, output in output_layers.items():
         source = joint.get_layer(input_layers[domain][0])

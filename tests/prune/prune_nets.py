@@ -10,8 +10,8 @@ import keras
 import numpy as np
 
 from bap_tf import backbones, switching
+from bap_tf.graph import LayerGraph
 from bap_tf.layers import DomainBatchNormalization, DomainHeads, SwitchedConv2D
-from bap_tf.prune import dependency
 
 DOMAINS = (("birds", 3), ("cars", 5), ("flowers", 2))
 ARCHITECTURES = ("resnet26", "mobilenet_v2", "resnet50")
@@ -90,7 +90,7 @@ def randomize(network, rng, count=16):
 
 def feature_model(network):
     """The network up to the features its heads read."""
-    graph = dependency.read_network(network)
+    graph = LayerGraph(network)
     name = next(n for n in graph[switching.HEADS_NAME].inputs if n != "domain")
     return keras.Model(network.input, network.get_layer(name).output)
 
@@ -122,7 +122,7 @@ def layers_of_type(models, cls):
 
 
 def tiny_network(middle):
-    """A hand-built switched network with ``middle(x, domain)`` between two switched convs."""
+    """A hand-built switched network, two domains: stem, ``middle(x, domain)``, a switched conv."""
     image = keras.Input((8, 8, 3), name="image")
     domain = keras.Input((), dtype="int32", name="domain")
     x = keras.layers.Conv2D(4, 3, padding="same", name="stem")(image)
@@ -130,5 +130,17 @@ def tiny_network(middle):
     x = middle(x, domain)
     x = SwitchedConv2D(6, 3, 2, padding="same", name="last")(x, domain)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    logits = DomainHeads([3, 2], name="heads")(x, domain)
+    logits = DomainHeads([n for _, n in DOMAINS[:2]], name="heads")(x, domain)
     return keras.Model({"image": image, "domain": domain}, logits)
+
+
+def residual_network():
+    """``tiny_network`` with one residual block: a switched conv, domain BN and ReLU added back."""
+
+    def block(x, domain):
+        y = SwitchedConv2D(4, 3, 2, padding="same", use_bias=False, name="block_conv")(x, domain)
+        y = DomainBatchNormalization(2, name="block_bn")(y, domain)
+        y = keras.layers.ReLU(name="block_relu")(y)
+        return keras.layers.Add(name="block_add")([x, y])
+
+    return tiny_network(block)

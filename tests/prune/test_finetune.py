@@ -1,0 +1,42 @@
+"""Fine-tuning the reduced models is ordinary ``fit``: it runs and moves the weights."""
+
+import numpy as np
+
+import prune_nets
+from bap_tf.prune import Rewriter, finetune
+
+
+def _data(network, num_classes, seed):
+    images = prune_nets.images(network, count=16, seed=seed)
+    labels = np.random.default_rng(seed).integers(0, num_classes, 16)
+    return images, labels
+
+
+def test_finetune_union_and_domain_models():
+    network = prune_nets.residual_network()
+    rng = np.random.default_rng(31)
+    prune_nets.set_switches(network, 0.5, rng)
+    prune_nets.randomize(network, rng)
+    domains = prune_nets.domains_of(network)
+    rewriter = Rewriter(network, domains)
+    union = rewriter.union_models()
+    data = {name: _data(network, classes, seed) for seed, (name, classes) in enumerate(domains)}
+
+    shared = union["birds"].get_layer("block_conv")
+    heads = {name: union[name].get_layer(f"{name}_head") for name in union}
+    before = {"shared": shared.kernel.numpy().copy(), **{n: h.kernel.numpy().copy() for n, h in heads.items()}}
+    result = finetune.finetune_union(union, data, epochs=1, batch_size=8, learning_rate=1e-2)
+    assert set(result.before) == set(result.after) == set(union)
+    assert all(0.0 <= value <= 1.0 for value in [*result.before.values(), *result.after.values()])
+    assert "loss" in result.history
+    assert not np.allclose(shared.kernel.numpy(), before["shared"])  # the shared conv trained
+    for name, head in heads.items():
+        assert not np.allclose(head.kernel.numpy(), before[name])
+    # The domains' models still call the same, now trained, conv.
+    assert union["cars"].get_layer("block_conv") is shared
+
+    own = rewriter.domain_model("cars")
+    kernel = own.get_layer("last").kernel.numpy().copy()
+    result = finetune.finetune_domain(own, data["cars"], epochs=1, batch_size=8, learning_rate=1e-2)
+    assert list(result.after) == ["cars_pruned"]
+    assert not np.allclose(own.get_layer("last").kernel.numpy(), kernel)
