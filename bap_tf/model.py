@@ -129,6 +129,13 @@ class BudgetAwareModel(keras.Model):
     def domain_logits(self, images, domain, batch_size=256):
         """Logits ``(N, num_classes)`` of one domain (name or index) for a batch of images."""
         index = self.domain_index(domain)
+        images = np.asarray(images)
+        expected = tuple(self.network.input["image"].shape[1:])
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(
+                f"Images must have shape (N, {', '.join(map(str, expected))}). "
+                f"Received: images.shape={images.shape}"
+            )
         domains = np.full((len(images),), index, dtype="int32")
         logits = self.predict({"image": images, "domain": domains}, batch_size=batch_size, verbose=0)
         return logits[:, : self.domains[index].num_classes]

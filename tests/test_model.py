@@ -1,5 +1,7 @@
 """Behaviour of BudgetAwareModel under fit: budget met, sharing happens, backbone frozen, state saved."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -176,3 +178,10 @@ def test_unknown_domain_is_named():
 def test_switches_follow_the_network():
     model = make_model()
     assert [layer.name for layer in model.switched] == [layer.name for layer in switched_layers(model.network)]
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16), (2, 16, 16, 1), (2, 8, 8, 3)])
+def test_images_of_the_wrong_shape_are_named(shape):
+    model = make_model()
+    with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\). Received: images.shape=" + re.escape(str(shape))):
+        model.domain_logits(np.zeros(shape, "float32"), "a")
