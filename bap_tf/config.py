@@ -141,7 +141,7 @@ class ExperimentConfig:
     epochs: int = 8
     steps_per_epoch: int = 0  # 0: one pass over the largest domain
     batch_size: int = 32  # per domain; the global batch is batch_size * len(domains)
-    learning_rate: float = 1e-3  # Adam, for domain BatchNorms and heads
+    learning_rate: float = 1e-2  # Adam, for domain BatchNorms and heads
     switch_learning_rate: float = 1e-2  # Adam without momentum, for the switches
     seed: int = 0
     strategy: str = "default"  # default | mirrored | multi_worker | tpu

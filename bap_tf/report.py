@@ -169,24 +169,24 @@ def _save(figure, path):
 
 
 def plot_kept_channels(report, path):
-    """Grouped bars: fraction of input channels kept per switched conv, per domain and union."""
+    """Fraction of input channels kept per switched conv (in graph order), per domain and union."""
     layers = report["layers"]
-    names = list(report["domains"])
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.35 * len(layers) * (len(names) + 1)), 4.0))
-    width = 0.8 / (len(names) + 1)
-    positions = range(len(layers))
-    for i, name in enumerate(names):
-        axis.bar([p + i * width for p in positions], [l["kept"][name] / l["in_channels"] for l in layers],
-                 width, label=name)
-    axis.bar([p + len(names) * width for p in positions], [l["union"] / l["in_channels"] for l in layers],
-             width, label="union", color="black", alpha=0.6)
+    positions = list(range(len(layers)))
+    figure, axis = plt.subplots(figsize=(max(7.0, min(18.0, 0.3 * len(layers))), 4.2))
+    for index, name in enumerate(report["domains"]):
+        axis.plot(positions, [l["kept"][name] / l["in_channels"] for l in layers], marker="o", markersize=3,
+                  linewidth=1, color=f"C{index % 10}", label=name)
+    axis.plot(positions, [l["union"] / l["in_channels"] for l in layers], color="black", linewidth=2.5,
+              alpha=0.7, label="union (what pruning keeps)")
     axis.axhline(report["budget"], color="red", linestyle="--", linewidth=1, label=f"budget {report['budget']:g}")
-    axis.set_xticks([p + 0.4 - width / 2 for p in positions])
-    axis.set_xticklabels([_short(l["name"]) for l in layers], rotation=90, fontsize=7)
+    axis.set_xticks(positions)
+    axis.set_xticklabels([_short(l["name"]) for l in layers], rotation=90, fontsize=6)
     axis.set_ylabel("input channels kept")
     axis.set_ylim(0, 1.05)
-    axis.set_title(f"Channels kept per switched conv ({report['backbone_name']}, budget {report['budget']:g})")
-    axis.legend(fontsize=7, ncol=min(len(names) + 2, 6), loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    axis.grid(alpha=0.3)
+    axis.set_title(f"Channels kept per switched conv ({report['backbone_name']}, budget {report['budget']:g}, "
+                   f"{report['sharing_loss']} sharing)")
+    axis.legend(fontsize=7, ncol=3, loc="lower left")
     figure.tight_layout()
     _save(figure, path)
 
@@ -215,7 +215,7 @@ def plot_accuracy_vs_cost(report, path):
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
     axis.set_title(f"Accuracy vs cost (budget {report['budget']:g}, {report['sharing_loss']} sharing)")
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="best")
     figure.tight_layout()
     _save(figure, path)
 

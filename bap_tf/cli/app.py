@@ -1,12 +1,13 @@
 """The shared entry point of the bap-* commands: flags -> config -> workdir -> library.
 
 Errors a user can fix (a bad flag value, a missing flagfile or file, an unknown name, an
-unwritable workdir, a workdir from another run) print one line, ``<command>: error: ...``, and
-exit with code 2; ``--verbosity=1`` (or higher) shows the traceback instead. A microcontroller
-budget that ``--enforce_mcu_budget`` enforces and a domain misses exits with code 3. Anything
-else is a bug and keeps its traceback.
+unwritable workdir, a workdir from another run, a loss that became NaN) print one line,
+``<command>: error: ...``, and exit with code 2; ``--verbosity=1`` (or higher) shows the
+traceback instead. A microcontroller budget that ``--enforce_mcu_budget`` enforces and a domain
+misses exits with code 3. Anything else is a bug and keeps its traceback.
 """
 
+import logging as py_logging
 import os
 import sys
 
@@ -23,6 +24,8 @@ FLAGS = flags.FLAGS
 USAGE_ERROR = 2
 MCU_BUDGET_ERROR = 3
 # What a user can fix; OSError covers missing files (FileNotFoundError) and unwritable folders.
+# (A loss that turned NaN, checkpoint.NonFiniteLossError, too: checked in call_main, imported
+# there because bap_tf.run.checkpoint loads Keras, and flag errors must not wait for it.)
 USER_ERRORS = (ValueError, OSError)
 
 
@@ -43,26 +46,29 @@ def _flags_parser(command):
     return parse
 
 
+def call_main(command, main, argv):
+    """Calls ``main(argv)``; a user error ends the process as the module docstring says."""
+    if len(argv) > 1:
+        fail(command, f"unexpected arguments {argv[1:]}; every setting is a --flag (see {command} --helpfull)")
+    try:
+        main(argv)
+    except Exception as error:  # sorted below: user errors become one line
+        if FLAGS["verbosity"].value >= 1:
+            raise
+        from bap_tf.export.mcu import McuBudgetError
+        from bap_tf.run.checkpoint import NonFiniteLossError
+
+        if isinstance(error, McuBudgetError):
+            fail(command, error, MCU_BUDGET_ERROR)
+        if isinstance(error, (NonFiniteLossError, *USER_ERRORS)):
+            fail(command, error)
+        raise
+
+
 def run_app(command, main):
     """Runs ``main(argv)`` as an absl app named ``command`` with bap-tf's error handling."""
-
-    def wrapped(argv):
-        if len(argv) > 1:
-            fail(command, f"unexpected arguments {argv[1:]}; every setting is a --flag (see {command} --helpfull)")
-        try:
-            main(argv)
-        except Exception as error:  # sorted below: user errors become one line
-            if FLAGS.verbosity >= 1:
-                raise
-            from bap_tf.export.mcu import McuBudgetError
-
-            if isinstance(error, McuBudgetError):
-                fail(command, error, MCU_BUDGET_ERROR)
-            if isinstance(error, USER_ERRORS):
-                fail(command, error)
-            raise
-
-    app.run(wrapped, argv=[command, *sys.argv[1:]], flags_parser=_flags_parser(command))
+    app.run(lambda argv: call_main(command, main, argv), argv=[command, *sys.argv[1:]],
+            flags_parser=_flags_parser(command))
 
 
 def experiment_config(command):
@@ -75,7 +81,7 @@ def experiment_config(command):
     explicit = cli_flags.explicit_values(config_lib.ExperimentConfig)
     config = config_for_workdir(workdir.saved_config(), explicit, FLAGS.workdir)
     workdir.create()
-    workdir.write_config(config, cli_flags.flagfile_text(config, "bap-train"))
+    workdir.write_config(config, cli_flags.flagfile_text(config, command))
     return config, workdir
 
 
@@ -89,6 +95,7 @@ def stage_main(command, stages_of):
 
     def main(argv):
         config, workdir = experiment_config(command)
+        quiet_tensorflow()
         stages = stages_of()
         logging.info("%s: stages %s in %s", command, ",".join(stages), workdir.root)
         from bap_tf.run.stages import run_stages  # loads TensorFlow: after the flags are checked
@@ -97,6 +104,13 @@ def stage_main(command, stages_of):
         print_outputs(command, workdir, results)
 
     return main
+
+
+def quiet_tensorflow():
+    """TensorFlow's own Python INFO lines (SavedModel writing...) drown the progress below
+    --verbosity=1; keep its warnings."""
+    if FLAGS.verbosity < 1:
+        py_logging.getLogger("tensorflow").setLevel(py_logging.WARNING)
 
 
 def print_outputs(command, workdir, results):

@@ -24,13 +24,15 @@ def main(argv):
     from bap_tf.run.workdir import Workdir, write_text
 
     workdir = Workdir(os.path.abspath(FLAGS.workdir)).create()
-    write_text(workdir.config, config.to_json() + "\n")
+    app.quiet_tensorflow()
+    # Not config.json: that name holds an experiment's config, and a shared workdir must keep it.
+    write_text(workdir.root / "pretrain_config.json", config.to_json() + "\n")
     from bap_tf.run.pretrain import pretrain  # loads TensorFlow: after the flags are checked
 
     result = pretrain(config, workdir)
     app.say("bap-pretrain", f"done. Test accuracy on {config.source}: {result.test_accuracy:.4f}")
     print(f"  {result.weights_path}: the backbone's weights (bap-train --pretrained={result.weights_path})")
-    print(f"  {result.summary_path}, tensorboard/ in {workdir.root}")
+    print(f"  {result.summary_path}, tensorboard/pretrain/ in {workdir.root}")
 
 
 def run():

@@ -5,23 +5,30 @@ import sys
 import time
 
 import keras
+import tensorflow as tf
 from absl import logging
 
+from bap_tf.run.checkpoint import AtomicBackupAndRestore, StopOnNonFiniteLoss
 from bap_tf.run.workdir import read_json, write_json
 
 
-def standard_callbacks(workdir, keep_backup):
-    """Resumable backup (first, so the state is restored before the others see the model),
-    TensorBoard logs in ``WORKDIR/tensorboard`` and a progress bar.
+def standard_callbacks(workdir, keep_backup, name=""):
+    """Resumable backup (first, so the state is restored before the others see the model), a
+    stop on a non-finite loss, TensorBoard logs in ``WORKDIR/tensorboard`` and a progress bar.
 
-    ``keep_backup``: keep ``WORKDIR/backup`` after training, so that a later run with more
-    epochs trains on from there.
+    The backup is ``checkpoint.AtomicBackupAndRestore`` in ``WORKDIR/backup`` (a kill at any
+    instant leaves a readable state); the first callback of the list. ``keep_backup``: keep it
+    after training, so that a later run with more epochs trains on from there. ``name``: a
+    sub-folder of both, for a run that is not the workdir's main training (pre-training), so
+    that the two never restore each other's state.
     """
-    callbacks = [keras.callbacks.BackupAndRestore(str(workdir.backup), delete_checkpoint=not keep_backup)]
+    backup = AtomicBackupAndRestore(workdir.backup / name, delete_on_success=not keep_backup)
+    callbacks = [backup, StopOnNonFiniteLoss(backup)]
+    tensorboard = workdir.tensorboard / name
     if importlib.util.find_spec("tensorboard") is None:
-        logging.warning("TensorBoard is not installed: no logs in %s (pip install tensorboard).", workdir.tensorboard)
+        logging.warning("TensorBoard is not installed: no logs in %s (pip install tensorboard).", tensorboard)
     else:
-        callbacks.append(keras.callbacks.TensorBoard(str(workdir.tensorboard)))
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard)))
     callbacks.append(keras.callbacks.ProgbarLogger())
     return callbacks
 
@@ -64,3 +71,36 @@ class JsonHistory(keras.callbacks.Callback):
         self.history["epoch_seconds"] = self.history["epoch_seconds"][:epoch] + [time.perf_counter() - self._start]
         self.history["epochs"] = epoch + 1
         write_json(self.path, self.history)
+
+
+class RecalibrateBatchNorm(keras.callbacks.Callback):
+    """At the end of ``fit``, re-estimates every domain BatchNorm's moving statistics.
+
+    The moving statistics average the activations of the last ~10 steps (momentum 0.9), and
+    the switches move during training (and ``ProjectToBudget`` turns some off at the very
+    end), so the statistics describe networks the domain no longer uses. Running ``steps``
+    forward passes in training mode with the final switches (no gradient step) replaces them
+    with those of the final network: on the pocket benchmark this lifts test accuracy by up
+    to 30 points. Put it after ``ProjectToBudget`` in the callback list.
+
+    Args:
+      dataset: training batches ``(x, y)`` (without augmentation), as ``fit`` takes them.
+      steps: batches to run; with momentum 0.9, 50 leave under 1 % of the old statistics.
+    """
+
+    def __init__(self, dataset, steps=50):
+        super().__init__()
+        self.dataset = dataset
+        self.steps = int(steps)
+
+    def on_train_end(self, logs=None):
+        strategy = self.model.distribute_strategy
+        network = self.model.network
+        data = strategy.experimental_distribute_dataset(self.dataset.take(self.steps))
+
+        @tf.function
+        def step(x):
+            strategy.run(lambda x: network(x, training=True), args=(x,))
+
+        for x, _ in data:
+            step(x)

@@ -4,8 +4,8 @@ Reads the masked model, the reduced models and the export manifest from the work
 that did not run leaves its entries ``null``), then measures per domain:
 
 - Keras accuracy of the masked model and of the union-pruned model on the whole test split;
-- on the first ``eval_examples`` test images (all by default), the exported files run where
-  they will run: the Android file in LiteRT (one signature per domain), each int8 file in
+- on ``eval_examples`` test images (a seeded sample; all by default), the exported files run
+  where they will run: the Android file in LiteRT (one signature per domain), each int8 file in
   LiteRT and in TensorFlow Lite Micro, with the smallest TFLM arena it runs in;
 - the microcontroller budget check (``--mcu_flash_kb``, ``--mcu_ram_kb``);
 - the S-score against the reference errors (``bap_tf.run.reference``) and the efficiency.
@@ -58,7 +58,7 @@ def evaluate(config, workdir):
         accuracy["pruned"][name] = _accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
         num_test[name] = int(labels.shape[0])
 
-    eval_sets = {s.name: data_sources.labelled_images(s, config.image_size, config.eval_examples) for s in test_sources}
+    eval_sets = {s.name: _device_eval_set(s, config) for s in test_sources}
     android = manifest["android"].get("float32") or manifest["android"].get("dynamic")
     micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
     logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
@@ -89,6 +89,14 @@ def evaluate(config, workdir):
     if config.enforce_mcu_budget and mcu is not None and not mcu["fits"]:
         raise McuBudgetError(describe_failures(mcu), mcu)
     return EvalResult(report, paths)
+
+
+def _device_eval_set(source, config):
+    """The test images the exported files run on: all, or a seeded sample of ``eval_examples``
+    (a sample, not the first ones: a split may be sorted by class)."""
+    if config.eval_examples:
+        return data_sources.sample_images(source, config.image_size, config.eval_examples, config.seed)
+    return data_sources.labelled_images(source, config.image_size)
 
 
 def _accuracy(logits, labels):

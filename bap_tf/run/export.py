@@ -49,8 +49,8 @@ def export(config, workdir):
                 manifest["int8"][name] = _entry(workdir, path)
             if "qat" in config.quantize:
                 train_images, train_labels = data_sources.sample_images(train_sources[name], config.image_size, QAT_MAX_TRAIN_IMAGES, config.seed)
-                eval_images, eval_labels = data_sources.labelled_images(
-                    test_sources[name], config.image_size, config.eval_examples)
+                eval_images, eval_labels = data_sources.sample_images(
+                    test_sources[name], config.image_size, config.eval_examples or QAT_MAX_TRAIN_IMAGES, config.seed)
                 result = quantization_aware_int8(
                     domain_models[name], workdir.int8(name, "qat"), train_images, train_labels,
                     eval_images, eval_labels, epochs=config.qat_epochs, batch_size=config.batch_size,

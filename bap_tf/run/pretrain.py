@@ -84,7 +84,7 @@ def pretrain(config, workdir, verbose="auto"):
                  config.backbone, classifier.count_params(), config.source, config.epochs, steps)
     history = classifier.fit(
         data, epochs=config.epochs, validation_data=test_data, shuffle=False,
-        callbacks=standard_callbacks(workdir, keep_backup=False), verbose=progress_verbosity(verbose),
+        callbacks=standard_callbacks(workdir, keep_backup=False, name="pretrain"), verbose=progress_verbosity(verbose),
     )
     _, accuracy = classifier.evaluate(test_data, verbose=0)
     output = config.output or str(workdir.root / "backbone.weights.h5")

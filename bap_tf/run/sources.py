@@ -26,8 +26,8 @@ SPLITS = ("train", "test")
 _TFDS_EVAL_SPLIT = {"decathlon": "validation", "imagenet": "validation", "flowers": "test"}
 # Domains whose mirror image is another class (characters, digits, signs): no flips.
 _NO_FLIP = {"omniglot", "svhn", "gtsrb", "sketch"}
-# Examples held in memory to draw a random sample from a data set.
-SHUFFLE_BUFFER = 50_000
+# Memory for the shuffle buffer from which a random sample of a data set is drawn.
+SHUFFLE_BUFFER_BYTES = 256 * 1024 * 1024
 
 
 def pocket_cache_dir(data_dir):
@@ -45,7 +45,7 @@ def domain_sources(config, split):
     if config.dataset == "pocket":
         return pocket_sources(split, pocket_cache_dir(config.data_dir), names=config.domains)
     tfds_kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
-    sources, class_names = [], {}
+    sources = []
     for domain in config.domains:
         if config.dataset == "decathlon":
             dataset, num_classes = load_decathlon(
@@ -58,19 +58,18 @@ def domain_sources(config, split):
                 image_size=config.image_size, **tfds_kwargs,
             )
         else:
-            dataset, num_classes = _folder_domain(config, domain, split, class_names)
+            dataset, num_classes = _folder_domain(config, domain, split)
         sources.append(DomainSource(domain, dataset, int(num_classes), flip=domain not in _NO_FLIP))
     return sources
 
 
-def _folder_domain(config, domain, split, class_names):
+def _folder_domain(config, domain, split):
     root = os.path.join(config.folders_root, domain)
     # The test folder takes the train folder's label space, so that labels mean the same.
     names = None
     if split == "test":
         names = load_folder(os.path.join(root, "train"), image_size=config.image_size)[1]
     dataset, names = load_folder(os.path.join(root, split), image_size=config.image_size, class_names=names)
-    class_names[domain] = names
     return dataset, len(names)
 
 
@@ -98,7 +97,11 @@ def sample_images(source, image_size, limit, seed=0):
     """Up to ``limit`` images of a source in a seeded random order (so every class shows up
     even when the source is sorted by class), as ``labelled_images`` returns them."""
     count = int(source.dataset.cardinality())
-    buffer = count if 0 < count <= SHUFFLE_BUFFER else SHUFFLE_BUFFER
+    # Decoded float images fill the buffer: cap its memory (a data set sorted by class and larger
+    # than the buffer then gives a sample biased to its first classes).
+    buffer = max(1, min(SHUFFLE_BUFFER_BYTES // (image_size * image_size * 3 * 4), max(4 * limit, 10_000)))
+    if count > 0:
+        buffer = min(buffer, count)
     shuffled = DomainSource(source.name, source.dataset.shuffle(buffer, seed=seed), source.num_classes, source.flip)
     return labelled_images(shuffled, image_size, limit)
 

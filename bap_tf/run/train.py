@@ -1,12 +1,14 @@
 """The train stage: multi-domain budget-aware training of the switches, BatchNorms and heads.
 
 data -> frozen pre-trained backbone -> ``build_switched_network`` -> ``BudgetAwareModel`` ->
-``compile`` -> ``fit`` with TensorBoard, a progress bar, resumable backups and
-``ProjectToBudget``; the result is ``WORKDIR/model.keras`` and ``WORKDIR/history.json``.
+``compile`` -> ``fit`` with TensorBoard, a progress bar, resumable backups, ``ProjectToBudget``
+and ``RecalibrateBatchNorm`` (domain BatchNorm statistics re-estimated for the final switches);
+the result is ``WORKDIR/model.keras`` and ``WORKDIR/history.json``.
 
 Resuming: training state is backed up at the end of every epoch (``WORKDIR/backup``, kept
-after training). Running the same command again continues from the last finished epoch; with a
-larger ``--epochs`` it trains on from where the run stopped. Once ``model.keras`` holds as many
+after training; ``checkpoint.AtomicBackupAndRestore``). Running the same command again
+continues from the last finished epoch, with the batches an uninterrupted run would have seen;
+with a larger ``--epochs`` it trains on from where the run stopped. Once ``model.keras`` holds as many
 epochs as asked, the stage has nothing to do and says so.
 """
 
@@ -14,16 +16,21 @@ import dataclasses
 import functools
 
 import keras
+import tensorflow as tf
 from absl import logging
 
-from bap_tf.data import eval_datasets, train_dataset
+from bap_tf.data import train_dataset
+from bap_tf.data.pipeline import default_steps_per_epoch
 from bap_tf.model import BudgetAwareModel, ProjectToBudget
 from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
-from bap_tf.run.callbacks import JsonHistory, progress_verbosity, standard_callbacks
+from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
 from bap_tf.run.strategy import check_batch_size, get_strategy
 from bap_tf.run.workdir import atomic_path, read_json, write_json
 from bap_tf.switching import build_switched_network
+
+# Forward passes that re-estimate the BatchNorm statistics after training (RecalibrateBatchNorm).
+RECALIBRATION_STEPS = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,9 +66,20 @@ def build_model(config, domains, strategy):
     return model
 
 
-def validation_dataset(sources, config):
-    """Every domain's test split, one after the other (the model's metrics split them by domain)."""
-    datasets = list(eval_datasets(sources, batch_size=config.batch_size, image_size=config.image_size).values())
+def epoch_datasets(sources, config, steps, start):
+    """Epochs ``start`` .. ``config.epochs - 1`` of training batches, one after the other.
+
+    Each epoch's order and augmentation come from its own seed, so a run resumed at epoch
+    ``start`` sees exactly the batches an uninterrupted run sees from there on (one pipeline
+    reshuffled per pass would start again from its first order). ``fit`` reads them as one
+    stream of ``steps`` batches per epoch.
+    """
+    epochs = range(start, config.epochs) if start < config.epochs else [config.epochs - 1]
+    datasets = [
+        train_dataset(sources, batch_size=config.batch_size, image_size=config.image_size,
+                      seed=config.seed * 1000 + epoch, augment=config.augment, steps_per_epoch=steps)
+        for epoch in epochs
+    ]
     return functools.reduce(lambda a, b: a.concatenate(b), datasets)
 
 
@@ -74,24 +92,33 @@ def train(config, workdir, verbose="auto"):
         return _result(workdir, model, done, skipped=True)
 
     keras.utils.set_random_seed(config.seed)
+    # Same flags and seed, same switches and report: TF picks deterministic kernels (slower on
+    # GPU for a few ops; on CPU the ops bap-tf uses are deterministic anyway).
+    tf.config.experimental.enable_op_determinism()
     strategy = get_strategy(config.strategy, config.tpu)
     train_sources = data_sources.domain_sources(config, "train")
-    test_sources = data_sources.domain_sources(config, "test")
     domains = data_sources.domain_specs(train_sources)
     global_batch = check_batch_size(strategy, config.batch_size, len(domains))
-    data = train_dataset(
-        train_sources, batch_size=config.batch_size, image_size=config.image_size, seed=config.seed,
-        augment=config.augment, steps_per_epoch=config.steps_per_epoch or None,
-    )
+    callbacks = standard_callbacks(workdir, keep_backup=True)
+    start = min(callbacks[0].saved_epochs(), config.epochs)  # epochs the backup already holds
+    steps = config.steps_per_epoch or default_steps_per_epoch(train_sources, config.batch_size)
+    data = epoch_datasets(train_sources, config, steps, start)
     model = build_model(config, domains, strategy)
     logging.info(
         "Training %s on %d domains %s, budget %.2f, %s sharing loss; global batch %d on %d replica(s).",
         config.backbone, len(domains), [d[0] for d in domains], config.budget, config.sharing_loss,
         global_batch, strategy.num_replicas_in_sync,
     )
-    callbacks = standard_callbacks(workdir, keep_backup=True) + [JsonHistory(workdir.history), ProjectToBudget()]
+    recalibration = train_dataset(
+        train_sources, batch_size=config.batch_size, image_size=config.image_size, seed=config.seed + 1,
+        augment=False, steps_per_epoch=RECALIBRATION_STEPS,
+    )
+    # Order matters at the end of fit: project to the budget, then re-estimate BN statistics.
+    callbacks += [
+        JsonHistory(workdir.history), ProjectToBudget(), RecalibrateBatchNorm(recalibration, RECALIBRATION_STEPS),
+    ]
     model.fit(
-        data, epochs=config.epochs, validation_data=validation_dataset(test_sources, config), shuffle=False,
+        data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
         callbacks=callbacks, verbose=progress_verbosity(verbose),
     )
     with atomic_path(workdir.model) as temporary:

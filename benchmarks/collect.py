@@ -1,0 +1,84 @@
+"""Rewrites the "Latest results" section of ``benchmarks/README.md`` from ``results/*.md``.
+
+For each benchmark, the full-mode page when there is one, else the quick-mode page, each with
+the line that says when, where and how it was measured.
+
+    python -m benchmarks.collect
+"""
+
+import re
+
+from benchmarks import common
+
+README = common.RESULTS.parent / "README.md"
+ORDER = ("sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
+SECTION = "## Latest results"
+
+
+def page(name):
+    for quick in (False, True):
+        path = common.results_path(name, quick, "md")
+        if path.exists():
+            text = path.read_text()
+            text = re.sub(r"^<!--.*?-->\n", "", text)  # the "do not edit" comment
+            # One level down: the README's section is "##", each benchmark's page a "###".
+            return re.sub(r"^## ", "### ", text, flags=re.MULTILINE).strip(), path
+    return None, None
+
+
+def latest(name):
+    """The full-mode results of ``name``, else the quick-mode ones, else None."""
+    return common.read_results(name, False) or common.read_results(name, True)
+
+
+def targets():
+    """One row per target of the issue, from the latest results."""
+    rows = []
+    sharing = latest("sharing")
+    if sharing:
+        s = sharing["summary"]
+        best = min((loss for loss in s if loss != "none"), key=lambda loss: s[loss]["macs_ratio"])
+        met = sharing["targets"]["met_by"]
+        rows.append([
+            "sharing: MACs ≤ 0.55 × backbone, accuracy within 2 points of `none`", sharing["mode"],
+            "; ".join(f"`{loss}` MACs {s[loss]['macs_ratio']:.3f}, Δacc {-s[loss]['accuracy_drop_vs_none'] * 100:+.1f}"
+                      for loss in s if loss != "none"),
+            common.verdict(bool(met)) + (f" (by {', '.join(met)})" if met else f" (closest: `{best}`)"),
+        ])
+    latency = latest("latency")
+    if latency:
+        for threads, entry in latency["summary"].items():
+            rows.append([
+                f"latency: latency ratio ÷ MACs ratio ≤ 1.15 ({threads} thread{'s' if threads != '1' else ''})",
+                latency["mode"], f"worst {entry['worst']:.2f}; {entry['missed']} of {entry['count']} models above",
+                common.verdict(entry["met"]),
+            ])
+    overhead = latest("training_overhead")
+    if overhead:
+        s = overhead["summary"]
+        rows.append(["training overhead: time per image ≤ 1.5 × plain fine-tuning", overhead["mode"],
+                     f"{s['time_ratio']:.2f}×", common.verdict(s["met"])])
+    return common.markdown_table(["target", "mode", "measured", "verdict"], rows, align="llll") if rows else ""
+
+
+def main():
+    parts = [SECTION, "", "Targets (each from the latest results below):", "", targets(), ""]
+    for name in ORDER:
+        text, path = page(name)
+        if text is None:
+            parts += [f"### {name}", "", f"Not run yet: `python -m benchmarks.{name}`.", ""]
+            continue
+        parts += [text, "", f"(`{path.relative_to(common.ROOT)}`; JSON beside it.)", ""]
+        if name == "budget_sweep":
+            for quick in (False, True):
+                plot = common.results_path(name, quick, "png")
+                if plot.exists() and path.stem.endswith("-quick") == quick:
+                    parts += [f"![accuracy vs MACs]({plot.relative_to(README.parent)})", ""]
+    readme = README.read_text()
+    head = readme.split(SECTION)[0].rstrip() + "\n\n"
+    common.atomic_write_text(README, head + "\n".join(parts).rstrip() + "\n")
+    print(f"updated {README.relative_to(common.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

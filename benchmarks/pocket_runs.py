@@ -1,0 +1,195 @@
+"""Pocket-benchmark runs that several benchmarks share: the ``bap-train`` chain, run once.
+
+``run_pocket(sharing_loss, budget, seed, quick, stages)`` runs ``bap-train --stages=...`` (the
+real command, in a child process, so every run starts from a fresh TensorFlow) into
+``runs/benchmarks/<mode>/pocket_<loss>_b<budget>_s<seed>/`` and returns its ``report.json``.
+A later benchmark asking for the same run finds it there and only runs the stages it still
+lacks: the sharing benchmark trains the budget-0.5 runs the budget sweep, export and latency
+benchmarks read again. Delete ``runs/benchmarks`` (git ignores ``runs/``) to start over.
+
+Settings: full mode is the README's main job, ``flags/pocket.cfg`` (8 epochs of one pass over
+the largest domain, batch 32 per domain, the shipped pocket backbone) with the benchmark's
+budget, sharing loss and seed; quick mode trains ``QUICK`` epochs x steps and checks the
+exported files on fewer images. A changed flagfile makes earlier runs stale (they are redone).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT
+
+RUNS = ROOT / "runs" / "benchmarks"
+STAGES = ("train", "prune", "export", "eval")
+# Every run starts from the README's main job; quick mode trains and checks less.
+FLAGFILE = "flags/pocket.cfg"
+FULL = {}
+QUICK = {"epochs": 2, "steps_per_epoch": 30, "eval_examples": 100, "calibration_examples": 64}
+# The S-score reference (frozen backbone + logistic regression per domain, bap_tf.run.reference)
+# depends on neither the budget, the sharing loss nor the mode: measured once (about two minutes
+# on 2 cores) and handed to every run with --reference_errors.
+REFERENCE = "reference_errors.json"
+# What a benchmark run leaves in its workdir: the flags and the stages that completed with them.
+MARKER = "benchmark_run.json"
+LOG = "benchmark_run.log"
+# Files benchmarks derive from the reduced models (e.g. latency's .tflite), dropped on a new prune.
+DERIVED = "benchmark_tflite"
+
+
+def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
+    """The ``bap-train`` flags of one benchmark run, in order (``extra`` overrides).
+
+    The README's main job (``flags/pocket.cfg``) first, then what the benchmark varies: absl
+    lets the last value of a flag win.
+    """
+    flags = {"flagfile": FLAGFILE, **(QUICK if quick else FULL), "budget": budget,
+             "sharing_loss": sharing_loss, "seed": seed, "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT)}
+    flags.update(extra or {})
+    return flags
+
+
+def workdir_of(flags, quick, runs_dir=RUNS):
+    name = f"pocket_{flags['sharing_loss']}_b{flags['budget']:g}_s{flags['seed']}"
+    return Path(runs_dir) / ("quick" if quick else "full") / name
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _flagfile_digest():
+    """Digest of the flagfile's flags (comments and blank lines left out: they change no run)."""
+    lines = [line.strip() for line in (ROOT / FLAGFILE).read_text().splitlines()]
+    flags = "\n".join(line for line in lines if line and not line.startswith("#"))
+    return hashlib.sha256(flags.encode()).hexdigest()[:16]
+
+
+def _done_stages(workdir, flags):
+    """Stages done in ``workdir`` with these flags and the flagfile as it is now."""
+    marker = workdir / MARKER
+    if not marker.exists():
+        return []
+    saved = _read(marker)
+    same = saved.get("flags") == flags and saved.get("flagfile_sha256") == _flagfile_digest()
+    return saved["stages"] if same else []
+
+
+def _needed(done, stages):
+    """Stages to run: the requested ones not done, plus every stage after the first of them
+    (a stage redone makes the later ones stale); ``eval`` follows a new export."""
+    wanted = [s for s in STAGES if s in stages]
+    missing = [s for s in wanted if s not in done]
+    if not missing:
+        return []
+    first = STAGES.index(missing[0])
+    rerun = [s for s in STAGES[first:] if s in wanted or s in done]
+    if "export" in rerun and "eval" not in rerun:
+        rerun.append("eval")
+    return rerun
+
+
+def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eval"), runs_dir=RUNS, extra=None):
+    """Runs (or finds) one pocket run; returns ``{"workdir", "flags", "config", "report",
+    "timings", "ran"}`` (``report`` is ``report.json`` when ``eval`` was among the stages,
+    ``ran`` the stages this call ran)."""
+    flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
+    shared_reference(runs_dir)
+    workdir = workdir_of(flags, quick, runs_dir)
+    done = _done_stages(workdir, flags)
+    if not done and workdir.exists():
+        # Another setting's (or an interrupted) run: bap-train would take its model as trained.
+        shutil.rmtree(workdir)
+    needed = _needed(done, stages)
+    if needed:
+        if "prune" in needed and workdir.exists():
+            # Files other benchmarks converted from the previous reduced models are stale now.
+            shutil.rmtree(workdir / DERIVED, ignore_errors=True)
+        # One stage per command, recorded as it completes: a later stage that fails (or is
+        # interrupted) does not cost the earlier ones, which the next call finds done.
+        for stage in needed:
+            _bap_train(workdir, flags, [stage])
+            done = sorted(set(done) | {stage}, key=STAGES.index)
+            marker = {"flags": flags, "flagfile_sha256": _flagfile_digest(), "stages": done}
+            (workdir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    report = _read(workdir / "report.json") if "eval" in stages else None
+    timings = _read(workdir / "timings.json") if (workdir / "timings.json").exists() else {}
+    return {"workdir": workdir, "flags": flags, "config": _read(workdir / "config.json"), "report": report,
+            "timings": timings, "ran": needed, "flagfile_sha256": _flagfile_digest()}
+
+
+def shared_reference(runs_dir=RUNS):
+    """``RUNS/reference_errors.json``, measured first (in a child process) when missing."""
+    path = Path(runs_dir) / REFERENCE
+    if not path.exists():
+        print(f"  measuring the S-score reference once: {path}", flush=True)
+        code = f"from benchmarks.pocket_runs import write_reference; write_reference({str(path)!r})"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    return path
+
+
+def write_reference(path):
+    """The feature-extractor reference of the pocket domains, as ``bap-train`` would measure it."""
+    from bap_tf.config import ExperimentConfig
+    from bap_tf.run.reference import FEATURE_EXTRACTOR, feature_extractor_errors
+    from bap_tf.run.workdir import write_json
+
+    config = ExperimentConfig(dataset="pocket").resolve()
+    write_json(path, {"kind": "feature_extractor", "description": FEATURE_EXTRACTOR, "pretrained": config.pretrained,
+                      "errors": feature_extractor_errors(config)})
+
+
+def _bap_train(workdir, flags, stages):
+    command = [sys.executable, "-m", "bap_tf.cli.train", f"--workdir={workdir}", f"--stages={','.join(stages)}"]
+    command += [f"--{name}={value}" for name, value in flags.items()]
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / LOG
+    print(f"  running: {' '.join(command[1:])}  (log: {log.relative_to(ROOT)})", flush=True)
+    start = time.perf_counter()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(command)}\n")
+        out.flush()
+        status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    if status != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"bap-train failed (exit {status}) in {workdir}. Last lines of {log}:\n{tail}")
+    print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+# -- choosing the sharing loss the later benchmarks use ------------------------------------
+MACS_TARGET = 0.55  # pruned MACs <= 0.55 x backbone ...
+ACCURACY_TOLERANCE = 0.02  # ... with mean accuracy within 2 points of sharing_loss=none
+DEFAULT_LOSS = "union"  # ExperimentConfig's default, when the sharing benchmark has not run
+
+
+def best_sharing_loss(sharing_results):
+    """The sharing loss the budget sweep, export and latency benchmarks use, and why.
+
+    From the sharing benchmark's results: among the losses (not ``none``) whose mean accuracy
+    is within ``ACCURACY_TOLERANCE`` of ``none``, the one with the smallest pruned MACs; if no
+    loss is that accurate, the most accurate one. Without results: ``DEFAULT_LOSS``.
+    """
+    if not sharing_results:
+        return DEFAULT_LOSS, f"no sharing results: the library default {DEFAULT_LOSS!r}"
+    summary = sharing_results["summary"]
+    reference = summary["none"]["mean_accuracy"]
+    losses = [loss for loss in summary if loss != "none"]
+    close = [loss for loss in losses if summary[loss]["mean_accuracy"] >= reference - ACCURACY_TOLERANCE]
+    if close:
+        best = min(close, key=lambda loss: summary[loss]["macs_ratio"])
+        return best, (f"smallest pruned MACs among the sharing losses within {ACCURACY_TOLERANCE * 100:g} points "
+                      f"of 'none' in the sharing benchmark ({sharing_results['mode']} mode, {sharing_results['date'][:10]})")
+    best = max(losses, key=lambda loss: summary[loss]["mean_accuracy"])
+    return best, (f"no sharing loss came within {ACCURACY_TOLERANCE * 100:g} points of 'none' in the sharing "
+                  f"benchmark ({sharing_results['mode']} mode): the most accurate one")
+
+
+def domain_names(report):
+    return list(report["domains"]) if report else []

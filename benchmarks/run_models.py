@@ -1,0 +1,46 @@
+"""The models of a finished pocket run, loaded in-process, and the unpruned baselines beside them.
+
+The baseline of the export and latency benchmarks is the *unpruned backbone*: the same trained
+network rewritten with every switch on (``Rewriter(..., gates=all ones)``), i.e. the frozen
+backbone with a domain's own BatchNorms and head and nothing removed. It is what serving that
+domain costs without BAP, built by the same rewriter and counted by the same cost model
+(``bap_tf.prune.report.model_cost``) as the pruned models, so every ratio compares like with like.
+"""
+
+import numpy as np
+
+from bap_tf.config import ExperimentConfig
+from bap_tf.prune import Rewriter
+from bap_tf.prune.report import model_cost
+from bap_tf.run.prune import load_pruned
+from bap_tf.run.train import load_masked_model
+from bap_tf.run.workdir import Workdir, read_json
+from bap_tf.switching import gate_values, switched_layers
+
+
+def load_run(workdir):
+    """``(config, masked BudgetAwareModel, union {domain: model}, {domain: own model})``."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # no retracing warnings from predicting several models
+    workdir = Workdir(workdir)
+    config = ExperimentConfig.from_dict(read_json(workdir.config))
+    masked = load_masked_model(workdir, config)
+    union, domain_models = load_pruned(workdir, config)
+    return config, masked, union, domain_models
+
+
+def unpruned_rewriter(masked):
+    """A ``Rewriter`` of the trained network with every switch on: nothing is pruned."""
+    gates = {name: np.ones_like(value, dtype=bool) for name, value in gate_values(masked.network).items()}
+    return Rewriter.from_model(masked, gates=gates)
+
+
+def switched_names(masked):
+    return {layer.name for layer in switched_layers(masked.network)}
+
+
+def cost(models, masked):
+    """``{"params", "macs"}`` of a model or of a dict of models sharing layers (each layer once)."""
+    c = model_cost(models, switched_names(masked))
+    return {"params": c.params_with_masks, "macs": c.total.macs}

@@ -1,0 +1,52 @@
+"""How the commands end: one-line user errors (exit 2), the MCU budget (exit 3), bugs keep tracebacks."""
+
+import pytest
+
+from bap_tf.cli import app
+from bap_tf.export.mcu import McuBudgetError
+
+
+def _raise(error):
+    def main(argv):
+        raise error
+
+    return main
+
+
+@pytest.mark.parametrize("error", [ValueError("budget must be a fraction in (0, 1].\nReceived: budget=2"),
+                                   FileNotFoundError("no such file"), PermissionError("read-only")])
+def test_user_errors_are_one_line_with_exit_code_2(capsys, error):
+    with pytest.raises(SystemExit) as exit_info:
+        app.call_main("bap-x", _raise(error), ["bap-x"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bap-x: error: ")
+    assert "\n" not in lines[0] and str(error).split()[0] in lines[0]
+
+
+def test_mcu_budget_exits_with_code_3(capsys):
+    error = McuBudgetError("Microcontroller budget exceeded (flash 1 KiB ...).\ndigits: flash over by 3.0 KiB", {})
+    with pytest.raises(SystemExit) as exit_info:
+        app.call_main("bap-eval", _raise(error), ["bap-eval"])
+    assert exit_info.value.code == 3
+    assert "digits: flash over by 3.0 KiB" in capsys.readouterr().err
+
+
+def test_bugs_keep_their_traceback():
+    with pytest.raises(KeyError):
+        app.call_main("bap-x", _raise(KeyError("bug")), ["bap-x"])
+
+
+def test_positional_arguments_are_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app.call_main("bap-x", lambda argv: None, ["bap-x", "runs/pocket"])
+    assert exit_info.value.code == 2 and "unexpected arguments ['runs/pocket']" in capsys.readouterr().err
+
+
+def test_a_nan_loss_is_a_one_line_error(capsys):
+    from bap_tf.run.checkpoint import NonFiniteLossError
+
+    error = NonFiniteLossError("The loss became nan at epoch 2, step 5. Lower --learning_rate or check the data.")
+    with pytest.raises(SystemExit) as exit_info:
+        app.call_main("bap-train", _raise(error), ["bap-train"])
+    assert exit_info.value.code == 2 and "The loss became nan at epoch 2, step 5" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""The README's main job at tiny size: bap-train --stages=all (train, prune, export, eval) as a
+subprocess, then the report that other tools read.
+
+Two pocket domains, a random ResNet-26 of width 4 and two training steps: the numbers mean
+nothing, the fields and files are what is checked. About a minute and a half on two cores.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+DOMAIN_FIELDS = (
+    "accuracy_masked", "accuracy_pruned", "accuracy_tflite", "accuracy_tflite_int8", "accuracy_tflm",
+    "kept_fraction", "params", "macs", "tflite_int8_bytes", "tflm_arena_bytes",
+)
+
+
+def run(command, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, pocket_cache):
+    workdir = tmp_path_factory.mktemp("chain") / "run"
+    result = run(
+        "bap-train", f"--workdir={workdir}", f"--data_dir={pocket_cache}", "--domains=digits,letters",
+        "--pretrained=none", "--width=4", "--budget=0.5", "--epochs=1", "--steps_per_epoch=2", "--batch_size=8",
+        "--quantize=float32,int8", "--eval_examples=16", "--calibration_examples=16",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, result
+
+
+@pytest.mark.slow
+def test_chain_writes_every_stage_output(chain):
+    workdir, result = chain
+    for relative in ("config.json", "flags.cfg", "model.keras", "history.json", "timings.json",
+                     "pruned/union.keras", "pruned/digits.keras", "pruned/letters.keras", "pruned/costs.json",
+                     "export/android_float32.tflite", "export/int8/digits.tflite", "export/int8/letters.tflite",
+                     "export/manifest.json", "reference_errors.json", "report.json", "report.md",
+                     "plots/kept_channels.png", "plots/accuracy_vs_cost.png"):
+        assert (workdir / relative).is_file(), relative
+    assert any((workdir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not list(workdir.rglob(".*.tmp*"))  # no temporary file left behind
+    assert f"Outputs in {workdir}" in result.stdout and "report.md" in result.stdout
+    assert set(json.loads((workdir / "timings.json").read_text())) == {"train", "prune", "export", "eval"}
+
+
+@pytest.mark.slow
+def test_chain_report_fields(chain):
+    workdir, _ = chain
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["budget"] == 0.5 and report["sharing_loss"] == "union"
+    for key in ("params", "macs"):
+        assert report["backbone"][key] > 0 and report["pruned"][key] > 0
+    assert report["pruned"]["macs"] < report["backbone"]["macs"]
+    assert set(report["domains"]) == {"digits", "letters"}
+    for name, domain in report["domains"].items():
+        for field in DOMAIN_FIELDS:
+            assert domain[field] is not None, (name, field)
+        assert domain["kept_fraction"] <= 0.5 + 1e-6
+        assert domain["macs"] < report["backbone"]["macs"]
+        # The Android file runs the union-pruned model: same logits up to float32 noise.
+        assert domain["tflite_vs_keras_max_abs_logit_diff"] < 1e-3
+        assert domain["accuracy_masked"] == pytest.approx(domain["accuracy_pruned"], abs=0.01)
+    assert report["s_score"] >= 0 and report["efficiency"] >= 0
+    assert report["s_score_reference"].startswith("feature_extractor")
+    assert report["mcu"]["fits"] is True
+    costs = json.loads((workdir / "pruned" / "costs.json").read_text())
+    assert max(max(v.values()) for v in costs["max_abs_logit_diff"].values()) < 1e-3
+
+
+@pytest.mark.slow
+def test_chain_workdir_refuses_another_run(chain):
+    workdir, _ = chain
+    result = run("bap-eval", f"--workdir={workdir}", "--domains=digits,textures")
+    assert result.returncode == 2
+    assert "holds a run with domains=digits,letters, not digits,textures" in result.stderr

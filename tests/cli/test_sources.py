@@ -1,0 +1,82 @@
+"""--dataset wiring: each dataset name reaches its loader in bap_tf.data, with the config's settings."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from bap_tf.config import ExperimentConfig
+from bap_tf.data import train_dataset
+from bap_tf.run import sources
+
+
+@pytest.fixture
+def mocked_tfds():
+    with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+        yield
+
+
+def test_decathlon_reaches_load_decathlon(mocked_tfds, monkeypatch):
+    from bap_tf.data import tfds_loaders
+
+    calls = []
+    real = tfds_loaders.load_decathlon
+
+    def spy(domain, split, **kwargs):
+        calls.append((domain, split, kwargs))
+        return real(domain, split, **kwargs)
+
+    monkeypatch.setattr(sources, "load_decathlon", spy)
+    config = ExperimentConfig(dataset="decathlon", domains=("dtd", "svhn"), image_size=16, data_dir="/data",
+                              manual_dir="/manual").resolve()
+    train = sources.domain_sources(config, "train")
+    test = sources.domain_sources(config, "test")
+    assert [(s.name, s.num_classes, s.flip) for s in train] == [("dtd", 47, True), ("svhn", 10, False)]
+    assert [c[:2] for c in calls] == [("dtd", "train"), ("svhn", "train"), ("dtd", "validation"), ("svhn", "validation")]
+    assert calls[0][2] == {"image_size": 16, "data_dir": "/data", "manual_dir": "/manual"}
+    x, y = next(iter(train_dataset(train, batch_size=2, image_size=16)))
+    assert x["image"].shape == (4, 16, 16, 3) and list(x["domain"].numpy()) == [0, 1, 0, 1]
+    images, labels = sources.labelled_images(test[1], 16)
+    assert images.shape == (6, 16, 16, 3) and labels.shape == (6,) and labels.max() < 10
+
+
+def _tree(root, domains):
+    rng = np.random.default_rng(0)
+    for domain, classes in domains.items():
+        for split in ("train", "test"):
+            for name in classes:
+                folder = root / domain / split / name
+                folder.mkdir(parents=True)
+                for i in range(2):
+                    Image.fromarray(rng.integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_folders_dataset_reads_train_and_test_trees(tmp_path):
+    _tree(tmp_path, {"cats_dogs": ["cat", "dog"], "shapes": ["circle", "square", "star"]})
+    # The test split of a domain may lack a class: labels still follow the train folder.
+    for path in (tmp_path / "shapes" / "test" / "circle").iterdir():
+        path.unlink()
+    (tmp_path / "shapes" / "test" / "circle").rmdir()
+    config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path), image_size=8).resolve()
+    assert config.domains == ("cats_dogs", "shapes")
+    train = sources.domain_sources(config, "train")
+    assert [(s.name, s.num_classes) for s in train] == [("cats_dogs", 2), ("shapes", 3)]
+    images, labels = sources.labelled_images(sources.domain_sources(config, "test")[1], 8)
+    assert images.shape == (4, 8, 8, 3) and sorted(labels.tolist()) == [1, 1, 2, 2]
+
+
+def test_imagenet_sketch_mixes_tfds_and_folder_domains(mocked_tfds, tmp_path):
+    _tree(tmp_path, {"sketch": ["airplane", "bicycle"]})
+    config = ExperimentConfig(dataset="imagenet_sketch", domains=("cubs", "sketch"), folders_root=str(tmp_path),
+                              image_size=16).resolve()
+    train = sources.domain_sources(config, "train")
+    assert [(s.name, s.num_classes, s.flip) for s in train] == [("cubs", 200, True), ("sketch", 2, False)]
+
+
+def test_pocket_sources_use_the_cache_dir(tmp_path):
+    config = ExperimentConfig(domains=("digits",), data_dir=str(tmp_path)).resolve()
+    (digits,) = sources.domain_sources(config, "test")
+    assert digits.num_classes == 10 and int(digits.dataset.cardinality()) == 450
+    assert any(p.name.startswith("pocket-digits") for p in tmp_path.iterdir())
+    images, labels = sources.sample_images(digits, 32, limit=40, seed=1)
+    assert images.shape == (40, 32, 32, 3) and len(set(labels.tolist())) > 5
