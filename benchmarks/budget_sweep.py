@@ -57,7 +57,7 @@ def measure(loss, seeds, quick):
                 "backbone": report["backbone"],
                 "reference_errors": report["reference_errors"],
                 "s_score_reference": report["s_score_reference"],
-                "flagfile_sha256": run["flagfile_sha256"],
+                "effective_flags": run["effective_flags"],
                 "config": run["config"],
             })
     return rows

@@ -10,10 +10,10 @@ benchmarks read again. Delete ``runs/benchmarks`` (git ignores ``runs/``) to sta
 Settings: full mode is the README's main job, ``flags/pocket.cfg`` (8 epochs of one pass over
 the largest domain, batch 32 per domain, the shipped pocket backbone) with the benchmark's
 budget, sharing loss and seed; quick mode trains ``QUICK`` epochs x steps and checks the
-exported files on fewer images. A changed flagfile makes earlier runs stale (they are redone).
+exported files on fewer images. A run is redone when its ``config.json`` no longer matches what
+the flags (flagfile included, as it reads now) ask for.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -63,21 +63,68 @@ def _read(path):
         return json.load(f)
 
 
-def _flagfile_digest():
-    """Digest of the flagfile's flags (comments and blank lines left out: they change no run)."""
-    lines = [line.strip() for line in (ROOT / FLAGFILE).read_text().splitlines()]
-    flags = "\n".join(line for line in lines if line and not line.startswith("#"))
-    return hashlib.sha256(flags.encode()).hexdigest()[:16]
+def flagfile_values(path=FLAGFILE):
+    """``{flag: value string}`` of an absl flagfile (nested ``--flagfile`` lines read in place)."""
+    values = {}
+    for line in (ROOT / path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.lstrip("-").partition("=")
+        if name == "flagfile":
+            values.update(flagfile_values(value))
+        elif not _:  # a boolean: --name or --noname
+            values[name[2:] if name.startswith("no") else name] = "false" if name.startswith("no") else "true"
+        else:
+            values[name] = value
+    return values
+
+
+def effective_flags(flags):
+    """What ``bap-train`` receives: the flagfile's flags, then the benchmark's (the last wins)."""
+    values = flagfile_values(flags["flagfile"])
+    values.update({name: str(value) for name, value in flags.items() if name != "flagfile"})
+    return values
+
+
+def _same(config_value, flag_value):
+    if isinstance(config_value, bool):
+        return config_value == (flag_value.lower() in ("true", "1"))
+    if isinstance(config_value, (list, tuple)):
+        return ",".join(map(str, config_value)) == flag_value
+    if isinstance(config_value, (int, float)):
+        try:
+            return float(config_value) == float(flag_value)
+        except ValueError:
+            return False
+    if config_value is None:
+        return flag_value in ("", "None")
+    return str(config_value) == flag_value
+
+
+def _stale(workdir, flags):
+    """The flags (as the flagfile now reads) that the run's resolved ``config.json`` disagrees with."""
+    if not (workdir / "config.json").exists():
+        return ["config.json"]
+    config = _read(workdir / "config.json")
+    return [name for name, value in effective_flags(flags).items() if not _same(config.get(name), value)]
 
 
 def _done_stages(workdir, flags):
-    """Stages done in ``workdir`` with these flags and the flagfile as it is now."""
+    """Stages done in ``workdir`` for these flags, checked against the run's own config.json (so
+    an edit of the flagfile that changes what this run would do makes it stale, and one that
+    does not, e.g. to a flag that quick mode overrides, does not)."""
     marker = workdir / MARKER
     if not marker.exists():
         return []
     saved = _read(marker)
-    same = saved.get("flags") == flags and saved.get("flagfile_sha256") == _flagfile_digest()
-    return saved["stages"] if same else []
+    if saved.get("flags") != flags:
+        return []
+    stale = _stale(workdir, flags)
+    if stale:
+        print(f"  {workdir.name} is stale (flags changed: {', '.join(stale)}): redoing it", flush=True)
+        return []
+    return saved["stages"]
 
 
 def _needed(done, stages):
@@ -115,12 +162,12 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
         for stage in needed:
             _bap_train(workdir, flags, [stage])
             done = sorted(set(done) | {stage}, key=STAGES.index)
-            marker = {"flags": flags, "flagfile_sha256": _flagfile_digest(), "stages": done}
+            marker = {"flags": flags, "effective_flags": effective_flags(flags), "stages": done}
             (workdir / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     report = _read(workdir / "report.json") if "eval" in stages else None
     timings = _read(workdir / "timings.json") if (workdir / "timings.json").exists() else {}
     return {"workdir": workdir, "flags": flags, "config": _read(workdir / "config.json"), "report": report,
-            "timings": timings, "ran": needed, "flagfile_sha256": _flagfile_digest()}
+            "timings": timings, "ran": needed, "effective_flags": effective_flags(flags)}
 
 
 def shared_reference(runs_dir=RUNS):

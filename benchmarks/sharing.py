@@ -42,7 +42,7 @@ def measure(args):
                 "s_score": report["s_score"],
                 "train_s": run["timings"].get("train"),
                 "flags": run["flags"],
-                "flagfile_sha256": run["flagfile_sha256"],
+                "effective_flags": run["effective_flags"],
                 "config": run["config"],
             })
     return seeds, runs

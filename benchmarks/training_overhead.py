@@ -20,7 +20,7 @@ is tried too and recorded (TensorFlow offers it for GPUs only). Target: BAP's ti
 <= 1.5 x plain.
 
     python -m benchmarks.training_overhead           # 3 alternating repeats, 10 + 40 steps: ~8 min
-    python -m benchmarks.training_overhead --quick   # 1 repeat, 5 + 15 steps: ~3 min
+    python -m benchmarks.training_overhead --quick   # 2 alternating repeats, 3 + 10 steps: ~4 min
 """
 
 import json
@@ -185,7 +185,7 @@ def main():
     if args.child:
         child(args.child, json.loads(args.child_settings), args.child_output)
         return
-    warmup, timed, repeats = (5, 15, 1) if args.quick else (10, 40, 3)
+    warmup, timed, repeats = (3, 10, 2) if args.quick else (10, 40, 3)
     settings = {"dataset": "pocket", "backbone": "resnet26", "width": 16, "image_size": 32,
                 "batch_size": args.batch_size, "warmup_steps": warmup, "timed_steps": timed, "repeats": repeats,
                 "held_batches": 8, "augment": True, "optimizer": "Adam(1e-3) (+ switch Adam(1e-2, beta_1=0) for BAP)",

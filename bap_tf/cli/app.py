@@ -55,14 +55,23 @@ def call_main(command, main, argv):
     except Exception as error:  # sorted below: user errors become one line
         if FLAGS["verbosity"].value >= 1:
             raise
-        from bap_tf.export.mcu import McuBudgetError
-        from bap_tf.run.checkpoint import NonFiniteLossError
-
-        if isinstance(error, McuBudgetError):
+        if isinstance(error, _loaded_error_class("bap_tf.export.mcu", "McuBudgetError")):
             fail(command, error, MCU_BUDGET_ERROR)
-        if isinstance(error, (NonFiniteLossError, *USER_ERRORS)):
+        if isinstance(error, (_loaded_error_class("bap_tf.run.checkpoint", "NonFiniteLossError"), *USER_ERRORS)):
             fail(command, error)
         raise
+
+
+def _loaded_error_class(module, name):
+    """The exception class ``module.name`` if that module is loaded (an error of that class can
+    only come from it), else a class nothing raises: importing it here could load TensorFlow
+    before a flag error is printed."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
 
 
 def run_app(command, main):

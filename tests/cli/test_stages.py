@@ -81,3 +81,20 @@ def test_shipped_backbone_is_found_and_others_are_asked_for(pocket_cache):
         pretrained_weights(dataclasses.replace(ExperimentConfig().resolve(), width=8))
     with pytest.raises(FileNotFoundError, match=r"Received: pretrained='missing.h5', which does not exist"):
         pretrained_weights(dataclasses.replace(ExperimentConfig().resolve(), pretrained="missing.h5"))
+
+
+@pytest.mark.slow
+def test_prune_stage_with_finetuning(tmp_path, pocket_cache):
+    from bap_tf.prune.saving import load_union
+    from bap_tf.run.prune import prune
+
+    config = tiny_config(pocket_cache, batch_size=64, finetune_epochs=1, finetune_learning_rate=1e-3)
+    workdir = Workdir(tmp_path / "run").create()
+    train(config, workdir, verbose=0)
+    result = prune(config, workdir)
+    finetune = json.loads(workdir.finetune.read_text())
+    assert set(finetune["union"]["after"]) == {"digits", "letters"} and set(finetune["domain"]) == {"digits", "letters"}
+    assert result.costs["union_ratio"]["macs"] < 1.0
+    union = load_union(workdir.union_model)
+    images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    assert union["letters"].predict(images, verbose=0).shape == (2, 26)
