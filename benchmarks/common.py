@@ -61,6 +61,20 @@ def gpus():
     return "none" if not os.path.exists("/dev/nvidia0") else "present (TensorFlow not loaded)"
 
 
+def code_version():
+    """The commit the benchmark ran on, and how many files differed from it (read-only git)."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "changed_files": len([line for line in git("status", "--porcelain").splitlines() if line])}
+
+
 def machine_info():
     """Cores, CPU model, memory, GPU, load average and library versions of this machine."""
     versions = {}
@@ -101,6 +115,7 @@ def start_record(name, quick, settings):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "command": command_line(name),
+        "code": code_version(),
         "settings": settings,
         "_started": time.perf_counter(),
     }

@@ -1,12 +1,10 @@
 """The callbacks every training run of bap-tf uses: backups, TensorBoard, progress, history."""
 
-import importlib.util
 import sys
 import time
 
 import keras
 import tensorflow as tf
-from absl import logging
 
 from bap_tf.run.checkpoint import AtomicBackupAndRestore, StopOnNonFiniteLoss
 from bap_tf.run.workdir import read_json, write_json
@@ -24,11 +22,7 @@ def standard_callbacks(workdir, keep_backup, name=""):
     """
     backup = AtomicBackupAndRestore(workdir.backup / name, delete_on_success=not keep_backup)
     callbacks = [backup, StopOnNonFiniteLoss(backup)]
-    tensorboard = workdir.tensorboard / name
-    if importlib.util.find_spec("tensorboard") is None:
-        logging.warning("TensorBoard is not installed: no logs in %s (pip install tensorboard).", tensorboard)
-    else:
-        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard)))
+    callbacks.append(keras.callbacks.TensorBoard(str(workdir.tensorboard / name)))
     callbacks.append(keras.callbacks.ProgbarLogger())
     return callbacks
 

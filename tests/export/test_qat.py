@@ -56,7 +56,7 @@ def test_qat_rejects_labels_that_do_not_match(union_models, train_images, tmp_pa
 
 
 def test_missing_qat_extra_is_named_with_the_install_command(monkeypatch, union_models, tmp_path):
-    monkeypatch.setattr(qat, "QAT_MODULES", ("tf_keras", "no_such_module_for_bap_tf"))
+    monkeypatch.setattr(qat, "QAT_MODULES", ("no_such_module_for_bap_tf",))
     available, reason = qat.qat_available()
     assert not available
     assert "no_such_module_for_bap_tf" in reason and "pip install 'bap-tf[qat]'" in reason
