@@ -35,7 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bap_tf import metrics  # noqa: E402
-from bap_tf.run.workdir import atomic_path, write_json, write_text  # noqa: E402
+from bap_tf.atomic import atomic_path, write_json, write_text  # noqa: E402
 
 REPORT_VERSION = 1
 PLOTS = {"kept_channels": "plots/kept_channels.png", "accuracy_vs_cost": "plots/accuracy_vs_cost.png"}

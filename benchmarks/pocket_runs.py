@@ -185,7 +185,7 @@ def write_reference(path):
     """The feature-extractor reference of the pocket domains, as ``bap-train`` would measure it."""
     from bap_tf.config import ExperimentConfig
     from bap_tf.run.reference import FEATURE_EXTRACTOR, feature_extractor_errors
-    from bap_tf.run.workdir import write_json
+    from bap_tf.atomic import write_json
 
     config = ExperimentConfig(dataset="pocket").resolve()
     write_json(path, {"kind": "feature_extractor", "description": FEATURE_EXTRACTOR, "pretrained": config.pretrained,

@@ -21,7 +21,8 @@ FLAGS = absl_flags.FLAGS
 def main(argv):
     values = {f: FLAGS[f].value for f in PretrainConfig.__dataclass_fields__}
     config = PretrainConfig(**values)
-    from bap_tf.run.workdir import Workdir, write_text
+    from bap_tf.atomic import write_text
+    from bap_tf.run.workdir import Workdir
 
     workdir = Workdir(os.path.abspath(FLAGS.workdir)).create()
     app.quiet_tensorflow()

@@ -6,11 +6,12 @@ same file) sees either the old file or the complete new one, never half of it.
 """
 
 import os
-import uuid
 import zipfile
 import zlib
 
 import numpy as np
+
+from bap_tf.atomic import atomic_path
 
 
 class CacheError(ValueError):
@@ -19,23 +20,10 @@ class CacheError(ValueError):
 
 def write(path, arrays):
     """Writes ``arrays`` (name -> numpy array) to ``path`` atomically, creating its directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # A unique name opened with "xb" (not mkstemp, which makes files private to their owner),
-    # so the cache gets the usual umask permissions and can be shared.
-    temp_path = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    )
-    try:
-        with open(temp_path, "xb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.remove(temp_path)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        np.savez_compressed(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def read(path, expected):

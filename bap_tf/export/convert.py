@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bap_tf.export.atomic import atomic_output
+from bap_tf.atomic import atomic_path
 from bap_tf.export.child import WorkerError, run_worker
 from bap_tf.export.saved_model import write_saved_model
 from bap_tf.export.sharing import keep_shared_kernels
@@ -63,7 +63,7 @@ def export_android(models, path, *, variant="float32", timeout_s=DEFAULT_TIMEOUT
         args = ["--saved-model", saved_model, "--mode", "android", "--variant", variant]
         for domain in domains:
             args += ["--signature", domain]
-        with atomic_output(path) as temporary:
+        with atomic_path(path) as temporary:
             _convert(args, temporary, timeout_s, f"{variant} Android conversion of {domains}")
             check_android_model(temporary.read_bytes(), domains)
     return Path(path)
@@ -104,7 +104,7 @@ def export_micro(
         representative = Path(work) / "representative.npy"
         np.save(representative, images)
         args = ["--saved-model", saved_model, "--mode", "micro", "--representative", representative]
-        with atomic_output(path) as temporary:
+        with atomic_path(path) as temporary:
             _convert(args, temporary, timeout_s, f"int8 conversion of {model.name!r}")
             check_int8_model(temporary.read_bytes())
     return Path(path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bap_tf.export.atomic import atomic_output
+from bap_tf.atomic import atomic_path
 from bap_tf.export.child import WorkerError, run_worker
 from bap_tf.export.convert import DEFAULT_TIMEOUT_S, calibration_images
 from bap_tf.export.litert import LiteRTModel
@@ -100,7 +100,7 @@ def quantization_aware_int8(
         np.save(work / "reference.npy", np.asarray(model.predict(eval_images, verbose=0), np.float32))
         args = ["--work", work, "--epochs", epochs, "--batch-size", batch_size,
                 "--learning-rate", learning_rate, "--seed", seed]
-        with atomic_output(path) as temporary:
+        with atomic_path(path) as temporary:
             run_worker(
                 _WORKER, [*args, "--output", temporary], timeout_s=timeout_s,
                 what=f"quantization-aware training of {model.name!r}",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from bap_tf.run.workdir import atomic_path, write_json
+from bap_tf.atomic import atomic_path, write_json
 
 STATE_FILE = "state.json"
 

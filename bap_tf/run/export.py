@@ -22,7 +22,8 @@ from bap_tf.export.convert import export_android, export_micro
 from bap_tf.export.qat import quantization_aware_int8
 from bap_tf.run import sources as data_sources
 from bap_tf.run.prune import load_pruned
-from bap_tf.run.workdir import read_json, write_json
+from bap_tf.atomic import write_json
+from bap_tf.run.workdir import read_json
 
 ANDROID_VARIANTS = ("float32", "dynamic")
 # Training images per domain handed to quantization-aware fine-tuning.

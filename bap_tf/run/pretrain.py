@@ -26,7 +26,7 @@ from bap_tf.data.pocket import pocket_sources
 from bap_tf.run.callbacks import progress_verbosity, standard_callbacks
 from bap_tf.run.sources import pocket_cache_dir
 from bap_tf.run.strategy import check_batch_size, get_strategy
-from bap_tf.run.workdir import atomic_path, write_json
+from bap_tf.atomic import atomic_path, write_json
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from bap_tf.prune.report import prune_report
 from bap_tf.prune.saving import load_union, save_union
 from bap_tf.run import sources as data_sources
 from bap_tf.run.train import load_masked_model
-from bap_tf.run.workdir import atomic_path, write_json
+from bap_tf.atomic import atomic_path, write_json
 
 # Test images per domain on which the reduced models are compared with the masked model.
 EQUIVALENCE_IMAGES = 64

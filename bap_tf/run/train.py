@@ -26,7 +26,8 @@ from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
 from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
 from bap_tf.run.strategy import check_batch_size, get_strategy
-from bap_tf.run.workdir import atomic_path, read_json, write_json
+from bap_tf.atomic import atomic_path, write_json
+from bap_tf.run.workdir import read_json
 from bap_tf.switching import build_switched_network
 
 # Forward passes that re-estimate the BatchNorm statistics after training (RecalibrateBatchNorm).

@@ -18,13 +18,13 @@ Every file is written to a temporary name in its own directory and renamed into 
 interrupted stage never leaves a half-written file for the next one to read.
 """
 
-import contextlib
 import dataclasses
 import json
 import os
 import uuid
 from pathlib import Path
 
+from bap_tf.atomic import write_text
 from bap_tf.config import ExperimentConfig
 
 
@@ -32,47 +32,9 @@ class WorkdirError(ValueError):
     """The workdir cannot be used: unwritable, or it holds a run with other settings."""
 
 
-@contextlib.contextmanager
-def atomic_path(destination):
-    """Yields a temporary path beside ``destination`` with the same suffix; renames on success.
-
-    The suffix is kept because Keras picks the format from it (``.keras``, ``.weights.h5``).
-    """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(destination.suffixes)
-    stem = destination.name[: len(destination.name) - len(suffix)] if suffix else destination.name
-    temporary = destination.parent / f".{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
-    try:
-        yield temporary
-        os.replace(temporary, destination)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def write_text(path, text):
-    with atomic_path(path) as temporary:
-        temporary.write_text(text)
-    return Path(path)
-
-
-def write_json(path, data):
-    return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
 def read_json(path):
     with open(path) as f:
         return json.load(f)
-
-
-def _json_default(value):
-    # numpy scalars and arrays, Paths and tuples end up in results; store them as plain JSON.
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,16 +1,16 @@
-"""atomic_output: all or nothing at the destination."""
+"""atomic_path: all or nothing at the destination."""
 
 import os
 
 import pytest
 
-from bap_tf.export.atomic import atomic_output
+from bap_tf.atomic import atomic_path
 
 
 def test_success_replaces_the_destination_and_leaves_no_temporary(tmp_path):
     destination = tmp_path / "model.tflite"
     destination.write_bytes(b"old")
-    with atomic_output(destination) as temporary:
+    with atomic_path(destination) as temporary:
         assert temporary.parent == tmp_path and temporary.exists() and temporary != destination
         temporary.write_bytes(b"new")
         assert destination.read_bytes() == b"old"  # nothing visible before the body ends
@@ -25,7 +25,7 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
     destination = tmp_path / "model.tflite"
     destination.write_bytes(b"old")
     with pytest.raises(RuntimeError, match="converter died"):
-        with atomic_output(destination) as temporary:
+        with atomic_path(destination) as temporary:
             temporary.write_bytes(b"half a mod")
             raise RuntimeError("converter died")
     assert destination.read_bytes() == b"old"
@@ -35,6 +35,6 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
 def test_failure_without_an_old_file_leaves_nothing(tmp_path):
     destination = tmp_path / "new_dir" / "model.tflite"
     with pytest.raises(KeyboardInterrupt):
-        with atomic_output(destination):
+        with atomic_path(destination):
             raise KeyboardInterrupt
     assert list(destination.parent.iterdir()) == []
