@@ -8,6 +8,7 @@ the line that says when, where and how it was measured.
 
 import re
 
+from bap_tf.atomic import write_text
 from benchmarks import common
 
 README = common.RESULTS.parent / "README.md"
@@ -76,7 +77,7 @@ def main():
                     parts += [f"![accuracy vs MACs]({plot.relative_to(README.parent)})", ""]
     readme = README.read_text()
     head = readme.split(SECTION)[0].rstrip() + "\n\n"
-    common.atomic_write_text(README, head + "\n".join(parts).rstrip() + "\n")
+    write_text(README, head + "\n".join(parts).rstrip() + "\n")
     print(f"updated {README.relative_to(common.ROOT)}")
 
 

@@ -19,10 +19,11 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+
+from bap_tf.atomic import write_json, write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -125,29 +126,6 @@ def results_path(name, quick, suffix, directory=RESULTS):
     return Path(directory) / f"{name}{'-quick' if quick else ''}.{suffix}"
 
 
-def atomic_write_text(path, text):
-    """Writes ``text`` to a temporary file beside ``path`` (``*.tmp``), then renames it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def write_results(record, markdown, directory=RESULTS):
     """Writes ``NAME[-quick].json`` (the record) and ``NAME[-quick].md``; returns both paths."""
     record = dict(record)
@@ -159,11 +137,8 @@ def write_results(record, markdown, directory=RESULTS):
         f"<!-- written by `{record['command']}`; do not edit -->\n"
         f"{describe_run(record)}\n\n"
     )
-    json_path = atomic_write_text(
-        results_path(record["benchmark"], quick, "json", directory),
-        json.dumps(record, indent=2, default=_json_default) + "\n",
-    )
-    md_path = atomic_write_text(results_path(record["benchmark"], quick, "md", directory), header + markdown.rstrip() + "\n")
+    json_path = write_json(results_path(record["benchmark"], quick, "json", directory), record)
+    md_path = write_text(results_path(record["benchmark"], quick, "md", directory), header + markdown.rstrip() + "\n")
     print(f"wrote {json_path.relative_to(ROOT) if json_path.is_relative_to(ROOT) else json_path}")
     print(f"wrote {md_path.relative_to(ROOT) if md_path.is_relative_to(ROOT) else md_path}")
     return json_path, md_path

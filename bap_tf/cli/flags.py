@@ -81,7 +81,7 @@ def define_experiment_flags(fv=FLAGS):
     # -- training
     flags.DEFINE_integer("epochs", _E.epochs, "Training epochs. A larger value on an existing workdir trains on.",
                          lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("steps_per_epoch", _E.steps_per_epoch, "Steps per epoch; 0: one pass over the largest domain.",
+    flags.DEFINE_integer("steps_per_epoch", _E.steps_per_epoch, "Steps per epoch of training and of fine-tuning; 0: one pass over the largest domain.",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("batch_size", _E.batch_size, "Images per domain per step; the global batch is "
                          "batch_size x number of domains.", lower_bound=1, flag_values=fv)

@@ -3,7 +3,8 @@
 Inference uses ``tflite_micro.runtime.Interpreter`` (reference kernels, the recording
 allocator) one image at a time, as firmware does. The arena search runs each candidate size in
 a child process (``micro_probe.py``) because TFLM's Python binding can crash, not raise, when
-the arena is much too small.
+the arena is much too small. The child runs that file as a script, so it loads numpy and TFLM
+only, not TensorFlow: a probe takes a fraction of a second.
 
 Arena size: we use both sources TFLM offers. The recording allocator's report ("Arena
 allocation total") is read first; it is a lower bound but not a size that works, because the
@@ -30,7 +31,7 @@ from bap_tf.export.quantization import dequantize, quantize, tensor_quantization
 # crash the process instead of raising.
 DEFAULT_ARENA_BYTES = 16 * 1024 * 1024
 DEFAULT_STEP = 256
-_PROBE = "bap_tf.export.micro_probe"
+_PROBE = Path(__file__).with_name("micro_probe.py")
 _ARENA_TOO_SMALL = 3
 _REPORTED_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 
@@ -154,7 +155,8 @@ def _probe(model_path, arena_bytes, timeout_s, report=False, strict=True):
 
     With ``strict``, any other failure of the child (a Python error) raises instead.
     """
-    command = [sys.executable, "-m", _PROBE, str(model_path), str(int(arena_bytes))]
+    # -P: the script's own directory stays off sys.path (its siblings are package modules).
+    command = [sys.executable, "-P", str(_PROBE), str(model_path), str(int(arena_bytes))]
     if report:
         command.append("--report")
     try:

@@ -1,6 +1,6 @@
 """Child process of ``micro.py``: does a model allocate and run in a given TFLM arena?
 
-    python -m bap_tf.export.micro_probe MODEL.tflite ARENA_BYTES [--report]
+    python -P bap_tf/export/micro_probe.py MODEL.tflite ARENA_BYTES [--report]
 
 Exit code 0: the interpreter was created with that arena and one inference ran; with
 ``--report`` TFLM's recording allocator then prints its arena usage to stderr. Exit code 3: TFLM

@@ -48,8 +48,12 @@ def accuracy(model, data, batch_size=64):
     return correct / total
 
 
-def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0):
-    """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``)."""
+def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
+                    steps_per_epoch=0):
+    """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
+
+    An epoch is one pass over ``train``, or ``steps_per_epoch`` batches when that is > 0.
+    """
     name = model.name
     evaluation = train if validation is None else validation
     before = {name: accuracy(model, evaluation)}
@@ -59,17 +63,21 @@ def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, l
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    dataset = _dataset(train).shuffle(_buffer(train), seed=seed).batch(batch_size)
-    history = model.fit(dataset, epochs=epochs, shuffle=False, verbose=0)
+    dataset = _dataset(train).shuffle(_buffer(train), seed=seed)
+    if steps_per_epoch:
+        dataset = dataset.repeat()
+    history = model.fit(dataset.batch(batch_size), epochs=epochs, steps_per_epoch=steps_per_epoch or None,
+                        shuffle=False, verbose=0)
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history)
 
 
-def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0):
+def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
+                   steps_per_epoch=0):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
     ``train`` (and ``validation``) map each domain to its data. One epoch is
-    ``ceil(max_d N_d / batch_size)`` steps, each with one batch of every domain (smaller
-    domains repeat), as in the training pipeline.
+    ``steps_per_epoch`` steps (when > 0, else ``ceil(max_d N_d / batch_size)``), each with one
+    batch of every domain (smaller domains repeat), as in the training pipeline.
     """
     if set(train) != set(models):
         raise ValueError(f"train must hold data for every domain {sorted(models)}. Received: {sorted(train)}")
@@ -88,7 +96,7 @@ def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, l
     zipped = tf.data.Dataset.zip(per_domain).map(
         lambda batches: ({d: b[0] for d, b in batches.items()}, {d: b[1] for d, b in batches.items()})
     )
-    steps = math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
+    steps = steps_per_epoch or math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
     history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
     after = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
     return FinetuneResult(before, after, history.history)

@@ -88,7 +88,8 @@ def _finetune(config, union, domain_models, test_sources):
     train = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in train_sources}
     test = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in test_sources}
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
-                  learning_rate=config.finetune_learning_rate, seed=config.seed)
+                  learning_rate=config.finetune_learning_rate, seed=config.seed,
+                  steps_per_epoch=config.steps_per_epoch)
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
     result = {"union": dataclasses.asdict(finetune_union(union, train, test, **kwargs)), "domain": {}}
     for name, model in domain_models.items():

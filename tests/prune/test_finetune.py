@@ -37,6 +37,7 @@ def test_finetune_union_and_domain_models():
 
     own = rewriter.domain_model("cars")
     kernel = own.get_layer("last").kernel.numpy().copy()
-    result = finetune.finetune_domain(own, data["cars"], epochs=1, batch_size=8, learning_rate=1e-2)
+    result = finetune.finetune_domain(own, data["cars"], epochs=1, batch_size=8, learning_rate=1e-2, steps_per_epoch=3)
     assert list(result.after) == ["cars_pruned"]
+    assert int(own.optimizer.iterations.numpy()) == 3
     assert not np.allclose(own.get_layer("last").kernel.numpy(), kernel)
