@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BIN = Path(sys.executable).parent
@@ -25,14 +26,18 @@ def run(command, *args):
     return subprocess.run([str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
 
 
+def chain_flags(pocket_cache):
+    return [
+        f"--data_dir={pocket_cache}", "--domains=digits,letters", "--pretrained=none", "--width=4", "--budget=0.5",
+        "--epochs=1", "--steps_per_epoch=2", "--batch_size=8", "--quantize=float32,int8", "--eval_examples=16",
+        "--calibration_examples=16", "--seed=5",
+    ]
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, pocket_cache):
     workdir = tmp_path_factory.mktemp("chain") / "run"
-    result = run(
-        "bap-train", f"--workdir={workdir}", f"--data_dir={pocket_cache}", "--domains=digits,letters",
-        "--pretrained=none", "--width=4", "--budget=0.5", "--epochs=1", "--steps_per_epoch=2", "--batch_size=8",
-        "--quantize=float32,int8", "--eval_examples=16", "--calibration_examples=16",
-    )
+    result = run("bap-train", f"--workdir={workdir}", *chain_flags(pocket_cache))
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, result
 
@@ -82,3 +87,31 @@ def test_chain_workdir_refuses_another_run(chain):
     result = run("bap-eval", f"--workdir={workdir}", "--domains=digits,textures")
     assert result.returncode == 2
     assert "holds a run with domains=digits,letters, not digits,textures" in result.stderr
+
+
+def _measured(report):
+    """The report without what may differ between two runs of one command: wall times."""
+    report = {key: value for key, value in report.items() if key != "timings_s"}
+    report["training"] = {key: value for key, value in report["training"].items() if key != "seconds"}
+    return report
+
+
+@pytest.mark.slow
+def test_same_flags_and_seed_give_the_same_switches_and_report(chain, tmp_path, pocket_cache):
+    import keras
+
+    import bap_tf  # noqa: F401  (registers the classes load_model reads)
+
+    workdir, _ = chain
+    again = tmp_path / "again"
+    result = run("bap-train", f"--workdir={again}", *chain_flags(pocket_cache))
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = (json.loads((w / "report.json").read_text()) for w in (workdir, again))
+    assert first["training"]["seconds"] > 0 and "timings_s" in first
+    assert _measured(second) == _measured(first)
+    switches = [
+        [layer.switches.numpy() for layer in keras.saving.load_model(w / "model.keras", compile=False).switched]
+        for w in (workdir, again)
+    ]
+    for a, b in zip(*switches, strict=True):
+        np.testing.assert_array_equal(a, b)
