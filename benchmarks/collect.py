@@ -48,12 +48,14 @@ def targets():
         ])
     latency = latest("latency")
     if latency:
-        for threads, entry in latency["summary"].items():
-            rows.append([
-                f"latency: latency ratio ÷ MACs ratio ≤ 1.15 ({threads} thread{'s' if threads != '1' else ''})",
-                latency["mode"], f"worst {entry['worst']:.2f}; {entry['missed']} of {entry['count']} models above",
-                common.verdict(entry["met"]),
-            ])
+        for group, by_threads in latency["summary"].items():
+            for threads, entry in by_threads.items():
+                rows.append([
+                    f"latency ({group}): latency ratio ÷ MACs ratio ≤ 1.15, {threads} thread{'s' if threads != '1' else ''}",
+                    latency["mode"],
+                    f"{entry['best']:.2f}–{entry['worst']:.2f}; {entry['missed']} of {entry['count']} models above",
+                    common.verdict(entry["met"]),
+                ])
     overhead = latest("training_overhead")
     if overhead:
         s = overhead["summary"]
