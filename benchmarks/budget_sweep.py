@@ -19,16 +19,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bap_tf.atomic import atomic_path  # noqa: E402
 from benchmarks import common, pocket_runs  # noqa: E402
 
 NAME = "budget_sweep"
 BUDGETS = (1.0, 0.75, 0.5, 0.25)
-
-
-def chosen_loss(args):
-    if args.sharing_loss:
-        return args.sharing_loss, "given with --sharing_loss"
-    return pocket_runs.best_sharing_loss(common.read_results("sharing", args.quick, args.results_dir))
 
 
 def measure(loss, seeds, quick):
@@ -99,11 +94,9 @@ def plot(rows, loss, path):
     axis.set_title(f"Pocket benchmark: accuracy vs MACs, {loss} sharing")
     axis.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, dpi=110, format="png")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
-    temporary.replace(path)
     return path
 
 
@@ -145,11 +138,10 @@ def markdown(record):
 
 def main():
     parser = common.parser(__doc__)
-    parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
-                        help="default: the best loss of the sharing benchmark's results")
+    pocket_runs.add_sharing_loss_flag(parser)
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds per budget (default 1)")
     args = parser.parse_args()
-    loss, reason = chosen_loss(args)
+    loss, reason = pocket_runs.chosen_sharing_loss(args)
     seeds = list(range(args.seeds))
     settings = {"dataset": "pocket", "budgets": list(BUDGETS), "sharing_loss": loss, "seeds": seeds,
                 "run_flags": pocket_runs.run_flags(loss, "<budget>", "<seed>", args.quick),

@@ -123,14 +123,10 @@ def table(record):
 
 def main():
     parser = common.parser(__doc__)
-    parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
-                        help="default: the best loss of the sharing benchmark's results")
+    pocket_runs.add_sharing_loss_flag(parser)
     args = parser.parse_args()
     common.quiet_tensorflow()
-    if args.sharing_loss:
-        loss, reason = args.sharing_loss, "given with --sharing_loss"
-    else:
-        loss, reason = pocket_runs.best_sharing_loss(common.read_results("sharing", args.quick, args.results_dir))
+    loss, reason = pocket_runs.chosen_sharing_loss(args)
     settings = {"dataset": "pocket", "budget": BUDGET, "seed": SEED, "sharing_loss": loss,
                 "run_flags": pocket_runs.run_flags(loss, BUDGET, SEED, args.quick), "stages": "all",
                 "runs_dir": str(pocket_runs.RUNS.relative_to(common.ROOT))}

@@ -275,14 +275,10 @@ def summarize(rows):
 
 def main():
     parser = common.parser(__doc__)
-    parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
-                        help="default: the best loss of the sharing benchmark's results")
+    pocket_runs.add_sharing_loss_flag(parser)
     args = parser.parse_args()
     common.quiet_tensorflow()
-    if args.sharing_loss:
-        loss, reason = args.sharing_loss, "given with --sharing_loss"
-    else:
-        loss, reason = pocket_runs.best_sharing_loss(common.read_results("sharing", args.quick, args.results_dir))
+    loss, reason = pocket_runs.chosen_sharing_loss(args)
     budgets = QUICK_BUDGETS if args.quick else BUDGETS
     rounds, runs, warmup = (5, 30, 20) if args.quick else (10, 100, 50)
     settings = {"dataset": "pocket", "budgets": list(budgets), "sharing_loss": loss, "seed": SEED,

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, read_results
 
 RUNS = ROOT / "runs" / "benchmarks"
 STAGES = ("train", "prune", "export", "eval")
@@ -236,6 +236,19 @@ def best_sharing_loss(sharing_results):
     best = max(losses, key=lambda loss: summary[loss]["mean_accuracy"])
     return best, (f"no sharing loss came within {ACCURACY_TOLERANCE * 100:g} points of 'none' in the sharing "
                   f"benchmark ({sharing_results['mode']} mode): the most accurate one")
+
+
+def add_sharing_loss_flag(parser):
+    parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
+                        help="default: the best loss of the sharing benchmark's results")
+
+
+def chosen_sharing_loss(args):
+    """``(loss, reason)``: ``--sharing_loss`` if given, else ``best_sharing_loss`` of the
+    sharing benchmark's results in the same mode."""
+    if args.sharing_loss:
+        return args.sharing_loss, "given with --sharing_loss"
+    return best_sharing_loss(read_results("sharing", args.quick, args.results_dir))
 
 
 def domain_names(report):

@@ -33,6 +33,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
+from bap_tf.export.convert_worker import convert_micro  # noqa: E402
 from bap_tf.export.qat_rebuild import CUSTOM_OBJECTS, rebuild  # noqa: E402
 from bap_tf.export.signatures import DEFAULT_SIGNATURE, INPUT_NAME, OUTPUT_NAME  # noqa: E402
 
@@ -108,20 +109,9 @@ def convert_int8(model, representative, directory):
 
     saved_model = str(Path(directory) / "qat_saved_model")
     tf.saved_model.save(model, saved_model, signatures={DEFAULT_SIGNATURE: serve})
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[DEFAULT_SIGNATURE])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-
-    def samples():
-        for index in range(representative.shape[0]):
-            yield {INPUT_NAME: representative[index : index + 1]}
-
     # TFLITE_BUILTINS_INT8 requires a representative dataset even for a QAT model; the
     # fake-quant ranges learnt in training take precedence where they exist.
-    converter.representative_dataset = samples
-    return converter.convert()
+    return convert_micro(saved_model, representative)
 
 
 def _load_weights(path):
