@@ -10,8 +10,8 @@ benchmarks read again. Delete ``runs/benchmarks`` (git ignores ``runs/``) to sta
 Settings: full mode is the README's main job, ``flags/pocket.cfg`` (8 epochs of one pass over
 the largest domain, batch 32 per domain, the shipped pocket backbone) with the benchmark's
 budget, sharing loss and seed; quick mode trains ``QUICK`` epochs x steps and checks the
-exported files on fewer images. A run is redone when its ``config.json`` no longer matches what
-the flags (flagfile included, as it reads now) ask for.
+exported files on fewer images. A run is redone when the flags it ran with (flagfile included) differ
+from what the flags ask for now.
 """
 
 import json
@@ -87,40 +87,18 @@ def effective_flags(flags):
     return values
 
 
-def _same(config_value, flag_value):
-    if isinstance(config_value, bool):
-        return config_value == (flag_value.lower() in ("true", "1"))
-    if isinstance(config_value, (list, tuple)):
-        return ",".join(map(str, config_value)) == flag_value
-    if isinstance(config_value, (int, float)):
-        try:
-            return float(config_value) == float(flag_value)
-        except ValueError:
-            return False
-    if config_value is None:
-        return flag_value in ("", "None")
-    return str(config_value) == flag_value
-
-
-def _stale(workdir, flags):
-    """The flags (as the flagfile now reads) that the run's resolved ``config.json`` disagrees with."""
-    if not (workdir / "config.json").exists():
-        return ["config.json"]
-    config = _read(workdir / "config.json")
-    return [name for name, value in effective_flags(flags).items() if not _same(config.get(name), value)]
-
-
 def _done_stages(workdir, flags):
-    """Stages done in ``workdir`` for these flags, checked against the run's own config.json (so
-    an edit of the flagfile that changes what this run would do makes it stale, and one that
-    does not, e.g. to a flag that quick mode overrides, does not)."""
+    """Stages done in ``workdir`` for these flags. The marker keeps the flags as the flagfile
+    read then, so an edit of the flagfile that changes what this run would do makes it stale,
+    and one that does not (e.g. to a flag that quick mode overrides) does not."""
     marker = workdir / MARKER
     if not marker.exists():
         return []
     saved = _read(marker)
     if saved.get("flags") != flags:
         return []
-    stale = _stale(workdir, flags)
+    then, now = saved.get("effective_flags", {}), effective_flags(flags)
+    stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
     if stale:
         print(f"  {workdir.name} is stale (flags changed: {', '.join(stale)}): redoing it", flush=True)
         return []
