@@ -117,9 +117,15 @@ def stage_main(command, stages_of):
 
 def quiet_tensorflow():
     """TensorFlow's own Python INFO lines (SavedModel writing...) drown the progress below
-    --verbosity=1; keep its warnings."""
-    if FLAGS.verbosity < 1:
+    --verbosity=1; keep its warnings. Some TensorFlow modules log through the ``tensorflow``
+    logger, others straight through absl's, so the second is filtered by source file."""
+    if FLAGS["verbosity"].value < 1:
         py_logging.getLogger("tensorflow").setLevel(py_logging.WARNING)
+        logging.get_absl_logger().addFilter(_not_tensorflow_info)
+
+
+def _not_tensorflow_info(record):
+    return record.levelno >= py_logging.WARNING or f"{os.sep}tensorflow{os.sep}" not in record.pathname
 
 
 def print_outputs(command, workdir, results):

@@ -1,6 +1,11 @@
 """How the commands end: one-line user errors (exit 2), the MCU budget (exit 3), bugs keep tracebacks."""
 
+import logging
+import os
+
 import pytest
+import tensorflow as tf
+from absl import logging as absl_logging
 
 from bap_tf.cli import app
 from bap_tf.export.mcu import McuBudgetError
@@ -50,3 +55,22 @@ def test_a_nan_loss_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         app.call_main("bap-train", _raise(error), ["bap-train"])
     assert exit_info.value.code == 2 and "The loss became nan at epoch 2, step 5" in capsys.readouterr().err
+
+
+def test_tensorflow_info_lines_are_dropped_below_verbosity_1():
+    absl_logger, tf_logger = absl_logging.get_absl_logger(), logging.getLogger("tensorflow")
+    filters, level = list(absl_logger.filters), tf_logger.level
+    tf_file = os.path.join(os.path.dirname(tf.__file__), "python", "saved_model", "signature_serialization.py")
+
+    def passes(level, path):
+        return bool(absl_logger.filter(logging.LogRecord("absl", level, path, 1, "message", None, None)))
+
+    try:
+        app.quiet_tensorflow()
+        assert not passes(logging.INFO, tf_file)
+        assert passes(logging.WARNING, tf_file)
+        assert passes(logging.INFO, app.__file__)  # bap-tf's own progress lines stay
+        assert tf_logger.level == logging.WARNING
+    finally:
+        absl_logger.filters[:] = filters
+        tf_logger.setLevel(level)
