@@ -209,13 +209,23 @@ def plot_accuracy_vs_cost(report, path):
             axis.scatter([ratio], [d["accuracy_tflite_int8"]], color=colour, marker="s", facecolors="none")
     axis.scatter([report["pruned"]["macs_ratio"]], [report["mean_accuracy_pruned"]], marker="*", s=160,
                  color="black", label="union model (mean)")
-    axis.set_xlabel("MACs relative to the backbone (per-domain model; x = reference at 1.0)")
-    axis.set_ylabel("test accuracy (o Keras pruned, □ int8 file)")
+    save_accuracy_vs_cost(
+        figure, axis, path, xlabel="MACs relative to the backbone (per-domain model; x = reference at 1.0)",
+        ylabel="test accuracy (o Keras pruned, □ int8 file)",
+        title=f"Accuracy vs cost (budget {report['budget']:g}, {report['sharing_loss']} sharing)",
+    )
+
+
+def save_accuracy_vs_cost(figure, axis, path, *, xlabel, ylabel, title, legend_loc="best"):
+    """Labels, the [0, 1.1] x [0, 1.02] frame and the legend every accuracy-vs-cost plot shares,
+    then an atomic PNG at ``path``."""
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
     axis.set_xlim(0, 1.1)
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3)
-    axis.set_title(f"Accuracy vs cost (budget {report['budget']:g}, {report['sharing_loss']} sharing)")
-    axis.legend(fontsize=7, loc="best")
+    axis.set_title(title)
+    axis.legend(fontsize=7, loc=legend_loc)
     figure.tight_layout()
     _save(figure, path)
 

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bap_tf.atomic import atomic_path  # noqa: E402
+from bap_tf.report import save_accuracy_vs_cost  # noqa: E402
 from benchmarks import common, pocket_runs  # noqa: E402
 
 NAME = "budget_sweep"
@@ -86,17 +86,9 @@ def plot(rows, loss, path):
     axis.plot(xs, ys, color="black", marker="o", linewidth=2, label="union-pruned model, mean")
     for budget, x, y in zip(BUDGETS, xs, ys):
         axis.annotate(f"β={budget:g}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize=8)
-    axis.set_xlabel("MACs relative to the backbone")
-    axis.set_ylabel("test accuracy (x: feature-extractor reference)")
-    axis.set_xlim(0, 1.1)
-    axis.set_ylim(0, 1.02)
-    axis.grid(alpha=0.3)
-    axis.set_title(f"Pocket benchmark: accuracy vs MACs, {loss} sharing")
-    axis.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
+    save_accuracy_vs_cost(figure, axis, path, xlabel="MACs relative to the backbone",
+                          ylabel="test accuracy (x: feature-extractor reference)",
+                          title=f"Pocket benchmark: accuracy vs MACs, {loss} sharing", legend_loc="lower right")
     return path
 
 
@@ -138,10 +130,8 @@ def markdown(record):
 
 def main():
     parser = common.parser(__doc__)
-    pocket_runs.add_sharing_loss_flag(parser)
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds per budget (default 1)")
-    args = parser.parse_args()
-    loss, reason = pocket_runs.chosen_sharing_loss(args)
+    args, loss, reason = pocket_runs.parse_with_sharing_loss(parser)
     seeds = list(range(args.seeds))
     settings = {"dataset": "pocket", "budgets": list(BUDGETS), "sharing_loss": loss, "seeds": seeds,
                 "run_flags": pocket_runs.run_flags(loss, "<budget>", "<seed>", args.quick),

@@ -23,7 +23,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from bap_tf.atomic import write_json, write_text
+# Before bap_tf loads TensorFlow: no C++ info lines in a benchmark's output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bap_tf.atomic import write_json, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,11 +58,10 @@ def memory_gib():
 
 
 def gpus():
-    """GPUs TensorFlow sees ("none" when it sees none); TensorFlow is asked only if loaded."""
-    if "tensorflow" in sys.modules:
-        devices = sys.modules["tensorflow"].config.list_physical_devices("GPU")
-        return [d.name for d in devices] or "none"
-    return "none" if not os.path.exists("/dev/nvidia0") else "present (TensorFlow not loaded)"
+    """GPUs TensorFlow sees ("none" when it sees none)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")] or "none"
 
 
 def code_version():
@@ -251,11 +253,6 @@ def parser(doc):
     p.add_argument("--quick", action="store_true", help="the few-minutes mode (fewer steps, seeds, runs)")
     p.add_argument("--results_dir", type=Path, default=RESULTS, help="where NAME.json and NAME.md go")
     return p
-
-
-def quiet_tensorflow():
-    """Before TensorFlow loads: no C++ info lines in a benchmark's output."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def step_timer():

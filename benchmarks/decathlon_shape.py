@@ -27,7 +27,6 @@ WIDTH, IMAGE_SIZE, BUDGET = 64, 64, 0.5
 
 
 def measure(settings):
-    common.quiet_tensorflow()
     import keras
     import tensorflow as tf
 

@@ -123,10 +123,7 @@ def table(record):
 
 def main():
     parser = common.parser(__doc__)
-    pocket_runs.add_sharing_loss_flag(parser)
-    args = parser.parse_args()
-    common.quiet_tensorflow()
-    loss, reason = pocket_runs.chosen_sharing_loss(args)
+    args, loss, reason = pocket_runs.parse_with_sharing_loss(parser)
     settings = {"dataset": "pocket", "budget": BUDGET, "seed": SEED, "sharing_loss": loss,
                 "run_flags": pocket_runs.run_flags(loss, BUDGET, SEED, args.quick), "stages": "all",
                 "runs_dir": str(pocket_runs.RUNS.relative_to(common.ROOT))}

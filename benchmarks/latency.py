@@ -275,10 +275,7 @@ def summarize(rows):
 
 def main():
     parser = common.parser(__doc__)
-    pocket_runs.add_sharing_loss_flag(parser)
-    args = parser.parse_args()
-    common.quiet_tensorflow()
-    loss, reason = pocket_runs.chosen_sharing_loss(args)
+    args, loss, reason = pocket_runs.parse_with_sharing_loss(parser)
     budgets = QUICK_BUDGETS if args.quick else BUDGETS
     rounds, runs, warmup = (5, 30, 20) if args.quick else (10, 100, 50)
     settings = {"dataset": "pocket", "budgets": list(budgets), "sharing_loss": loss, "seed": SEED,

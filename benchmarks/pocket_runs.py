@@ -216,17 +216,15 @@ def best_sharing_loss(sharing_results):
                   f"benchmark ({sharing_results['mode']} mode): the most accurate one")
 
 
-def add_sharing_loss_flag(parser):
+def parse_with_sharing_loss(parser):
+    """Adds ``--sharing_loss`` to ``parser``, parses, and returns ``(args, loss, reason)``: the
+    loss given, else ``best_sharing_loss`` of the sharing benchmark's results in the same mode."""
     parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
                         help="default: the best loss of the sharing benchmark's results")
-
-
-def chosen_sharing_loss(args):
-    """``(loss, reason)``: ``--sharing_loss`` if given, else ``best_sharing_loss`` of the
-    sharing benchmark's results in the same mode."""
+    args = parser.parse_args()
     if args.sharing_loss:
-        return args.sharing_loss, "given with --sharing_loss"
-    return best_sharing_loss(read_results("sharing", args.quick, args.results_dir))
+        return args, args.sharing_loss, "given with --sharing_loss"
+    return args, *best_sharing_loss(read_results("sharing", args.quick, args.results_dir))
 
 
 def domain_names(report):

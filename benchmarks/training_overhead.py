@@ -69,7 +69,6 @@ def plain_model(config, domains):
 
 
 def child(kind, settings, output):
-    common.quiet_tensorflow()
     import keras
     import tensorflow as tf
 
