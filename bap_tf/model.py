@@ -19,9 +19,9 @@ from bap_tf.layers import PACKAGE
 from bap_tf.switching import switched_layers
 
 
-def default_switch_optimizer():
+def default_switch_optimizer(learning_rate=1e-2):
     """Adam without momentum: switches follow the budget multipliers without lag."""
-    return keras.optimizers.Adam(learning_rate=1e-2, beta_1=0.0)
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.0)
 
 
 class ProjectToBudget(keras.callbacks.Callback):

@@ -21,7 +21,7 @@ from absl import logging
 
 from bap_tf.data import train_dataset
 from bap_tf.data.pipeline import default_steps_per_epoch
-from bap_tf.model import BudgetAwareModel, ProjectToBudget
+from bap_tf.model import BudgetAwareModel, ProjectToBudget, default_switch_optimizer
 from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
 from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
@@ -62,7 +62,7 @@ def build_model(config, domains, strategy):
         )
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            switch_optimizer=keras.optimizers.Adam(config.switch_learning_rate, beta_1=0.0),
+            switch_optimizer=default_switch_optimizer(config.switch_learning_rate),
         )
     return model
 
