@@ -10,7 +10,7 @@ cost model all look layers up here; adding a layer type means adding one rule.
 
 import inspect
 
-from keras.layers import Layer
+import keras
 
 from bap_tf.rules.base import Rule, UnsupportedLayerError, unsupported
 from bap_tf.rules.convs import ConvRule, DepthwiseRule, SeparableRule
@@ -40,6 +40,19 @@ RULES = (
     OperationRule(),
     ConcatRule(),
 )
+# Layer types known to have no exact rule, with why and what to do instead.
+REFUSED = (
+    (
+        (keras.layers.LayerNormalization, keras.layers.GroupNormalization),
+        "it normalizes over the channels (ConvNeXt), so removing one channel changes the others",
+        "Use a backbone normalized with BatchNormalization (ResNet, MobileNet, EfficientNet)",
+    ),
+    (
+        (keras.layers.MultiHeadAttention,),
+        "attention mixes every channel",
+        "Use a convolutional backbone",
+    ),
+)
 ASPECTS = ("check", "switch", "couple", "rebuild", "cost")
 
 
@@ -56,8 +69,11 @@ def rule_for(layer, call=None):
     if getattr(layer, "data_format", "channels_last") != "channels_last":
         raise unsupported(layer, f"data_format={layer.data_format!r}", "Build the backbone channels_last")
     rule = find_rule(layer)
+    for types, why, advice in REFUSED:
+        if rule is None and isinstance(layer, types):
+            raise unsupported(layer, why, advice)
     if rule is None:
-        kind = "layer type" if isinstance(layer, Layer) else "operation"
+        kind = "layer type" if isinstance(layer, keras.layers.Layer) else "operation"
         raise unsupported(layer, f"no rule for this {kind}")
     rule.check(layer, call)
     return rule

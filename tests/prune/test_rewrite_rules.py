@@ -90,7 +90,7 @@ def test_grouped_conv_is_refused_by_name():
 def test_unknown_layer_and_channel_mixing_activation_are_refused_by_name():
     _refused(
         lambda x, domain: keras.layers.LayerNormalization(name="ln")(x),
-        r"Layer 'ln' \(LayerNormalization\) is not supported by bap_tf: no channel rule",
+        r"Layer 'ln' \(LayerNormalization\) is not supported by bap_tf: it normalizes over the channels",
     )
     _refused(
         lambda x, domain: keras.layers.Activation("softmax", name="probs")(x),
