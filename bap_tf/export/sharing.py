@@ -71,7 +71,7 @@ def keep_shared_kernels(models):
     clones = {}
     for name, model in models.items():
         producers = inbound_layer_names(model)
-        by_name = {layer.name: layer for layer in model.layers}
+        by_name = {op.name: op for op in model.operations}
         replace = {
             layer.name
             for layer in model.layers

@@ -30,7 +30,7 @@ def replay(model, inputs, outputs=None):
     """
     config = model.get_config()
     entries = {entry["name"]: entry for entry in config["layers"]}
-    layers = {layer.name: layer for layer in model.layers}
+    layers = {op.name: op for op in model.operations}
     outputs = config["output_layers"] if outputs is None else outputs
     computed = {}
 
