@@ -27,10 +27,10 @@ SEED = 0
 
 
 def keras_accuracy(models, eval_sets):
-    import numpy as np
+    from bap_tf.metrics import accuracy
 
     return {
-        d: float(np.mean(np.argmax(models[d].predict(images, batch_size=256, verbose=0), -1) == labels))
+        d: accuracy(models[d].predict(images, batch_size=256, verbose=0), labels)
         for d, (images, labels) in eval_sets.items()
     }
 

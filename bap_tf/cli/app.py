@@ -152,13 +152,11 @@ def print_outputs(command, workdir, results):
                 total = sum(e["bytes"] for e in manifest[variant].values()) / 1024
                 print(f"  export/{variant}/<domain>.tflite: {len(manifest[variant])} files, {total:.0f} KiB in all")
     if "eval" in results:
+        from bap_tf.report import fmt  # loaded by the eval stage already; matplotlib slows --help
+
         r = results["eval"]
         report = r.report
         print(f"  {rel(r.paths['md'])}, {rel(r.paths['json'])}, plots/: S-score {report['s_score']:.0f}, "
               f"efficiency {report['efficiency']:.0f}, pruned MACs x{report['pruned']['macs_ratio']:.3f}")
         for name, d in report["domains"].items():
-            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {_fmt(d['accuracy_tflite_int8'])}), kept {d['kept_fraction']:.2f}")
-
-
-def _fmt(value):
-    return "–" if value is None else f"{value:.3f}"
+            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {fmt(d['accuracy_tflite_int8'])}), kept {d['kept_fraction']:.2f}")

@@ -21,6 +21,7 @@ from bap_tf.export.child import WorkerError, run_worker
 from bap_tf.export.convert import DEFAULT_TIMEOUT_S, calibration_images
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.validate import check_int8_model
+from bap_tf.metrics import accuracy
 
 QAT_MODULES = ("tensorflow_model_optimization", "tf_keras")
 _WORKER = "bap_tf.export.qat_worker"
@@ -112,7 +113,7 @@ def quantization_aware_int8(
         summary = json.loads((work / "summary.json").read_text())
     return {
         "path": str(path),
-        "accuracy": float(np.mean(np.argmax(logits, axis=-1) == eval_labels)),
+        "accuracy": accuracy(logits, eval_labels),
         "qat_keras_accuracy": summary.get("qat_keras_accuracy"),
         "rebuild_max_abs_logit_diff": summary.get("rebuild_max_abs_logit_diff"),
         "loss": summary.get("loss"),

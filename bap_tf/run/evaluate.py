@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from bap_tf import metrics
 from bap_tf import report as report_lib
 from bap_tf.atomic import read_json
 from bap_tf.data import eval_datasets
@@ -51,8 +52,8 @@ def evaluate(config, workdir):
     for index, (name, dataset) in enumerate(tqdm(datasets.items(), desc="Keras accuracy", unit="domain")):
         labels = np.concatenate([y.numpy() for _, y in dataset])
         logits = masked.predict(dataset, verbose=0)[:, : masked.domains[index].num_classes]
-        accuracy["masked"][name] = _accuracy(logits, labels)
-        accuracy["pruned"][name] = _accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
+        accuracy["masked"][name] = metrics.accuracy(logits, labels)
+        accuracy["pruned"][name] = metrics.accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
         num_test[name] = int(labels.shape[0])
 
     eval_sets = {s.name: _device_eval_set(s, config) for s in test_sources}
@@ -96,15 +97,11 @@ def _device_eval_set(source, config):
     return data_sources.labelled_images(source, config.image_size)
 
 
-def _accuracy(logits, labels):
-    return float(np.mean(np.argmax(logits, axis=-1) == labels)) if len(labels) else float("nan")
-
-
 def _file_accuracy(path, eval_sets, signed=False):
     """Accuracy per domain of a ``.tflite`` in LiteRT (one signature per domain when ``signed``)."""
     model = LiteRTModel(path)
     return {
-        d: _accuracy(model.logits(images, d if signed else None), labels)
+        d: metrics.accuracy(model.logits(images, d if signed else None), labels)
         for d, (images, labels) in eval_sets.items()
     }
 
