@@ -41,7 +41,7 @@ class EvalResult:
 def evaluate(config, workdir):
     """Measures everything listed in the module docstring and writes the report."""
     masked = workdir.load_masked_model(config)
-    union, domain_models = workdir.load_pruned(config)
+    union = workdir.load_union(config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
     manifest = workdir.read_manifest()
     test_sources = data_sources.domain_sources(config, "test")
@@ -56,7 +56,7 @@ def evaluate(config, workdir):
         accuracy["pruned"][name] = metrics.accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
         num_test[name] = int(labels.shape[0])
 
-    eval_sets = {s.name: _device_eval_set(s, config) for s in test_sources}
+    eval_sets = {s.name: device_eval_set(s, config) for s in test_sources}
     android = manifest["android"].get("float32") or manifest["android"].get("dynamic")
     micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
     logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
@@ -89,7 +89,7 @@ def evaluate(config, workdir):
     return EvalResult(report, paths)
 
 
-def _device_eval_set(source, config):
+def device_eval_set(source, config):
     """The test images the exported files run on: all, or a seeded sample of ``eval_examples``
     (a sample, not the first ones: a split may be sorted by class)."""
     if config.eval_examples:

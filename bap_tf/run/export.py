@@ -37,7 +37,7 @@ class ExportResult:
 
 def export(config, workdir):
     """Writes the variants of ``config.quantize`` and manifest.json; returns an ``ExportResult``."""
-    union, domain_models = workdir.load_pruned(config)
+    union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     manifest = {"android": {}, "int8": {}, "qat": {}}
     for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
         logging.info("Converting the union model to %s TFLite for Android.", variant)

@@ -16,8 +16,8 @@ Layout (``Workdir(root)`` gives each path)::
 
 Every file is written to a temporary name in its own directory and renamed into place, so an
 interrupted stage never leaves a half-written file for the next one to read. A stage reads what
-an earlier one wrote through ``Workdir``'s loaders (``load_masked_model``, ``load_pruned``,
-``read_manifest``), never through another stage's module.
+an earlier one wrote through ``Workdir``'s loaders (``load_masked_model``, ``load_union``,
+``load_domain_models``, ``read_manifest``), never through another stage's module.
 """
 
 import dataclasses
@@ -130,10 +130,8 @@ class Workdir:
             )
         return model
 
-    def load_pruned(self, config):
-        """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
-        import keras
-
+    def load_union(self, config):
+        """The prune stage's union-pruned model: ``{domain: model}`` in the config's order."""
         from bap_tf.prune.saving import load_union
 
         union = load_union(self.require(self.union_model, "prune"))
@@ -142,10 +140,14 @@ class Workdir:
                 f"{self.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
                 f"Expected the prune stage's output of this run. Received: {self.union_model}"
             )
-        union = {name: union[name] for name in config.domains}
-        domains = {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
-                   for name in config.domains}
-        return union, domains
+        return {name: union[name] for name in config.domains}
+
+    def load_domain_models(self, config):
+        """The prune stage's per-domain models: ``{domain: model}``."""
+        import keras
+
+        return {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
+                for name in config.domains}
 
     def read_manifest(self):
         """The export manifest, or an empty one when the export stage has not run."""
