@@ -121,6 +121,8 @@ class Workdir:
         """``model.keras`` (the train stage's), checked to be a model of the config's domains."""
         import keras
 
+        from bap_tf import model as _registers_model  # noqa: F401  (BudgetAwareModel for load_model)
+
         path = self.require(self.model, "train")
         model = keras.saving.load_model(path, compile=False)
         if tuple(model.domain_names) != tuple(config.domains):
@@ -145,6 +147,8 @@ class Workdir:
     def load_domain_models(self, config):
         """The prune stage's per-domain models: ``{domain: model}``."""
         import keras
+
+        from bap_tf import layers as _registers_layers  # noqa: F401  (ChannelGather, ChannelMask)
 
         return {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
                 for name in config.domains}
