@@ -130,7 +130,7 @@ class ExperimentConfig:
     backbone: str = "resnet26"
     width: int = 16  # resnet26 only: channels of its first stage (64 in the paper)
     pretrained: str = ""  # weights file; "": the shipped pocket backbone; "none": random
-    # -- method (../shared/method.md sections 2-4) ----------------------------------------
+    # -- method (docs/method.md sections 2-4) --------------------------------------------
     budget: float = 0.5
     budget_metric: str = "macs"
     sharing_loss: str = "union"

@@ -6,7 +6,7 @@ S-score (Rebuffi et al. 2017): ``S = sum_d alpha_d * max(0, E_d^max - E_d) ** ga
 the reference error 250, a domain at or above twice the reference error 0. Errors are fractions
 in [0, 1] (the score does not depend on the unit: ``alpha_d`` normalises it away).
 
-Efficiency (ours, see ``method.md`` section 6): ``S / sqrt(params_ratio * macs_ratio)``, the
+Efficiency (ours, see ``docs/method.md`` section 6): ``S / sqrt(params_ratio * macs_ratio)``, the
 S-score divided by the geometric mean of the model's params and MACs relative to the backbone.
 
 numpy only, no Keras: the QAT worker process (legacy Keras) scores its models with it too.
