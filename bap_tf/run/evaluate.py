@@ -46,7 +46,7 @@ def evaluate(config, workdir):
     union, domain_models = load_pruned(workdir, config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
     manifest = read_manifest(workdir)
-    test_sources = data_sources.domain_sources(config, "test")
+    test_sources = data_sources.domain_sources(config, "test", workdir)
 
     accuracy = {"masked": {}, "pruned": {}}
     num_test = {}

@@ -47,8 +47,8 @@ def export(config, workdir):
         manifest["android"][variant] = _entry(workdir, path)
     micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
     if micro_variants:
-        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train")}
-        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test")}
+        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train", workdir)}
+        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test", workdir)}
         for name in tqdm(config.domains, desc="int8 export", unit="domain"):
             if "int8" in config.quantize:
                 images, _ = data_sources.sample_images(train_sources[name], config.image_size, 4 * config.calibration_examples, config.seed)

@@ -11,6 +11,7 @@ Layout (``Workdir(root)`` gives each path)::
     export/                android_float32.tflite, android_dynamic.tflite, int8/<domain>.tflite,
                            qat/<domain>.tflite, manifest.json
     reference_errors.json  the S-score reference measured in the run
+    splits/<domain>.json   train/test files of folder domains that came unsplit (dataset=folders)
     report.json, report.md, plots/   what bap-eval writes
     timings.json           wall time of each stage
 
@@ -70,6 +71,9 @@ class Workdir:
 
     def int8(self, domain, variant="int8"):
         return self.export / variant / f"{domain}.tflite"
+
+    def split(self, domain):
+        return self.root / "splits" / f"{domain}.json"
 
     # -- creation and checks ----------------------------------------------------------------
     def create(self):
