@@ -15,13 +15,12 @@ otherwise) dispatches to the loaders of ``bap_tf.data``:
   stage and every rerun sees the same split even if files are added to the folder.
 """
 
-import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from bap_tf.atomic import write_json
+from bap_tf.atomic import read_json, write_json
 from bap_tf.data import DomainSource, folders, load_decathlon, load_folder, load_imagenet_to_sketch
 from bap_tf.data.pipeline import eval_datasets
 from bap_tf.data.pocket import pocket_sources
@@ -88,8 +87,7 @@ def _split_record(config, root, domain, workdir):
     """The workdir's recorded split of an unsplit folder domain, made and recorded if missing."""
     path = None if workdir is None else workdir.split(domain)
     if path is not None and path.exists():
-        with open(path) as file:
-            return json.load(file)
+        return read_json(path)
     record = folders.split_folder(root, config.test_fraction, config.seed)
     if path is not None:
         write_json(path, record)
