@@ -44,7 +44,7 @@ def evaluate(config, workdir):
     union = workdir.load_union(config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
     manifest = workdir.read_manifest()
-    test_sources = data_sources.domain_sources(config, "test")
+    test_sources = data_sources.domain_sources(config, "test", workdir)
 
     accuracy = {"masked": {}, "pruned": {}}
     num_test = {}

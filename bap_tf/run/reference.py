@@ -39,7 +39,7 @@ def reference_errors(config, workdir):
         if saved.get("kind") == "feature_extractor" and saved.get("pretrained") == config.pretrained \
                 and set(config.domains) <= set(saved["errors"]):
             return {d: saved["errors"][d] for d in config.domains}, saved["description"]
-    errors = feature_extractor_errors(config)
+    errors = feature_extractor_errors(config, workdir)
     write_json(workdir.reference_errors, {
         "kind": "feature_extractor", "description": FEATURE_EXTRACTOR,
         "pretrained": config.pretrained, "errors": errors,
@@ -72,11 +72,11 @@ def load_reference_errors(path, domains):
     return {d: float(errors[d]) for d in domains}, f"file: {path}"
 
 
-def feature_extractor_errors(config):
+def feature_extractor_errors(config, workdir=None):
     """Test error per domain of frozen-backbone features + a logistic-regression head."""
     backbone = load_backbone(config)
-    train_sources = data_sources.domain_sources(config, "train")
-    test_sources = data_sources.domain_sources(config, "test")
+    train_sources = data_sources.domain_sources(config, "train", workdir)
+    test_sources = data_sources.domain_sources(config, "test", workdir)
     errors = {}
     for train, test in zip(train_sources, test_sources):
         logging.info("Measuring the feature-extractor reference on %s.", train.name)

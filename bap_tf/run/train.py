@@ -89,7 +89,7 @@ def train(config, workdir, verbose="auto"):
     # GPU for a few ops; on CPU the ops bap-tf uses are deterministic anyway).
     tf.config.experimental.enable_op_determinism()
     strategy = get_strategy(config.strategy, config.tpu)
-    train_sources = data_sources.domain_sources(config, "train")
+    train_sources = data_sources.domain_sources(config, "train", workdir)
     domains = data_sources.domain_specs(train_sources)
     global_batch = check_batch_size(strategy, config.batch_size, len(domains))
     callbacks = standard_callbacks(workdir, keep_backup=True)

@@ -9,8 +9,10 @@ Layout (``Workdir(root)`` gives each path)::
     tensorboard/           TensorBoard logs of training
     pruned/                union.keras (union-pruned multi-domain model), <domain>.keras, costs.json
     export/                android_float32.tflite, android_dynamic.tflite, int8/<domain>.tflite,
-                           qat/<domain>.tflite, manifest.json
+                           qat/<domain>.tflite (each int8 file with <domain>_model_data.cc/.h and
+                           <domain>_op_resolver.h beside it), manifest.json
     reference_errors.json  the S-score reference measured in the run
+    splits/<domain>.json   train/test files of folder domains that came unsplit (dataset=folders)
     report.json, report.md, plots/   what bap-eval writes
     timings.json           wall time of each stage
 
@@ -66,6 +68,9 @@ class Workdir:
 
     def int8(self, domain, variant="int8"):
         return self.export / variant / f"{domain}.tflite"
+
+    def split(self, domain):
+        return self.root / "splits" / f"{domain}.json"
 
     # -- creation and checks ----------------------------------------------------------------
     def create(self):
