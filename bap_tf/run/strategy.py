@@ -46,12 +46,14 @@ def get_strategy(name, tpu=""):
 class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """``MultiWorkerMirroredStrategy`` with the ``reduce`` Keras 3's ``fit`` expects of it.
 
-    Keras 3 (TF issue 72388) hands the multi-worker ``reduce`` what it cannot take: a whole
-    ``(x, y)`` batch, a nested structure ("unsupported type (<class 'dict'>)") before it builds
-    the model, and scalar logs with ``axis=0`` ("Invalid reduction dimension 0 for input with 0
-    dimensions") after every step, and values that are no per-replica values at all ("doesn't
-    have device set"). Reducing leaf by leaf, a scalar across replicas only, and passing a
-    value that is the same on every replica through, gives what ``MirroredStrategy`` gives.
+    Keras 3 (TF issue 72388) hands the multi-worker ``reduce`` what it cannot take:
+    - a whole ``(x, y)`` batch before it builds the model, a nested structure ("unsupported
+      type (<class 'dict'>)");
+    - scalar logs with ``axis=0`` after every step ("Invalid reduction dimension 0 for input
+      with 0 dimensions");
+    - logs that are no per-replica values at all ("doesn't have device set").
+    Reducing leaf by leaf, scalars across replicas only, and passing through a value that is the
+    same on every replica gives what ``MirroredStrategy`` gives.
     """
 
     def reduce(self, reduce_op, value, axis):
@@ -74,10 +76,10 @@ class WorkerLostError(ConnectionError):
 def lost_workers_reported(strategy):
     """Turns a multi-worker collective that failed because a peer is gone into ``WorkerLostError``.
 
-    TensorFlow notices a dead or silent peer itself (the coordination service's heartbeats, or
-    ``MultiWorkerMirroredStrategy``'s health check) and aborts the collectives, rather than
-    letting them wait forever; what reaches ``fit``'s caller is then a bare ``UnavailableError``
-    from inside a graph. This names the cluster and what to do instead.
+    TensorFlow notices a peer that died or stopped (no more heartbeats to the coordination
+    service, or ``MultiWorkerMirroredStrategy``'s health check) and aborts the collectives rather
+    than letting them wait forever; what reaches ``fit``'s caller is then a bare
+    ``UnavailableError`` from inside a graph. This names the worker and what to do instead.
     """
     try:
         yield
