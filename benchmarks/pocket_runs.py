@@ -14,6 +14,7 @@ exported files on fewer images. A run is redone when the flags it ran with (flag
 from what the flags ask for now.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -53,9 +54,19 @@ def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
     return flags
 
 
-def workdir_of(flags, quick, runs_dir=RUNS):
+def run_name(flags, quick):
+    """``pocket_<loss>_b<budget>_s<seed>``, then ``_<flag><value>`` for every other flag a
+    benchmark sets beyond the mode's (``extra``), so each recipe gets its own workdir."""
     name = f"pocket_{flags['sharing_loss']}_b{flags['budget']:g}_s{flags['seed']}"
-    return Path(runs_dir) / ("quick" if quick else "full") / name
+    base = run_flags(flags["sharing_loss"], flags["budget"], flags["seed"], quick)
+    for flag in sorted(flags):
+        if flag != "reference_errors" and base.get(flag) != flags[flag]:
+            name += f"_{flag}{flags[flag]}"
+    return name
+
+
+def workdir_of(flags, quick, runs_dir=RUNS):
+    return Path(runs_dir) / ("quick" if quick else "full") / run_name(flags, quick)
 
 
 def _read(path):
@@ -130,6 +141,8 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
     if not done and workdir.exists():
         # Another setting's (or an interrupted) run: bap-train would take its model as trained.
         shutil.rmtree(workdir)
+    if not done and "train" in stages:
+        done = _share_training(workdir, flags, quick, runs_dir)
     needed = _needed(done, stages)
     if needed:
         if "prune" in needed and workdir.exists():
@@ -146,6 +159,46 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
     timings = _read(workdir / "timings.json") if (workdir / "timings.json").exists() else {}
     return {"workdir": workdir, "flags": flags, "config": _read(workdir / "config.json"), "report": report,
             "timings": timings, "ran": needed, "effective_flags": effective_flags(flags)}
+
+
+# Flags that act only after training: runs that differ only in these train the same model.
+POST_TRAIN_FLAGS = frozenset({
+    "finetune_epochs", "finetune_learning_rate", "quantize", "calibration_examples", "qat_epochs",
+    "eval_examples", "reference_errors", "mcu_flash_kb", "mcu_ram_kb", "enforce_mcu_budget",
+})
+# What the train stage leaves in a workdir (model, history, resumable backup, its wall time).
+TRAIN_FILES = ("model.keras", "history.json", "backup", "timings.json")
+
+
+def _share_training(workdir, flags, quick, runs_dir):
+    """Copies the trained model of another run that differs only in ``POST_TRAIN_FLAGS`` (e.g.
+    the same run without fine-tuning) into ``workdir``; returns ``["train"]``, or ``[]`` when
+    no such run has trained."""
+    wanted = {k: v for k, v in effective_flags(flags).items() if k not in POST_TRAIN_FLAGS}
+    for marker in sorted((Path(runs_dir) / ("quick" if quick else "full")).glob(f"*/{MARKER}")):
+        saved = _read(marker)
+        source = marker.parent
+        if source == workdir or "train" not in saved.get("stages", []):
+            continue
+        theirs = {k: v for k, v in saved.get("effective_flags", {}).items() if k not in POST_TRAIN_FLAGS}
+        if theirs != wanted or saved["effective_flags"] != effective_flags(saved["flags"]):
+            continue
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in TRAIN_FILES:
+            path = source / name
+            if path.is_dir():
+                shutil.copytree(path, workdir / name)
+            elif path.exists():
+                if name == "timings.json":  # only the train stage's time is this run's too
+                    (workdir / name).write_text(json.dumps({"train": _read(path).get("train")}) + "\n")
+                else:
+                    shutil.copy2(path, workdir / name)
+        marker_data = {"flags": flags, "effective_flags": effective_flags(flags), "stages": ["train"],
+                       "train_shared_from": source.name}
+        (workdir / MARKER).write_text(json.dumps(marker_data, indent=2) + "\n")
+        print(f"  {workdir.name}: training shared with {source.name}", flush=True)
+        return ["train"]
+    return []
 
 
 def shared_reference(runs_dir=RUNS):
@@ -186,6 +239,70 @@ def _bap_train(workdir, flags, stages):
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"bap-train failed (exit {status}) in {workdir}. Last lines of {log}:\n{tail}")
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+# -- run records: each run's figures, committed, so a later session resumes without workdirs --
+RECORDS = "pocket_runs"  # under the results directory: <mode>/<run name>.json
+
+
+def record_path(flags, quick, results_dir):
+    return Path(results_dir) / RECORDS / ("quick" if quick else "full") / f"{run_name(flags, quick)}.json"
+
+
+def summarize_report(report, timings):
+    """The figures of ``report.json`` the benchmarks compare (small enough to commit)."""
+    domains = report["domains"]
+    summary = {
+        "accuracy": {d: v["accuracy_pruned"] for d, v in domains.items()},
+        "accuracy_masked": {d: v["accuracy_masked"] for d, v in domains.items()},
+        "mean_accuracy": report["mean_accuracy_pruned"],
+        "mean_accuracy_masked": sum(v["accuracy_masked"] for v in domains.values()) / len(domains),
+        "kept_fraction": {d: v["kept_fraction"] for d, v in domains.items()},
+        "union_fraction": report["union_fraction"],
+        "params_ratio": report["pruned"]["params_ratio"],
+        "macs_ratio": report["pruned"]["macs_ratio"],
+        "s_score": report["s_score"],
+        "timings_s": timings,
+        "wall_s": round(sum(v for v in timings.values() if v), 1),
+    }
+    if "baselines" in report:
+        summary["baselines"] = report["baselines"]
+    return summary
+
+
+def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, extra=None):
+    """One run's record: read from ``results_dir`` when a run with the same effective flags was
+    recorded there, else run (``run_pocket``, stages train, prune, eval) and record it.
+
+    A record keeps the flags, the commit, the machine (cores, load) and the figures of
+    ``summarize_report``; it is written as soon as the run ends, so a long benchmark killed
+    halfway loses only the run in progress.
+    """
+    from benchmarks import common
+    from bap_tf.atomic import write_json
+
+    flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
+    path = record_path(flags, quick, results_dir)
+    wanted = {k: v for k, v in effective_flags(flags).items() if k != "reference_errors"}
+    if path.exists():
+        record = _read(path)
+        if record.get("effective_flags") == wanted:
+            return record
+        print(f"  {path.name} was recorded with other flags: running it again", flush=True)
+    load = [round(v, 2) for v in os.getloadavg()]
+    run = run_pocket(sharing_loss, budget, seed, quick, runs_dir=runs_dir, extra=extra)
+    machine = common.machine_info()
+    machine["load_average_1_5_15_at_start"] = load
+    marker = _read(run["workdir"] / MARKER)
+    record = {
+        "run": run_name(flags, quick), "mode": "quick" if quick else "full",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "code": common.code_version(), "machine": machine, "effective_flags": wanted,
+        "train_shared_from": marker.get("train_shared_from"),
+        **summarize_report(run["report"], run["timings"]),
+    }
+    write_json(path, record)
+    return record
 
 
 # -- choosing the sharing loss the later benchmarks use ------------------------------------
