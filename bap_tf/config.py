@@ -126,6 +126,9 @@ class ExperimentConfig:
     folders_root: str = ""  # dataset=folders, or ImageNet-to-Sketch's wikiart/sketch
     image_size: int = 0  # 0: the dataset's standard size (DEFAULT_IMAGE_SIZE)
     augment: bool = True  # random translations (and flips where a domain allows them)
+    # Share of each domain's training split held back (seeded, per domain) to select the model
+    # on: the best epoch of training and of fine-tuning. 0: no selection, the last epoch is kept.
+    validation_fraction: float = 0.0
     # -- backbone -----------------------------------------------------------------------
     backbone: str = "resnet26"
     width: int = 16  # resnet26 only: channels of its first stage (64 in the paper)
@@ -137,6 +140,9 @@ class ExperimentConfig:
     sharing_weight: float = None  # None: learnable (dual ascent); a number: fixed alpha
     multiplier_rate: float = 2.0  # eta_lambda
     sharing_rate: float = 0.5  # eta_alpha
+    # Epochs in which only the BatchNorms and heads train: switches still, lambda and alpha at 0.
+    warmup_epochs: int = 0
+    max_sharing_weight: float = 0.0  # cap of the learnable alpha; 0: no cap
     # -- training -------------------------------------------------------------------------
     epochs: int = 8
     steps_per_epoch: int = 0  # 0: one pass over the largest domain
@@ -173,14 +179,19 @@ class ExperimentConfig:
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:
             _check_number("sharing_weight", self.sharing_weight)
-        for name in ("multiplier_rate", "sharing_rate"):
+        for name in ("multiplier_rate", "sharing_rate", "max_sharing_weight"):
             _check_number(name, getattr(self, name))
         for name in ("learning_rate", "switch_learning_rate", "finetune_learning_rate", "mcu_flash_kb", "mcu_ram_kb"):
             _check_number(name, getattr(self, name), strict=True)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("width", 1), ("steps_per_epoch", 0),
                               ("seed", 0), ("finetune_epochs", 0), ("calibration_examples", 1),
-                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0)):
+                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0)):
             _check_int(name, getattr(self, name), minimum)
+        _check_number("validation_fraction", self.validation_fraction)
+        if self.validation_fraction >= 0.5:
+            _fail("validation_fraction", self.validation_fraction, "a fraction in [0, 0.5)")
+        if self.warmup_epochs >= self.epochs:
+            _fail("warmup_epochs", self.warmup_epochs, f"fewer than epochs={self.epochs} (the switches must train)")
         if 0 < self.image_size < 8:
             _fail("image_size", self.image_size, "0 (the dataset's standard size) or at least 8 pixels")
         for variant in self.quantize:
