@@ -23,6 +23,13 @@ RECIPES = {
     "jaccard": ("jaccard", {}),
     "union + finetune 4": ("union", {"finetune_epochs": 4}),
     "jaccard + finetune 4": ("jaccard", {"finetune_epochs": 4}),
+    # Model selection on 10 % of the training data held back (best epoch of training and of
+    # fine-tuning), then with a 1-epoch warm-up of the BatchNorms and heads, then alpha capped.
+    "jaccard + finetune 4 + selection": ("jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1}),
+    "jaccard + finetune 4 + selection + warm-up": (
+        "jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1, "warmup_epochs": 1}),
+    "jaccard + finetune 4 + selection + warm-up + alpha <= 2": (
+        "jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1, "warmup_epochs": 1, "max_sharing_weight": 2.0}),
 }
 
 
