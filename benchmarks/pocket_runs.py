@@ -270,6 +270,21 @@ def summarize_report(report, timings):
     return summary
 
 
+def find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, extra=None):
+    """The record of this run in ``results_dir`` when one was made with the same effective
+    flags (the flagfile as it reads now included), else None."""
+    flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
+    path = record_path(flags, quick, results_dir)
+    if not path.exists():
+        return None
+    record = _read(path)
+    wanted = {k: v for k, v in effective_flags(flags).items() if k != "reference_errors"}
+    if record.get("effective_flags") != wanted:
+        print(f"  {path.name} was recorded with other flags: it does not count", flush=True)
+        return None
+    return record
+
+
 def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, extra=None):
     """One run's record: read from ``results_dir`` when a run with the same effective flags was
     recorded there, else run (``run_pocket``, stages train, prune, eval) and record it.
@@ -281,14 +296,12 @@ def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS,
     from benchmarks import common
     from bap_tf.atomic import write_json
 
+    record = find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir, extra)
+    if record is not None:
+        return record
     flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
     path = record_path(flags, quick, results_dir)
     wanted = {k: v for k, v in effective_flags(flags).items() if k != "reference_errors"}
-    if path.exists():
-        record = _read(path)
-        if record.get("effective_flags") == wanted:
-            return record
-        print(f"  {path.name} was recorded with other flags: running it again", flush=True)
     load = [round(v, 2) for v in os.getloadavg()]
     run = run_pocket(sharing_loss, budget, seed, quick, runs_dir=runs_dir, extra=extra)
     machine = common.machine_info()

@@ -33,15 +33,22 @@ RECIPES = {
 }
 
 
-def measure(args, recipes=RECIPES):
+def measure(args, recipes=RECIPES, run=True):
+    """``(seeds, {label: [record]}, missing)``; ``run=False`` only collects recorded runs."""
     seeds = list(range(args.seeds if args.seeds else (1 if args.quick else 3)))
-    runs = {label: [] for label in recipes}
+    runs, missing = {label: [] for label in recipes}, []
     for seed in seeds:
         for label, (loss, extra) in recipes.items():
-            print(f"{label}, budget {BUDGET}, seed {seed}:", flush=True)
-            record = pocket_runs.pocket_record(loss, BUDGET, seed, args.quick, args.results_dir, extra=extra)
-            runs[label].append({"seed": seed, **record})
-    return seeds, runs
+            if run:
+                print(f"{label}, budget {BUDGET}, seed {seed}:", flush=True)
+                record = pocket_runs.pocket_record(loss, BUDGET, seed, args.quick, args.results_dir, extra=extra)
+            else:
+                record = pocket_runs.find_record(loss, BUDGET, seed, args.quick, args.results_dir, extra=extra)
+            if record is None:
+                missing.append(f"{label} seed {seed}")
+            else:
+                runs[label].append({"seed": seed, **record})
+    return seeds, runs, missing
 
 
 def summarize(runs):
@@ -93,9 +100,13 @@ def markdown(record):
 def main():
     parser = common.parser(__doc__)
     parser.add_argument("--seeds", type=int, default=0, help="seeds per recipe (default: 3, quick mode 1)")
+    parser.add_argument("--recorded_only", action="store_true",
+                        help="run nothing: the table of the runs recorded so far (marked partial)")
     args = parser.parse_args()
     record = common.start_record(NAME, args.quick, {"budget": BUDGET, "recipes": {k: list(v) for k, v in RECIPES.items()}})
-    record["seeds"], record["runs"] = measure(args)
+    record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
+    if missing:
+        record["partial"] = f"runs not recorded yet: {', '.join(missing)}"
     record["summary"] = summarize(record["runs"])
     common.write_results(record, markdown(record), args.results_dir)
 
