@@ -94,6 +94,11 @@ class LayerGraph:
         return self.nodes[name]
 
 
+def endpoint_names(layers_entry):
+    """Layer names of a config's ``input_layers`` / ``output_layers``, in order."""
+    return [entry[0] for entry in _as_list(layers_entry)]
+
+
 def _as_list(layers_entry):
     """``input_layers``/``output_layers`` as a list of [name, node, tensor] triples.
 
@@ -107,18 +112,33 @@ def _as_list(layers_entry):
     return layers_entry
 
 
+def keras_histories(structure, triples=False):
+    """Every ``keras_history`` (``[layer, node, tensor]``) in a serialized call, in order.
+
+    ``structure`` is an ``inbound_nodes`` entry of a functional config (or any part of one);
+    with ``triples`` a bare ``[layer, node, tensor]`` also counts, as in ``output_layers``.
+    The one reader of this config format, shared by everything that walks a model's config.
+    """
+    if is_keras_tensor(structure):
+        return [structure["config"]["keras_history"]]
+    if triples and is_history_triple(structure):
+        return [structure]
+    if isinstance(structure, dict):
+        return [h for value in structure.values() for h in keras_histories(value, triples)]
+    if isinstance(structure, (list, tuple)):
+        return [h for value in structure for h in keras_histories(value, triples)]
+    return []
+
+
+def is_keras_tensor(value):
+    """Whether a serialized value stands for a tensor (``__keras_tensor__``)."""
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def is_history_triple(value):
+    """Whether a value is a bare ``[layer, node, tensor]`` history, as in ``output_layers``."""
+    return isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str)
+
+
 def _producer_names(inbound_node):
-    names = []
-
-    def visit(value):
-        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            names.append(value["config"]["keras_history"][0])
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                visit(item)
-
-    visit(inbound_node.get("args", []))
-    return names
+    return [history[0] for history in keras_histories(inbound_node.get("args", []))]

@@ -144,7 +144,7 @@ def print_outputs(command, workdir, results):
         print(f"  {rel(r.union_path)}: union-pruned model, params x{ratio['params']:.3f}, MACs x{ratio['macs']:.3f} of the backbone")
         print(f"  pruned/<domain>.keras: {len(r.domain_paths)} per-domain models; {rel(r.costs_path)}")
     if "export" in results:
-        manifest = results["export"]
+        manifest = results["export"].manifest
         for variant, entry in manifest["android"].items():
             print(f"  {entry['path']}: Android, {variant}, {entry['bytes'] / 1024:.0f} KiB")
         for variant in ("int8", "qat"):

@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from bap_tf.graph import endpoint_names, keras_histories
+
 
 class ChannelGather(tf_keras.layers.Layer):
     """Keras 2 twin of ``bap_tf.layers.ChannelGather``: keeps the listed channels (GATHER)."""
@@ -173,33 +175,14 @@ def rebuild(config, weights):
                 "Each layer of a per-domain model must be called once. "
                 f"Received: layer {name!r} with {len(entry['inbound_nodes'])} calls"
             )
-        inputs = [tensors[history[0]] for history in _histories(entry["inbound_nodes"][0])]
+        inputs = [tensors[history[0]] for history in keras_histories(entry["inbound_nodes"][0])]
         layer = _BUILDERS[class_name](layer_config)
         tensors[name] = layer(inputs if class_name in _MERGE_LAYERS else inputs[0])
         if class_name in _SYNTHESIZED_WEIGHTS:
             layer.set_weights(_SYNTHESIZED_WEIGHTS[class_name](layer_config, inputs[0].shape[-1]))
         elif weights.get(name):
             layer.set_weights(weights[name])
-    (input_name,), (output_name,) = _endpoint_names(config["input_layers"]), _endpoint_names(
+    (input_name,), (output_name,) = endpoint_names(config["input_layers"]), endpoint_names(
         config["output_layers"]
     )
     return tf_keras.Model(tensors[input_name], tensors[output_name], name=config.get("name"))
-
-
-def _endpoint_names(endpoints):
-    """``["image", 0, 0]`` or ``[["image", 0, 0], ...]`` -> layer names."""
-    if endpoints and isinstance(endpoints[0], str):
-        return [endpoints[0]]
-    return [endpoint[0] for endpoint in endpoints]
-
-
-def _histories(structure):
-    """Every ``keras_history`` ([layer, node, tensor]) in a serialized node, in order."""
-    if isinstance(structure, dict):
-        config = structure.get("config")
-        if structure.get("class_name") == "__keras_tensor__" and isinstance(config, dict):
-            return [config["keras_history"]]
-        return [h for key in ("args", "kwargs") if key in structure for h in _histories(structure[key])]
-    if isinstance(structure, (list, tuple)):
-        return [h for value in structure for h in _histories(value)]
-    return []

@@ -18,6 +18,8 @@ import collections
 import keras
 import numpy as np
 
+from bap_tf.graph import keras_histories
+
 
 class ChannelAffine(keras.layers.DepthwiseConv2D):
     """Inference-time BatchNormalization as a 1x1 depthwise conv (export only, never saved)."""
@@ -102,21 +104,9 @@ def inbound_layer_names(model):
     for entry in model.get_config()["layers"]:
         names = []
         for node in entry.get("inbound_nodes", []):
-            names.extend(_history_names(node))
+            names.extend(history[0] for history in keras_histories(node))
         result[entry["name"]] = names
     return result
-
-
-def _history_names(structure):
-    """Layer names of every ``keras_history`` found anywhere in a serialized node."""
-    if isinstance(structure, dict):
-        config = structure.get("config")
-        if structure.get("class_name") == "__keras_tensor__" and isinstance(config, dict):
-            return [config["keras_history"][0]]
-        return [name for value in structure.values() for name in _history_names(value)]
-    if isinstance(structure, (list, tuple)):
-        return [name for value in structure for name in _history_names(value)]
-    return []
 
 
 def _batchnorm_parameters(batchnorm):

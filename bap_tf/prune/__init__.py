@@ -9,7 +9,7 @@
 
 from bap_tf.prune.dependency import DependencyGraph, PrunePlan, UnsupportedLayerError, describe_rules
 from bap_tf.prune.report import prune_report
-from bap_tf.prune.rewrite import Rewriter, prune_domain, prune_union
+from bap_tf.prune.rewrite import Rewriter
 from bap_tf.prune.saving import joint_model, load_union, save_union
 
 __all__ = [
@@ -20,8 +20,6 @@ __all__ = [
     "describe_rules",
     "joint_model",
     "load_union",
-    "prune_domain",
     "prune_report",
-    "prune_union",
     "save_union",
 ]

@@ -226,13 +226,3 @@ def _call(cache, key, factory, inputs):
         layer.set_weights(weights)
     cache[key] = layer
     return outputs
-
-
-def prune_union(network, domains, gates=None):
-    """Union-pruned multi-domain model: ``{domain: keras.Model}`` sharing the conv layers."""
-    return Rewriter(network, domains, gates).union_models()
-
-
-def prune_domain(network, domains, domain, gates=None):
-    """One domain's model, physically pruned to its own gates."""
-    return Rewriter(network, domains, gates).domain_model(domain)

@@ -15,6 +15,7 @@ import keras
 
 # Imported for its side effect too: registers bap_tf's layers for ``load_model``.
 from bap_tf import layers as bap_layers  # noqa: F401
+from bap_tf.graph import endpoint_names, is_history_triple, is_keras_tensor, keras_histories
 
 
 def replay(model, inputs, outputs=None):
@@ -34,14 +35,14 @@ def replay(model, inputs, outputs=None):
     computed = {}
 
     def history_of(value):
-        return value["config"]["keras_history"] if _is_tensor(value) else None
+        return value["config"]["keras_history"] if is_keras_tensor(value) else None
 
     def node_inputs(key):
         node = entries[key[0]]["inbound_nodes"][key[1]]
-        return [tuple(h[:2]) for h in _histories(node) if h[0] not in inputs]
+        return [tuple(h[:2]) for h in keras_histories(node) if h[0] not in inputs]
 
     # Depth-first post-order without recursion: ResNet-50 is deeper than Python's stack.
-    wanted = [tuple(h[:2]) for h in _histories(outputs, triples=True) if h[0] not in inputs]
+    wanted = [tuple(h[:2]) for h in keras_histories(outputs, triples=True) if h[0] not in inputs]
     stack = [(key, False) for key in wanted]
     while stack:
         key, ready = stack.pop()
@@ -57,7 +58,7 @@ def replay(model, inputs, outputs=None):
                     name, node_index, tensor_index = history
                     source = inputs[name] if name in inputs else computed[(name, node_index)]
                     return _pick(source, tensor_index)
-                if isinstance(value, dict) and not _is_tensor(value):
+                if isinstance(value, dict) and not is_keras_tensor(value):
                     return {k: substitute(v) for k, v in value.items()}
                 if isinstance(value, (list, tuple)):
                     return type(value)(substitute(v) for v in value)
@@ -71,7 +72,7 @@ def replay(model, inputs, outputs=None):
             stack.extend((k, False) for k in pending)
 
     def result(structure):
-        if _is_triple(structure):
+        if is_history_triple(structure):
             name, node_index, tensor_index = structure
             return _pick(inputs[name] if name in inputs else computed[(name, node_index)], tensor_index)
         if isinstance(structure, dict):
@@ -94,7 +95,7 @@ def joint_model(models, name="union"):
                 f"Each domain's model needs one image input. Received: {domain!r} has {len(model.inputs)}"
             )
         inputs[domain] = keras.Input(shape=model.inputs[0].shape[1:], name=domain)
-        outputs[domain] = replay(model, {_input_names(model)[0]: inputs[domain]})
+        outputs[domain] = replay(model, {endpoint_names(model.get_config()["input_layers"])[0]: inputs[domain]})
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -123,36 +124,6 @@ def save_union(models, path):
 def load_union(path):
     """Loads ``save_union``'s file back as ``{domain: keras.Model}`` sharing their layers."""
     return split_joint(keras.saving.load_model(path))
-
-
-def _input_names(model):
-    layers = model.get_config()["input_layers"]
-    if _is_triple(layers):
-        return [layers[0]]
-    if isinstance(layers, dict):
-        return [entry[0] for entry in layers.values()]
-    return [entry[0] for entry in layers]
-
-
-def _is_tensor(value):
-    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
-
-
-def _is_triple(value):
-    return isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str)
-
-
-def _histories(structure, triples=False):
-    """Every ``keras_history`` in a serialized node (``triples``: in an output structure)."""
-    if _is_tensor(structure):
-        return [structure["config"]["keras_history"]]
-    if triples and _is_triple(structure):
-        return [structure]
-    if isinstance(structure, dict):
-        return [h for value in structure.values() for h in _histories(value, triples)]
-    if isinstance(structure, (list, tuple)):
-        return [h for value in structure for h in _histories(value, triples)]
-    return []
 
 
 def _pick(outputs, index):

@@ -21,16 +21,13 @@ from absl import logging
 from tqdm import tqdm
 
 from bap_tf import report as report_lib
+from bap_tf.atomic import read_json
 from bap_tf.data import eval_datasets
 from bap_tf.export.checks import run_checks
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
 from bap_tf.run import sources as data_sources
-from bap_tf.run.export import read_manifest
-from bap_tf.run.prune import load_pruned
 from bap_tf.run.reference import reference_errors
-from bap_tf.run.train import load_masked_model
-from bap_tf.run.workdir import read_json
 from bap_tf.switching import gate_values
 
 
@@ -42,10 +39,10 @@ class EvalResult:
 
 def evaluate(config, workdir):
     """Measures everything listed in the module docstring and writes the report."""
-    masked = load_masked_model(workdir, config)
-    union, domain_models = load_pruned(workdir, config)
+    masked = workdir.load_masked_model(config)
+    union, domain_models = workdir.load_pruned(config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
-    manifest = read_manifest(workdir)
+    manifest = workdir.read_manifest()
     test_sources = data_sources.domain_sources(config, "test")
 
     accuracy = {"masked": {}, "pruned": {}}

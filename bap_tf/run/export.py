@@ -13,6 +13,7 @@
 ``manifest.json`` lists what was written; bap-eval reads it.
 """
 
+import dataclasses
 import os
 
 from absl import logging
@@ -21,18 +22,22 @@ from tqdm import tqdm
 from bap_tf.export.convert import export_android, export_micro
 from bap_tf.export.qat import quantization_aware_int8
 from bap_tf.run import sources as data_sources
-from bap_tf.run.prune import load_pruned
 from bap_tf.atomic import write_json
-from bap_tf.run.workdir import read_json
 
 ANDROID_VARIANTS = ("float32", "dynamic")
 # Training images per domain handed to quantization-aware fine-tuning.
 QAT_MAX_TRAIN_IMAGES = 10_000
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    manifest_path: str
+    manifest: dict  # {"android": {variant: entry}, "int8": {domain: entry}, "qat": {domain: entry}}
+
+
 def export(config, workdir):
-    """Writes the variants of ``config.quantize``; returns the manifest (also in manifest.json)."""
-    union, domain_models = load_pruned(workdir, config)
+    """Writes the variants of ``config.quantize`` and manifest.json; returns an ``ExportResult``."""
+    union, domain_models = workdir.load_pruned(config)
     manifest = {"android": {}, "int8": {}, "qat": {}}
     for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
         logging.info("Converting the union model to %s TFLite for Android.", variant)
@@ -59,14 +64,7 @@ def export(config, workdir):
                 )
                 manifest["qat"][name] = {**result, **_entry(workdir, workdir.int8(name, "qat"))}
     write_json(workdir.manifest, manifest)
-    return manifest
-
-
-def read_manifest(workdir):
-    """The export manifest, or an empty one when the export stage has not run."""
-    if not workdir.manifest.exists():
-        return {"android": {}, "int8": {}, "qat": {}}
-    return read_json(workdir.manifest)
+    return ExportResult(str(workdir.manifest), manifest)
 
 
 def _entry(workdir, path):

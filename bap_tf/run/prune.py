@@ -22,7 +22,6 @@ from bap_tf.prune.finetune import finetune_domain, finetune_union
 from bap_tf.prune.report import prune_report
 from bap_tf.prune.saving import load_union, save_union
 from bap_tf.run import sources as data_sources
-from bap_tf.run.train import load_masked_model
 from bap_tf.atomic import atomic_path, write_json
 
 # Test images per domain on which the reduced models are compared with the masked model.
@@ -42,7 +41,7 @@ class PruneResult:
 def prune(config, workdir):
     """Builds, checks, optionally fine-tunes and saves the reduced models; returns ``PruneResult``."""
     keras.utils.set_random_seed(config.seed)
-    masked = load_masked_model(workdir, config)
+    masked = workdir.load_masked_model(config)
     rewriter = Rewriter.from_model(masked)
     union = rewriter.union_models()
     domain_models = rewriter.domain_models()
@@ -103,15 +102,3 @@ def _finetune(config, union, domain_models, test_sources):
             model, train[name], test[name], select_on=None if select_on is None else select_on[name], **kwargs))
     return result
 
-
-def load_pruned(workdir, config):
-    """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
-    union = load_union(workdir.require(workdir.union_model, "prune"))
-    if sorted(union) != sorted(config.domains):
-        raise ValueError(
-            f"{workdir.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
-            f"Expected the prune stage's output of this run. Received: {workdir.union_model}"
-        )
-    union = {name: union[name] for name in config.domains}
-    domains = {name: keras.saving.load_model(workdir.require(workdir.domain_model(name), "prune")) for name in config.domains}
-    return union, domains

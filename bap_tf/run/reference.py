@@ -20,8 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from bap_tf import metrics
 from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
-from bap_tf.atomic import write_json
-from bap_tf.run.workdir import read_json
+from bap_tf.atomic import read_json, write_json
 
 MAX_TRAIN_IMAGES = 10_000
 FEATURE_EXTRACTOR = (

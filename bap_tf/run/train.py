@@ -27,8 +27,7 @@ from bap_tf.run.backbone import load_backbone
 from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
 from bap_tf.run.selection import SelectBestEpoch
 from bap_tf.run.strategy import check_batch_size, get_strategy
-from bap_tf.atomic import atomic_path, write_json
-from bap_tf.run.workdir import read_json
+from bap_tf.atomic import atomic_path, read_json, write_json
 from bap_tf.switching import build_switched_network
 
 # Forward passes that re-estimate the BatchNorm statistics after training (RecalibrateBatchNorm).
@@ -43,13 +42,6 @@ class TrainResult:
     kept_fractions: dict  # domain -> kept fraction of the switchable cost
     union_fraction: float
     skipped: bool = False  # the workdir already held a model trained for config.epochs
-
-
-def trained_epochs(workdir):
-    """Epochs that ``model.keras`` in ``workdir`` was trained for (0 when there is none)."""
-    if not workdir.model.exists() or not workdir.history.exists():
-        return 0
-    return int(read_json(workdir.history).get("model_epochs", 0))
 
 
 def build_model(config, domains, strategy, steps_per_epoch=0):
@@ -89,10 +81,10 @@ def epoch_datasets(sources, config, steps, start):
 
 def train(config, workdir, verbose="auto"):
     """Trains the config's run in ``workdir`` (a ``Workdir``); returns a ``TrainResult``."""
-    done = trained_epochs(workdir)
+    done = workdir.trained_epochs()
     if done >= config.epochs:
         logging.info("%s was trained for %d epochs (asked: %d): nothing to train.", workdir.model, done, config.epochs)
-        model = load_masked_model(workdir, config)
+        model = workdir.load_masked_model(config)
         return _result(workdir, model, done, skipped=True)
 
     keras.utils.set_random_seed(config.seed)
@@ -146,14 +138,3 @@ def _result(workdir, model, epochs, skipped=False):
     kept = dict(zip(model.domain_names, (float(v) for v in model.kept_fractions())))
     return TrainResult(str(workdir.model), str(workdir.history), epochs, kept, model.union_fraction(), skipped)
 
-
-def load_masked_model(workdir, config):
-    """``WORKDIR/model.keras``, checked to be a model of the config's domains."""
-    path = workdir.require(workdir.model, "train")
-    model = keras.saving.load_model(path, compile=False)
-    if tuple(model.domain_names) != tuple(config.domains):
-        raise ValueError(
-            f"{path} was trained for domains {model.domain_names}, not for the config's "
-            f"{list(config.domains)}. Expected the model of this workdir's run. Received: {path}"
-        )
-    return model

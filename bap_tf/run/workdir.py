@@ -15,26 +15,22 @@ Layout (``Workdir(root)`` gives each path)::
     timings.json           wall time of each stage
 
 Every file is written to a temporary name in its own directory and renamed into place, so an
-interrupted stage never leaves a half-written file for the next one to read.
+interrupted stage never leaves a half-written file for the next one to read. A stage reads what
+an earlier one wrote through ``Workdir``'s loaders (``load_masked_model``, ``load_pruned``,
+``read_manifest``), never through another stage's module.
 """
 
 import dataclasses
-import json
 import os
 import uuid
 from pathlib import Path
 
-from bap_tf.atomic import write_text
+from bap_tf.atomic import read_json, write_text
 from bap_tf.config import ExperimentConfig
 
 
 class WorkdirError(ValueError):
     """The workdir cannot be used: unwritable, or it holds a run with other settings."""
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +108,50 @@ class Workdir:
         write_text(self.config, config.to_json() + "\n")
         if flags_text is not None:
             write_text(self.flags, flags_text)
+
+    # -- what the stages wrote -----------------------------------------------------------
+    # Keras is imported on use: a command builds its Workdir before a flag error is printed.
+    def trained_epochs(self):
+        """Epochs that ``model.keras`` was trained for (0 when there is none)."""
+        if not self.model.exists() or not self.history.exists():
+            return 0
+        return int(read_json(self.history).get("model_epochs", 0))
+
+    def load_masked_model(self, config):
+        """``model.keras`` (the train stage's), checked to be a model of the config's domains."""
+        import keras
+
+        path = self.require(self.model, "train")
+        model = keras.saving.load_model(path, compile=False)
+        if tuple(model.domain_names) != tuple(config.domains):
+            raise ValueError(
+                f"{path} was trained for domains {model.domain_names}, not for the config's "
+                f"{list(config.domains)}. Expected the model of this workdir's run. Received: {path}"
+            )
+        return model
+
+    def load_pruned(self, config):
+        """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
+        import keras
+
+        from bap_tf.prune.saving import load_union
+
+        union = load_union(self.require(self.union_model, "prune"))
+        if sorted(union) != sorted(config.domains):
+            raise ValueError(
+                f"{self.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
+                f"Expected the prune stage's output of this run. Received: {self.union_model}"
+            )
+        union = {name: union[name] for name in config.domains}
+        domains = {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
+                   for name in config.domains}
+        return union, domains
+
+    def read_manifest(self):
+        """The export manifest, or an empty one when the export stage has not run."""
+        if not self.manifest.exists():
+            return {"android": {}, "int8": {}, "qat": {}}
+        return read_json(self.manifest)
 
 
 def config_for_workdir(saved, explicit, workdir):
