@@ -162,6 +162,10 @@ class ExperimentConfig:
     # -- eval -----------------------------------------------------------------------------
     eval_examples: int = 0  # test images per domain for the on-device checks (0: all)
     reference_errors: str = ""  # JSON {domain: error} for the S-score; "": measured in the run
+    # Per-domain fine-tuning of the whole backbone, measured in the eval stage (a few minutes at
+    # pocket size, far longer on real benchmarks) next to the feature extractor; the S-score's
+    # reference unless reference_errors names a file.
+    baselines: bool = True
     mcu_flash_kb: float = 1024.0
     mcu_ram_kb: float = 256.0
     enforce_mcu_budget: bool = False

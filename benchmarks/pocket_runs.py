@@ -214,13 +214,14 @@ def shared_reference(runs_dir=RUNS):
 
 def write_reference(path):
     """The feature-extractor reference of the pocket domains, as ``bap-train`` would measure it."""
-    from bap_tf.config import ExperimentConfig
-    from bap_tf.run.reference import FEATURE_EXTRACTOR, feature_extractor_errors
     from bap_tf.atomic import write_json
+    from bap_tf.config import ExperimentConfig
+    from bap_tf.run import baselines
 
     config = ExperimentConfig(dataset="pocket").resolve()
-    write_json(path, {"kind": "feature_extractor", "description": FEATURE_EXTRACTOR, "pretrained": config.pretrained,
-                      "errors": feature_extractor_errors(config)})
+    errors = {d: 1.0 - e["accuracy"] for d, e in baselines.feature_extractor(config).items()}
+    write_json(path, {"kind": "feature_extractor", "description": baselines.DESCRIPTIONS["feature_extractor"],
+                      "pretrained": config.pretrained, "errors": errors})
 
 
 def _bap_train(workdir, flags, stages):

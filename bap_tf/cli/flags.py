@@ -123,6 +123,10 @@ def define_experiment_flags(fv=FLAGS):
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_string("reference_errors", _E.reference_errors, "JSON file {domain: error fraction} of the S-score's "
                         "reference. Empty: measured in the run (frozen backbone + linear classifier per domain).", flag_values=fv)
+    flags.DEFINE_boolean("baselines", _E.baselines, "Measure the per-domain fine-tuning baseline (the whole backbone "
+                         "and a head per domain, the run's epochs) in the eval stage: the S-score's reference unless "
+                         "--reference_errors is given. A few minutes at pocket size; --nobaselines for large runs.",
+                         flag_values=fv)
     flags.DEFINE_float("mcu_flash_kb", _E.mcu_flash_kb, "Flash (KiB) a microcontroller leaves for one int8 model.", flag_values=fv)
     _positive("mcu_flash_kb", fv)
     flags.DEFINE_float("mcu_ram_kb", _E.mcu_ram_kb, "RAM (KiB) a microcontroller leaves for the TFLM tensor arena.", flag_values=fv)

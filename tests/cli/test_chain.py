@@ -48,7 +48,7 @@ def test_chain_writes_every_stage_output(chain):
     for relative in ("config.json", "flags.cfg", "model.keras", "history.json", "timings.json",
                      "pruned/union.keras", "pruned/digits.keras", "pruned/letters.keras", "pruned/costs.json",
                      "export/android_float32.tflite", "export/int8/digits.tflite", "export/int8/letters.tflite",
-                     "export/manifest.json", "reference_errors.json", "report.json", "report.md",
+                     "export/manifest.json", "baselines.json", "report.json", "report.md",
                      "plots/kept_channels.png", "plots/accuracy_vs_cost.png"):
         assert (workdir / relative).is_file(), relative
     assert any((workdir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -75,7 +75,14 @@ def test_chain_report_fields(chain):
         assert domain["tflite_vs_keras_max_abs_logit_diff"] < 1e-3
         assert domain["accuracy_masked"] == pytest.approx(domain["accuracy_pruned"], abs=0.01)
     assert report["s_score"] >= 0 and report["efficiency"] >= 0
-    assert report["s_score_reference"].startswith("feature_extractor")
+    assert report["s_score_reference"].startswith("finetune")  # the Decathlon convention
+    for kind in ("feature_extractor", "finetune"):
+        for name, entry in report["baselines"][kind].items():
+            assert 0.0 <= entry["accuracy"] <= 1.0
+            assert entry["params"] > report["backbone"]["params"] and entry["macs"] > report["backbone"]["macs"]
+            if kind == "finetune":
+                assert report["domains"][name]["reference_error"] == pytest.approx(1.0 - entry["accuracy"])
+    assert report["baselines"]["skipped"] is None
     assert report["mcu"]["fits"] is True
     costs = json.loads((workdir / "pruned" / "costs.json").read_text())
     assert max(max(v.values()) for v in costs["max_abs_logit_diff"].values()) < 1e-3
