@@ -11,8 +11,9 @@ point at the first seeds.
 
 Plots mean test accuracy (union-pruned model, Keras, mean over domains and seeds) against the
 union-pruned model's MACs over the backbone's, one line per sharing loss, with the baselines of
-the same data as horizontal lines: the feature extractor (frozen backbone + logistic regression
-per domain) and, when the runs' reports have it, per-domain fine-tuning of the whole backbone.
+the same data, epochs and seeds as horizontal lines (``pocket_runs.shared_baselines``, measured
+once per seed): the feature extractor (frozen backbone + logistic regression per domain) and
+per-domain fine-tuning of the whole backbone.
 
 Target: the best sharing loss is above ``none`` at every union-MACs level both reach.
 
@@ -100,13 +101,15 @@ def compare_with_none(frontier):
     return result
 
 
-def baselines(rows):
-    """Mean accuracy of the reference models, from the runs' reports (the same for every run)."""
-    for row in rows:
-        if row.get("baselines"):
-            return {kind: float(np.mean([v["accuracy"] for v in per_domain.values()]))
-                    for kind, per_domain in row["baselines"].items() if isinstance(per_domain, dict) and per_domain}
-    return {}
+def baselines(shared):
+    """``{kind: mean accuracy}`` of the reference models over domains and seeds, from
+    ``pocket_runs.shared_baselines`` records (same data, epochs and seeds as the runs)."""
+    result = {}
+    for kind in ("feature_extractor", "finetune"):
+        values = [np.mean([e["accuracy"] for e in record[kind].values()]) for record in shared if record.get(kind)]
+        if values:
+            result[kind] = float(np.mean(values))
+    return result
 
 
 def plot(frontier, references, path):
@@ -172,6 +175,8 @@ def main():
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick)}
     record = common.start_record(NAME, args.quick, settings)
     record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
+    record["shared_baselines"] = [] if args.recorded_only else [
+        pocket_runs.shared_baselines(seed, args.quick) for seed in record["seeds"]]
     if missing:
         record["partial"] = (f"{len(record['runs'])} of {len(record['runs']) + len(missing)} runs recorded; "
                              f"missing: {', '.join(missing)}")
@@ -185,7 +190,7 @@ def summarize_into(record, plot_path):
     draws the plot at ``plot_path``."""
     record["frontier"] = points(record["runs"])
     record["comparison"] = compare_with_none(record["frontier"])
-    record["baselines"] = baselines(record["runs"])
+    record["baselines"] = baselines(record.get("shared_baselines", []))
     record["plot_name"] = plot(record["frontier"], record["baselines"], plot_path).name
 
 

@@ -42,6 +42,12 @@ LOG = "benchmark_run.log"
 DERIVED = "benchmark_tflite"
 
 
+# Flags that add to a run's report without changing its figures: a record or a finished stage
+# made with other values still counts. Benchmark runs leave the baselines out (minutes per run,
+# the same for every budget and loss): ``shared_baselines`` measures them once per seed.
+REPORT_ONLY_FLAGS = frozenset({"reference_errors", "baselines"})
+
+
 def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
     """The ``bap-train`` flags of one benchmark run, in order (``extra`` overrides).
 
@@ -49,7 +55,8 @@ def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
     lets the last value of a flag win.
     """
     flags = {"flagfile": FLAGFILE, **(QUICK if quick else FULL), "budget": budget,
-             "sharing_loss": sharing_loss, "seed": seed, "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT)}
+             "sharing_loss": sharing_loss, "seed": seed, "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT),
+             "baselines": "false"}
     flags.update(extra or {})
     return flags
 
@@ -60,7 +67,7 @@ def run_name(flags, quick):
     name = f"pocket_{flags['sharing_loss']}_b{flags['budget']:g}_s{flags['seed']}"
     base = run_flags(flags["sharing_loss"], flags["budget"], flags["seed"], quick)
     for flag in sorted(flags):
-        if flag != "reference_errors" and base.get(flag) != flags[flag]:
+        if flag not in REPORT_ONLY_FLAGS and base.get(flag) != flags[flag]:
             name += f"_{flag}{flags[flag]}"
     return name
 
@@ -106,14 +113,18 @@ def _done_stages(workdir, flags):
     if not marker.exists():
         return []
     saved = _read(marker)
-    if saved.get("flags") != flags:
+    if _without(saved.get("flags", {})) != _without(flags):
         return []
-    then, now = saved.get("effective_flags", {}), effective_flags(flags)
+    then, now = _without(saved.get("effective_flags", {})), _without(effective_flags(flags))
     stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
     if stale:
         print(f"  {workdir.name} is stale (flags changed: {', '.join(stale)}): redoing it", flush=True)
         return []
     return saved["stages"]
+
+
+def _without(flags, names=REPORT_ONLY_FLAGS):
+    return {k: v for k, v in flags.items() if k not in names}
 
 
 def _needed(done, stages):
@@ -174,14 +185,14 @@ def _share_training(workdir, flags, quick, runs_dir):
     """Copies the trained model of another run that differs only in ``POST_TRAIN_FLAGS`` (e.g.
     the same run without fine-tuning) into ``workdir``; returns ``["train"]``, or ``[]`` when
     no such run has trained."""
-    wanted = {k: v for k, v in effective_flags(flags).items() if k not in POST_TRAIN_FLAGS}
+    wanted = _without(effective_flags(flags), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
     for marker in sorted((Path(runs_dir) / ("quick" if quick else "full")).glob(f"*/{MARKER}")):
         saved = _read(marker)
         source = marker.parent
         if source == workdir or "train" not in saved.get("stages", []):
             continue
-        theirs = {k: v for k, v in saved.get("effective_flags", {}).items() if k not in POST_TRAIN_FLAGS}
-        if theirs != wanted or saved["effective_flags"] != effective_flags(saved["flags"]):
+        theirs = _without(saved.get("effective_flags", {}), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
+        if theirs != wanted or _without(saved["effective_flags"]) != _without(effective_flags(saved["flags"])):
             continue
         workdir.mkdir(parents=True, exist_ok=True)
         for name in TRAIN_FILES:
@@ -212,6 +223,48 @@ def shared_reference(runs_dir=RUNS):
     return path
 
 
+def shared_baselines(seed, quick, runs_dir=RUNS):
+    """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
+    eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
+    child process, a few minutes) when missing or made with other flags."""
+    flags = {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
+             if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
+    path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
+    if path.exists() and _read(path).get("effective_flags") == effective_flags(flags):
+        return _read(path)
+    print(f"  measuring the baselines of seed {seed}: {path}", flush=True)
+    argv = [f"--{name}={value}" for name, value in flags.items()]
+    code = f"from benchmarks.pocket_runs import write_baselines; write_baselines({str(path)!r}, {argv!r})"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    record = _read(path)
+    record["effective_flags"] = effective_flags(flags)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def write_baselines(path, argv):
+    """Both baselines of the config ``bap-train argv`` would run (child process of
+    ``shared_baselines``), with the seconds they took."""
+    from absl import flags as absl_flags
+
+    from bap_tf.atomic import write_json
+    from bap_tf.cli import flags as cli_flags
+    from bap_tf.config import ExperimentConfig
+    from bap_tf.run import baselines
+
+    values = absl_flags.FlagValues()
+    cli_flags.define_experiment_flags(values)
+    values(["bap-train", "--workdir=unused", *argv])
+    config = ExperimentConfig.from_dict(cli_flags.explicit_values(ExperimentConfig, values)).resolve()
+    result = {}
+    for kind in baselines.KINDS:
+        start = time.perf_counter()
+        result[kind] = getattr(baselines, kind)(config)
+        result[f"{kind}_seconds"] = round(time.perf_counter() - start, 1)
+    write_json(path, result)
+
+
 def write_reference(path):
     """The feature-extractor reference of the pocket domains, as ``bap-train`` would measure it."""
     from bap_tf.atomic import write_json
@@ -236,6 +289,13 @@ def _bap_train(workdir, flags, stages):
         out.write(f"\n$ {' '.join(command)}\n")
         out.flush()
         status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        if status < 0:
+            # Killed by a signal (TensorFlow has aborted with "double free or corruption" on a
+            # busy machine): the stage starts over once from what the previous ones left.
+            print(f"  stage killed by signal {-status}: running it again", flush=True)
+            out.write(f"\n$ (again after signal {-status}) {' '.join(command)}\n")
+            out.flush()
+            status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
     if status != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"bap-train failed (exit {status}) in {workdir}. Last lines of {log}:\n{tail}")
@@ -279,8 +339,7 @@ def find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, e
     if not path.exists():
         return None
     record = _read(path)
-    wanted = {k: v for k, v in effective_flags(flags).items() if k != "reference_errors"}
-    if record.get("effective_flags") != wanted:
+    if _without(record.get("effective_flags", {})) != _without(effective_flags(flags)):
         print(f"  {path.name} was recorded with other flags: it does not count", flush=True)
         return None
     return record
@@ -302,7 +361,7 @@ def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS,
         return record
     flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
     path = record_path(flags, quick, results_dir)
-    wanted = {k: v for k, v in effective_flags(flags).items() if k != "reference_errors"}
+    wanted = _without(effective_flags(flags))
     load = [round(v, 2) for v in os.getloadavg()]
     run = run_pocket(sharing_loss, budget, seed, quick, runs_dir=runs_dir, extra=extra)
     machine = common.machine_info()

@@ -27,6 +27,8 @@ def test_a_recorded_run_is_not_run_again_unless_its_flags_changed(tmp_path, monk
     path.parent.mkdir(parents=True)
     effective = {k: v for k, v in pocket_runs.effective_flags(flags).items() if k != "reference_errors"}
     path.write_text(json.dumps({"effective_flags": effective, "mean_accuracy": 0.5}))
+    assert pocket_runs.find_record("union", 0.25, 2, False, tmp_path, runs_dir=tmp_path / "runs") is not None
+    del effective["baselines"]  # a record made before the flag existed counts: it changes no figure
     monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
     record = pocket_runs.pocket_record("union", 0.25, 2, False, tmp_path, runs_dir=tmp_path / "runs")
     assert record["mean_accuracy"] == 0.5
@@ -80,8 +82,8 @@ def test_frontier_compares_losses_with_none_where_both_reach():
 
 def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     rows = [_row("none", 1.0, 0.80, 1.0), _row("none", 1.0, 0.82, 0.98, seed=1), _row("jaccard", 0.5, 0.79, 0.5)]
-    rows[0]["baselines"] = {"feature_extractor": {"a": {"accuracy": 0.6}, "b": {"accuracy": 0.7}}}
-    record = {"runs": rows, "seeds": [0, 1], "partial": "1 of 2"}
+    shared = [{"feature_extractor": {"a": {"accuracy": 0.6}, "b": {"accuracy": 0.7}}, "finetune": None}]
+    record = {"runs": rows, "seeds": [0, 1], "partial": "1 of 2", "shared_baselines": shared}
     frontier.summarize_into(record, tmp_path / "frontier.png")
     assert record["baselines"] == {"feature_extractor": pytest.approx(0.65)}
     assert (tmp_path / "frontier.png").stat().st_size > 0
