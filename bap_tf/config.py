@@ -38,6 +38,7 @@ STAGES = ("train", "prune", "export", "eval")
 # post-training ("int8") or quantization-aware ("qat", needs the [qat] extra).
 QUANTIZE_VARIANTS = ("float32", "dynamic", "int8", "qat")
 PRETRAIN_SOURCES = (POCKET_SOURCE, "imagenet")
+FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_LAYERS
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -155,6 +156,7 @@ class ExperimentConfig:
     # -- prune ----------------------------------------------------------------------------
     finetune_epochs: int = 0  # 0: no fine-tuning of the reduced models
     finetune_learning_rate: float = 1e-4
+    finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
     # -- export ---------------------------------------------------------------------------
     quantize: tuple = ("float32", "dynamic", "int8")
     calibration_examples: int = 256  # int8 calibration images per domain
@@ -179,6 +181,7 @@ class ExperimentConfig:
         _check_choice("budget_metric", self.budget_metric, BUDGET_METRICS)
         _check_choice("sharing_loss", self.sharing_loss, SHARING_LOSSES)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("finetune_layers", self.finetune_layers, FINETUNE_LAYERS)
         if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:

@@ -108,6 +108,8 @@ def define_experiment_flags(fv=FLAGS):
                          "pruning (all layers); 0: off.", lower_bound=0, flag_values=fv)
     flags.DEFINE_float("finetune_learning_rate", _E.finetune_learning_rate, "Adam learning rate of the fine-tuning.", flag_values=fv)
     _positive("finetune_learning_rate", fv)
+    flags.DEFINE_enum("finetune_layers", _E.finetune_layers, config_lib.FINETUNE_LAYERS, "What the fine-tuning "
+                      "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
     # -- export
     flags.DEFINE_list("quantize", list(_E.quantize), "Comma list of export variants: float32 and dynamic (the "
                       "Android multi-signature file), int8 (per-domain full-int8 files for microcontrollers), "

@@ -1,6 +1,7 @@
 """Optional fine-tuning of the reduced models: they are plain Keras models, so this is ``fit``.
 
-Every layer is unfrozen (the frozen backbone convs too). A per-domain model trains on its
+Every layer is unfrozen (the frozen backbone convs too), or only the BatchNorms and heads
+(``layers="batchnorm_heads"``). A per-domain model trains on its
 domain's ``(image, label)`` data; the union model trains jointly through ``joint_model`` (one
 image input and one logits output per domain, one cross-entropy per output, summed), so the
 shared convs get every domain's gradient and each domain's BatchNorms and head only its own.
@@ -66,10 +67,18 @@ class KeepBestEpoch(keras.callbacks.Callback):
             variable.assign(value)
 
 
-def unfreeze(models):
-    """Makes every layer of ``models`` (a model or a dict of models) trainable."""
+FINETUNE_LAYERS = ("all", "batchnorm_heads")
+
+
+def unfreeze(models, layers="all"):
+    """Makes the layers of ``models`` (a model or a dict of models) trainable: every layer
+    (``"all"``), or only the BatchNorms and the dense heads (``"batchnorm_heads"``, the
+    convolutions stay as pre-trained)."""
+    if layers not in FINETUNE_LAYERS:
+        raise ValueError(f"layers must be one of {FINETUNE_LAYERS}. Received: layers={layers!r}")
     for layer in costs.unique_layers(models):
-        layer.trainable = True
+        light = isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dense))
+        layer.trainable = layers == "all" or light
 
 
 def accuracy(model, data, batch_size=64):
@@ -85,16 +94,17 @@ def accuracy(model, data, batch_size=64):
 
 
 def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
-                    steps_per_epoch=0, select_on=None):
+                    steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
 
     An epoch is one pass over ``train``, or ``steps_per_epoch`` batches when that is > 0.
-    ``select_on``: data to keep the best epoch on (see the module docstring).
+    ``select_on``: data to keep the best epoch on (see the module docstring); ``layers``:
+    what trains (``unfreeze``).
     """
     name = model.name
     evaluation = train if validation is None else validation
     before = {name: accuracy(model, evaluation)}
-    unfreeze(model)
+    unfreeze(model, layers)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -110,7 +120,7 @@ def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, l
 
 
 def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
-                   steps_per_epoch=0, select_on=None):
+                   steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
     ``train`` (and ``validation``) map each domain to its data. One epoch is
@@ -123,7 +133,7 @@ def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, l
     evaluation = train if validation is None else validation
     before = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
     joint = joint_model(models)
-    unfreeze(models)
+    unfreeze(models, layers)
     joint.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={domain: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for domain in models},

@@ -92,7 +92,7 @@ def _finetune(config, union, domain_models, test_sources):
                      for s in data_sources.domain_sources(config, "validation")}
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
-                  steps_per_epoch=config.steps_per_epoch)
+                  steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers)
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
     result = {"union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
               "domain": {}}
