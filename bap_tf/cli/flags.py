@@ -124,7 +124,8 @@ def define_experiment_flags(fv=FLAGS):
                          "run in LiteRT and TFLM; 0: all. (Keras accuracies always use the whole test split.)",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_string("reference_errors", _E.reference_errors, "JSON file {domain: error fraction} of the S-score's "
-                        "reference. Empty: measured in the run (frozen backbone + linear classifier per domain).", flag_values=fv)
+                        "reference. Empty: measured in the run: per-domain fine-tuning of the whole backbone (--baselines), "
+                        "else the frozen backbone + a linear classifier per domain.", flag_values=fv)
     flags.DEFINE_boolean("baselines", _E.baselines, "Measure the per-domain fine-tuning baseline (the whole backbone "
                          "and a head per domain, the run's epochs) in the eval stage: the S-score's reference unless "
                          "--reference_errors is given. A few minutes at pocket size; --nobaselines for large runs.",
