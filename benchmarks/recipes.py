@@ -23,6 +23,11 @@ RECIPES = {
     "jaccard": ("jaccard", {}),
     "union + finetune 4": ("union", {"finetune_epochs": 4}),
     "jaccard + finetune 4": ("jaccard", {"finetune_epochs": 4}),
+    # The fine-tuning itself: learning rate 1e-3 (the per-domain baseline's) instead of 1e-4, or
+    # only the BatchNorms and heads (these share the jaccard run's training).
+    "jaccard + finetune 4 at 1e-3": ("jaccard", {"finetune_epochs": 4, "finetune_learning_rate": 1e-3}),
+    "jaccard + finetune 4 BN + heads": ("jaccard", {"finetune_epochs": 4, "finetune_layers": "batchnorm_heads",
+                                                    "finetune_learning_rate": 1e-3}),
     # Model selection on 10 % of the training data held back (best epoch of training and of
     # fine-tuning), then with a 1-epoch warm-up of the BatchNorms and heads, then alpha capped.
     "jaccard + finetune 4 + selection": ("jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1}),
