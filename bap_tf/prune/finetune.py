@@ -97,7 +97,8 @@ def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, l
                     steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
 
-    An epoch is one pass over ``train``, or ``steps_per_epoch`` batches when that is > 0.
+    An epoch is ``steps_per_epoch`` batches when that is > 0, else ``ceil(N / batch_size)``
+    (about one pass over ``train``; every batch is full, the data repeat).
     ``select_on``: data to keep the best epoch on (see the module docstring); ``layers``:
     what trains (``unfreeze``).
     """
@@ -110,12 +111,12 @@ def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, l
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    dataset = _dataset(train).shuffle(_buffer(train), seed=seed)
-    if steps_per_epoch:
-        dataset = dataset.repeat()
+    # Full batches only, as in finetune_union: a smaller last batch retraces the step, and on the
+    # pruned per-domain models TensorFlow 2.21 then aborts the process (double free).
+    dataset = _dataset(train).shuffle(_buffer(train), seed=seed).repeat().batch(batch_size)
+    steps = steps_per_epoch or math.ceil(_size(train) / batch_size)
     keep = [] if select_on is None else [KeepBestEpoch(lambda: accuracy(model, select_on), model)]
-    history = model.fit(dataset.batch(batch_size), epochs=epochs, steps_per_epoch=steps_per_epoch or None,
-                        shuffle=False, verbose=0, callbacks=keep)
+    history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history, *_selected(keep))
 
 
