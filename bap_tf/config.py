@@ -52,7 +52,7 @@ IMAGENET_SKETCH_TARGETS = ("cubs", "stanford_cars", "flowers", "wikiart", "sketc
 # The fields that define what a workdir holds: a later command on the same workdir may not
 # change them (it would read a model trained for other domains, another backbone or budget).
 IDENTITY_FIELDS = (
-    "dataset", "domains", "image_size", "backbone", "width", "pretrained",
+    "dataset", "domains", "test_fraction", "image_size", "backbone", "width", "pretrained",
     "budget", "budget_metric", "sharing_loss", "sharing_weight",
 )
 
@@ -100,12 +100,12 @@ def default_domains(dataset, folders_root=None):
     if not folders_root or not os.path.isdir(folders_root):
         raise FileNotFoundError(
             "dataset='folders' needs folders_root: a folder holding <domain>/train/<class>/* and "
-            f"<domain>/test/<class>/*. Received: folders_root={folders_root!r}"
+            f"<domain>/test/<class>/* (or <domain>/<class>/*). Received: folders_root={folders_root!r}"
         )
     names = sorted(n for n in os.listdir(folders_root) if os.path.isdir(os.path.join(folders_root, n)) and not n.startswith("."))
     if not names:
         raise ValueError(
-            f"folders_root has no domain sub-folders. Expected <domain>/train/<class>/*. "
+            f"folders_root has no domain sub-folders. Expected <domain>/{{train,test}}/<class>/* or <domain>/<class>/*. "
             f"Received: folders_root={folders_root!r}"
         )
     return tuple(names)
@@ -125,6 +125,7 @@ class ExperimentConfig:
     data_dir: str = ""  # tfds data_dir; for pocket the cache folder ("": ~/.cache/bap_tf)
     manual_dir: str = ""  # tfds manual_dir (archives tfds cannot download, e.g. ImageNet)
     folders_root: str = ""  # dataset=folders, or ImageNet-to-Sketch's wikiart/sketch
+    test_fraction: float = 0.2  # folder domains without train/test: the share split off for test
     image_size: int = 0  # 0: the dataset's standard size (DEFAULT_IMAGE_SIZE)
     augment: bool = True  # random translations (and flips where a domain allows them)
     # Share of each domain's training split held back (seeded, per domain) to select the model
@@ -134,7 +135,7 @@ class ExperimentConfig:
     backbone: str = "resnet26"
     width: int = 16  # resnet26 only: channels of its first stage (64 in the paper)
     pretrained: str = ""  # weights file; "": the shipped pocket backbone; "none": random
-    # -- method (../shared/method.md sections 2-4) ----------------------------------------
+    # -- method (docs/method.md sections 2-4) --------------------------------------------
     budget: float = 0.5
     budget_metric: str = "macs"
     sharing_loss: str = "union"
@@ -199,6 +200,8 @@ class ExperimentConfig:
             _fail("validation_fraction", self.validation_fraction, "a fraction in [0, 0.5)")
         if self.warmup_epochs >= self.epochs:
             _fail("warmup_epochs", self.warmup_epochs, f"fewer than epochs={self.epochs} (the switches must train)")
+        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) or not 0 < self.test_fraction < 1:
+            _fail("test_fraction", self.test_fraction, "a fraction in (0, 1)")
         if 0 < self.image_size < 8:
             _fail("image_size", self.image_size, "0 (the dataset's standard size) or at least 8 pixels")
         for variant in self.quantize:
@@ -207,7 +210,7 @@ class ExperimentConfig:
             _fail("quantize", ",".join(self.quantize), "a list without repeats")
         self._check_domains()
         if self.dataset == "folders" and not self.folders_root:
-            _fail("folders_root", self.folders_root, "a folder of <domain>/{train,test}/<class>/ images when dataset='folders'")
+            _fail("folders_root", self.folders_root, "a folder of <domain>/{train,test}/<class>/ or <domain>/<class>/ images when dataset='folders'")
 
     def _check_domains(self):
         names = list(self.domains)

@@ -1,9 +1,10 @@
 """A read-only view of a Keras functional model as a list of nodes in topological order.
 
-Built from the public ``get_config()`` of the model (each layer's ``inbound_nodes``), never
+Built from the public ``get_config()`` of the model (each operation's ``inbound_nodes``), never
 from Keras' private node objects, so the same code reads backbones, switched networks and
-pruned models across Keras releases. Nested functional models are inlined, so a backbone
-wrapped with preprocessing layers reads as one flat graph.
+pruned models across Keras releases. Nodes are layers and Keras 3 operations on tensors
+(``x + 3.0`` is an ``Add`` operation in ``model.operations``, not a layer). Nested functional
+models are inlined, so a backbone wrapped with preprocessing layers reads as one flat graph.
 """
 
 import dataclasses
@@ -13,14 +14,32 @@ import keras
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """One layer call: the layer and the names of the layers whose outputs it reads, in order."""
+    """One call: the layer (or operation), the names of the nodes it reads, in order, and the
+    serialized call (``{"args", "kwargs"}`` with tensors as ``keras_history`` references), which
+    keeps constants such as the ``3.0`` of ``x + 3.0`` for calling a rebuilt layer the same way."""
 
-    layer: keras.layers.Layer
+    layer: keras.Operation
     inputs: tuple[str, ...]
+    call: dict = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def name(self):
         return self.layer.name
+
+    def arguments(self, tensors, skip=()):
+        """``(args, kwargs)`` of this call with each tensor reference replaced by
+        ``tensors[name]``; references to ``skip`` (e.g. the domain input) are left out."""
+
+        def substitute(value):
+            if is_keras_tensor(value):
+                return tensors[value["config"]["keras_history"][0]]
+            if isinstance(value, dict):
+                return {k: substitute(v) for k, v in value.items() if not _refers_to(v, skip)}
+            if isinstance(value, (list, tuple)):
+                return type(value)(substitute(v) for v in value if not _refers_to(v, skip))
+            return value
+
+        return substitute(list(self.call.get("args", []))), substitute(dict(self.call.get("kwargs", {})))
 
 
 class LayerGraph:
@@ -44,11 +63,11 @@ class LayerGraph:
 
     def _add_model(self, model, renamed_inputs):
         config = model.get_config()
-        layers = {layer.name: layer for layer in model.layers}
-        input_names = [entry[0] for entry in _as_list(config["input_layers"])]
+        operations = {op.name: op for op in model.operations}
+        input_names = endpoint_names(config["input_layers"])
         for entry in config["layers"]:
             name = entry["name"]
-            layer = layers[name]
+            layer = operations[name]
             if name in input_names:
                 if name not in renamed_inputs:
                     self._add(Node(layer, ()))
@@ -59,18 +78,16 @@ class LayerGraph:
                     "bap_tf supports layers called exactly once in the backbone. "
                     f"Received: layer '{name}' called {len(entry['inbound_nodes'])} times"
                 )
-            inputs = tuple(renamed_inputs.get(n, n) for n in _producer_names(entry["inbound_nodes"][0]))
+            call = _rename(entry["inbound_nodes"][0], renamed_inputs)
+            inputs = _producer_names(call)
             if isinstance(layer, keras.Model):
                 self._inline(layer, inputs)
             else:
-                self._add(Node(layer, inputs))
-        return [
-            self._aliases.get(name, renamed_inputs.get(name, name))
-            for name, _, _ in _as_list(config["output_layers"])
-        ]
+                self._add(Node(layer, tuple(inputs), call))
+        return [self._aliases.get(name, renamed_inputs.get(name, name)) for name in endpoint_names(config["output_layers"])]
 
     def _inline(self, submodel, inputs):
-        sub_inputs = [entry[0] for entry in _as_list(submodel.get_config()["input_layers"])]
+        sub_inputs = endpoint_names(submodel.get_config()["input_layers"])
         if len(sub_inputs) != len(inputs):
             raise ValueError(f"Cannot inline nested model '{submodel.name}': input count mismatch.")
         outputs = self._add_model(submodel, renamed_inputs=dict(zip(sub_inputs, inputs)))
@@ -81,7 +98,8 @@ class LayerGraph:
     def _add(self, node):
         if node.name in self.nodes:
             raise ValueError(f"Two layers are named '{node.name}'; bap_tf needs unique layer names.")
-        self.nodes[node.name] = Node(node.layer, tuple(self._aliases.get(n, n) for n in node.inputs))
+        call = _rename(node.call, self._aliases)
+        self.nodes[node.name] = Node(node.layer, tuple(self._aliases.get(n, n) for n in node.inputs), call)
 
     def consumers(self, name):
         """Names of the nodes that read ``name``'s output."""
@@ -142,3 +160,20 @@ def is_history_triple(value):
 
 def _producer_names(inbound_node):
     return [history[0] for history in keras_histories(inbound_node.get("args", []))]
+
+
+def _rename(structure, names):
+    """A copy of a serialized call whose tensor references to ``names`` keys point to their values."""
+    if is_keras_tensor(structure):
+        history = list(structure["config"]["keras_history"])
+        history[0] = names.get(history[0], history[0])
+        return {**structure, "config": {**structure["config"], "keras_history": history}}
+    if isinstance(structure, dict):
+        return {k: _rename(v, names) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_rename(v, names) for v in structure)
+    return structure
+
+
+def _refers_to(value, names):
+    return is_keras_tensor(value) and value["config"]["keras_history"][0] in names

@@ -4,7 +4,7 @@ One step takes a batch mixing every domain (``{"image", "domain"}`` features, in
 and minimises ``sum_d CE_d + sum_d lambda_d (b_d - beta) + alpha * L_PS`` over the switches,
 the domain BatchNorms and the heads. After the gradient step it moves the budget multipliers
 ``lambda_d`` and, when it is learnable, the sharing weight ``alpha`` by dual ascent
-(``../shared/method.md`` sections 3-4 in the repository docs).
+(``docs/method.md`` sections 3-4).
 """
 
 import keras

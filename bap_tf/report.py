@@ -242,7 +242,8 @@ def save_accuracy_vs_cost(figure, axis, path, *, xlabel, ylabel, title, legend_l
     _save(figure, path)
 
 
-def _fmt(value, spec=".3f", none="–"):
+def fmt(value, spec=".3f", none="–"):
+    """A number for a table: ``none`` for None or NaN (the report's and the benchmarks')."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return none
     return format(value, spec)
@@ -312,11 +313,11 @@ def markdown(report):
         "|---|---:|---:|---:|---:|",
         f"| backbone (single domain, no head) | {_count(report['backbone']['params'])} | {_count(report['backbone']['macs'])} | 1 | 1 |",
         f"| union-pruned multi-domain model ({len(domains)} domains) | {_count(report['pruned']['params'])} | "
-        f"{_count(report['pruned']['macs'])} | {_fmt(report['pruned']['params_ratio'])} | {_fmt(report['pruned']['macs_ratio'])} |",
+        f"{_count(report['pruned']['macs'])} | {fmt(report['pruned']['params_ratio'])} | {fmt(report['pruned']['macs_ratio'])} |",
     ]
     for name, d in domains.items():
         lines.append(f"| `{name}` alone (pruned to its switches) | {_count(d['params'])} | {_count(d['macs'])} | "
-                     f"{_fmt(d['params_ratio'])} | {_fmt(d['macs_ratio'])} |")
+                     f"{fmt(d['params_ratio'])} | {fmt(d['macs_ratio'])} |")
     lines += [
         "",
         f"The union of the domains keeps {report['union_fraction']:.1%} of the switchable {report['budget_metric']}. "
@@ -331,10 +332,10 @@ def markdown(report):
         size = "–" if d["tflite_int8_bytes"] is None else f"{d['tflite_int8_bytes'] / 1024:.1f} KiB"
         arena = "–" if d["tflm_arena_bytes"] is None else f"{d['tflm_arena_bytes'] / 1024:.1f} KiB"
         lines.append(
-            f"| `{name}` | {_fmt(d['kept_fraction'], '.2f')} | {_fmt(d['accuracy_masked'])} | {_fmt(d['accuracy_pruned'])} | "
-            f"{_fmt(d['accuracy_tflite'])} | {_fmt(d['accuracy_tflite_dynamic'])} | {_fmt(d['accuracy_tflite_int8'])} | "
-            f"{_fmt(d['accuracy_tflm'])} | {_fmt(d['accuracy_qat'])} | {size} | {arena} | "
-            f"{_fmt(1 - d['reference_error'])} | {_fmt(d['s_score'], '.0f')} |"
+            f"| `{name}` | {fmt(d['kept_fraction'], '.2f')} | {fmt(d['accuracy_masked'])} | {fmt(d['accuracy_pruned'])} | "
+            f"{fmt(d['accuracy_tflite'])} | {fmt(d['accuracy_tflite_dynamic'])} | {fmt(d['accuracy_tflite_int8'])} | "
+            f"{fmt(d['accuracy_tflm'])} | {fmt(d['accuracy_qat'])} | {size} | {arena} | "
+            f"{fmt(1 - d['reference_error'])} | {fmt(d['s_score'], '.0f')} |"
         )
     first = next(iter(domains.values()))
     lines += [
@@ -372,8 +373,8 @@ def markdown(report):
         lines += ["", "## Training", "", f"{training['epochs']} epochs in {training['seconds']:.0f} s."]
         last = training["last_epoch"]
         if "union" in last:
-            lines.append(f"Last epoch: loss {_fmt(last.get('loss'))}, union {_fmt(last.get('union'))}, "
-                         f"sharing weight {_fmt(last.get('sharing_weight'))}.")
+            lines.append(f"Last epoch: loss {fmt(last.get('loss'))}, union {fmt(last.get('union'))}, "
+                         f"sharing weight {fmt(last.get('sharing_weight'))}.")
     if report["timings_s"]:
         lines += ["", "Stage wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings_s"].items()) + "."]
     lines += [

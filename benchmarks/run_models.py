@@ -23,7 +23,7 @@ def load_run(workdir):
     workdir = Workdir(workdir)
     config = workdir.saved_config()
     masked = workdir.load_masked_model(config)
-    union, domain_models = workdir.load_pruned(config)
+    union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     return config, masked, union, domain_models
 
 

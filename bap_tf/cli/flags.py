@@ -45,7 +45,8 @@ def define_experiment_flags(fv=FLAGS):
     flags.DEFINE_enum("dataset", _E.dataset, config_lib.DATASETS,
                       "pocket: the offline pocket benchmark (4 small domains, no download); decathlon: "
                       "Visual Decathlon (tfds visual_domain_decathlon); imagenet_sketch: ImageNet-to-Sketch "
-                      "(tfds + --folders_root for wikiart/sketch); folders: --folders_root/<domain>/{train,test}/<class>/*.", flag_values=fv)
+                      "(tfds + --folders_root for wikiart/sketch); folders: --folders_root/<domain>/{train,test}/<class>/*, "
+                      "or <domain>/<class>/* split with --test_fraction.", flag_values=fv)
     flags.DEFINE_list("domains", list(_E.domains),
                       "Comma list of target domains, in the order of their domain index. Empty: the dataset's "
                       f"standard domains (pocket: {','.join(config_lib.POCKET_DOMAINS)}; decathlon: all ten; "
@@ -54,7 +55,10 @@ def define_experiment_flags(fv=FLAGS):
                         "(empty: ~/.cache/bap_tf/pocket).", flag_values=fv)
     flags.DEFINE_string("manual_dir", _E.manual_dir, "tfds manual_dir: archives tfds cannot download (ImageNet).", flag_values=fv)
     flags.DEFINE_string("folders_root", _E.folders_root, "Root of folder domains: <root>/<domain>/train/<class>/*.png "
-                        "and <root>/<domain>/test/<class>/*.png (dataset=folders, or wikiart/sketch).", flag_values=fv)
+                        "and <root>/<domain>/test/<class>/*.png (dataset=folders, or wikiart/sketch); for folders also "
+                        "<root>/<domain>/<class>/*.png, split with --test_fraction.", flag_values=fv)
+    flags.DEFINE_float("test_fraction", _E.test_fraction, "Folder domains without train/test folders: the share of each "
+                       "class's images held out for test (seeded by --seed, recorded in WORKDIR/splits/).", flag_values=fv)
     flags.DEFINE_integer("image_size", _E.image_size, "Square input size in pixels; 0: the dataset's standard size "
                          "(pocket 32, decathlon 72, imagenet_sketch 224, folders 64).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("augment", _E.augment, "Random translations (and flips where a domain allows) in training.", flag_values=fv)

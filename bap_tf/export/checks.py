@@ -13,6 +13,7 @@ import numpy as np
 
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.micro import DEFAULT_STEP, MicroModel, find_arena_bytes
+from bap_tf.metrics import accuracy
 
 
 def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arena_step=DEFAULT_STEP,
@@ -118,11 +119,6 @@ def _add_int8_checks(result, path, images, labels, keras_logits, arena_step, bat
     result["micro_model_bytes"] = litert.model_bytes
     result["arena_bytes"] = arena["arena_bytes"]
     result["arena_reported_bytes"] = arena["reported_bytes"]
-
-
-def accuracy(logits, labels):
-    """Top-1 accuracy of ``(N, K)`` logits against ``(N,)`` integer labels."""
-    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(labels).reshape(-1)))
 
 
 def argmax_agreement(first, second):

@@ -1,177 +1,41 @@
-"""Channel dependencies of a switched network: every coupling rule of the pruner lives here.
+"""Channel dependencies of a switched network, declared by each layer's rule.
 
-In Torch-Pruning's terms (DepGraph): each layer gets a *rule* from one table (what pruning
-one of its output or input channels means), and the tensors whose channels share one index
-form a *group*. A convolution starts a new channel space; channel-wise layers (BatchNorm,
-depthwise conv, activations, padding, pooling, dropout) keep their input's; an ``Add`` joins
-all its operands into one. So a residual stream, with every conv that writes into it and every
-conv that reads it, is one group.
+In Torch-Pruning's terms (DepGraph): each layer's rule (``bap_tf.rules``) says how its output
+channels relate to its inputs' (``Rule.couple``), and the tensors whose channels share one
+index form a *group*. A convolution starts a new group of its filters; channel-wise layers keep
+their input's channels; an ``Add`` or ``Multiply`` ties its operands into one group; a
+``Concatenate`` lays its operands' channels one after another, so a tensor's *channel space* is
+a sequence of groups at offsets (DenseNet's growing stream) and each operand shrinks on its own.
 
 Given which input channels each switched conv keeps (the union of the domains' gates, or one
 domain's), ``DependencyGraph.plan`` decides per group which channels survive: channel ``c``
-stays when some consumer still reads it, or when the group must stay whole (it holds the
-image, feeds the heads, a concatenation or a model output, or passes a layer with per-channel
-constants). A producer's filter therefore goes only when no consumer reads that channel.
+stays when some conv still reads it, or when the group must stay whole (it holds the image,
+feeds the heads or a model output, is read by an unswitched conv or passes a layer with
+per-channel constants in its config). A producer's filter therefore goes only when no
+consumer reads that channel.
 
-The graph is computed once per network (``DependencyGraph(network)``); ``describe()`` prints
-the groups and ``describe_rules()`` the table, for debugging.
+The graph is computed once per network; ``describe()`` prints the groups for debugging.
 """
 
 import dataclasses
 
-import keras
 import numpy as np
 
 from bap_tf import layers as bap_layers
 from bap_tf.graph import LayerGraph
-from bap_tf.switching import PASS_THROUGH_LAYERS
-
-
-# Roles a layer can play in the channel graph.
-CONV = "conv"  # new channel space out; reads some (switched) or all (plain) input channels
-CHANNELWISE = "channelwise"  # output channel c is a function of input channel c only
-ADD = "add"  # operands and sum share one channel index
-CONCAT = "concat"  # new channel space made of its operands, kept whole
-PIN = "pin"  # channel-wise, but holds per-channel constants: its stream stays whole
-HEADS = "heads"  # per-domain classifiers: read the whole feature vector
-INPUT = "input"  # the image: its channels are fixed
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """What pruning a channel means for one kind of layer."""
-
-    layer_types: tuple
-    role: str
-    output_channel: str  # what removing output channel c does to this layer
-    input_channel: str  # what removing input channel c does to this layer
-
-
-# The stateless layers the switching converter copies, less those with rules of their own.
-_PASS_THROUGH = tuple(
-    cls for cls in PASS_THROUGH_LAYERS if cls not in (keras.layers.Add, keras.layers.Normalization)
-)
-
-# The table, matched in order with isinstance (more specific types first).
-RULES = (
-    Rule(
-        (bap_layers.SwitchedConv2D,), CONV,
-        "drop filter c: kernel[..., c] and bias[c]; c leaves the conv's output group",
-        "drop kernel[:, :, c, :] when the kept gates are off for c; reads a stream that keeps c "
-        "for other layers through ChannelGather",
-    ),
-    Rule(
-        (keras.layers.Conv2D,), CONV,
-        "drop filter c: kernel[..., c] and bias[c] (the unswitched RGB stem shrinks this way)",
-        "never: an unswitched conv reads its whole input, which stays whole",
-    ),
-    Rule(
-        (keras.layers.DepthwiseConv2D,), CHANNELWISE,
-        "drop kernel[:, :, c, :] and bias[c]; input channel c goes with it (same group)",
-        "same as its output channel c",
-    ),
-    Rule(
-        (keras.layers.BatchNormalization, bap_layers.DomainBatchNormalization), CHANNELWISE,
-        "drop gamma/beta/moving statistics [c] (DomainBN: column c of every domain's row; "
-        "domain d's row becomes a plain BatchNormalization)",
-        "same as its output channel c",
-    ),
-    Rule(
-        (keras.layers.Add,), ADD,
-        "every operand and the sum share one channel index: they are one group",
-        "only together with the same channel of every operand and of the sum",
-    ),
-    Rule(
-        (keras.layers.Concatenate,), CONCAT,
-        "never: the concatenated channels are a new group kept whole",
-        "never: every operand's group is kept whole",
-    ),
-    Rule(
-        (bap_layers.DomainHeads,), HEADS,
-        "never: classes are not pruned (domain d's columns become a Dense head)",
-        "never: the heads read the whole feature vector, so the last stream stays whole",
-    ),
-    Rule(
-        (keras.layers.Normalization,), PIN,
-        "never: per-channel mean/variance; its group is kept whole",
-        "never: same group as its output",
-    ),
-    Rule(
-        _PASS_THROUGH, CHANNELWISE,
-        "nothing to slice: channel c of the output is channel c of the input (same group)",
-        "same as its output channel c",
-    ),
-)
-
-# Activations that mix channels and so cannot be treated channel-wise.
-_CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
-
-
-class UnsupportedLayerError(ValueError):
-    """A layer the pruner has no exact rule for: refused rather than pruned wrongly."""
-
-
-def _unsupported(layer, why):
-    kinds = sorted({cls.__name__ for rule in RULES for cls in rule.layer_types})
-    return UnsupportedLayerError(
-        f"Layer '{layer.name}' ({type(layer).__name__}) cannot be pruned by bap_tf: {why}. "
-        f"Supported layer types: {', '.join(kinds)}."
-    )
-
-
-def rule_for(layer):
-    """The ``Rule`` of ``layer`` and the role it plays here; refuses what has no exact rule."""
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise _unsupported(layer, f"data_format={layer.data_format!r}, expected 'channels_last'")
-    for rule in RULES:
-        if isinstance(layer, rule.layer_types):
-            return rule, _role(rule, layer)
-    if isinstance(layer, keras.layers.Dense):
-        raise _unsupported(layer, "a Dense layer inside the network (only the DomainHeads may be dense)")
-    raise _unsupported(layer, "no channel rule for this layer type")
-
-
-def _role(rule, layer):
-    if isinstance(layer, keras.layers.DepthwiseConv2D) and layer.depth_multiplier != 1:
-        raise _unsupported(layer, f"depthwise conv with depth_multiplier={layer.depth_multiplier}, expected 1")
-    if isinstance(layer, keras.layers.Conv2D):
-        if type(layer) is not keras.layers.Conv2D:
-            raise _unsupported(layer, "only plain Conv2D (or SwitchedConv2D) convolutions have a rule")
-        if layer.groups != 1:
-            raise _unsupported(layer, f"grouped convolution (groups={layer.groups})")
-    if isinstance(layer, keras.layers.BatchNormalization) and layer.axis not in (-1, len(layer.output.shape) - 1):
-        raise _unsupported(layer, f"BatchNormalization over axis {layer.axis}, expected the last axis")
-    if isinstance(layer, keras.layers.Activation):
-        name = getattr(layer.activation, "__name__", "")
-        if name in _CHANNEL_MIXING_ACTIVATIONS:
-            raise _unsupported(layer, f"activation {name!r} mixes channels")
-    if isinstance(layer, keras.layers.Rescaling) and (np.ndim(layer.scale) > 0 or np.ndim(layer.offset) > 0):
-        return PIN  # per-channel scale/offset: cannot slice a constant stored in the config
-    if isinstance(layer, keras.layers.Concatenate) and layer.axis not in (-1, len(layer.output.shape) - 1):
-        raise _unsupported(layer, f"Concatenate over axis {layer.axis}, expected the last axis")
-    return rule.role
-
-
-def describe_rules():
-    """The rule table as text: one line per layer kind, output then input channel rule."""
-    lines = []
-    for rule in RULES:
-        names = ", ".join(cls.__name__ for cls in rule.layer_types)
-        lines.append(f"{names} [{rule.role}]")
-        lines.append(f"    output c: {rule.output_channel}")
-        lines.append(f"    input c:  {rule.input_channel}")
-    return "\n".join(lines)
+from bap_tf.rules import UnsupportedLayerError, describe_rules, rule_for  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass
 class Group:
-    """Tensors sharing one channel index, the convs writing them and the convs reading them."""
+    """Channels sharing one index: the tensors made of it alone, the convs writing it and the
+    convs reading it (alone or inside a concatenation)."""
 
     index: int
     channels: int
-    members: list  # node names whose output lies in this group, in graph order
+    members: list  # node names whose output is this group alone, in graph order
     producers: list  # convs whose filters are this group's channels
-    consumers: list  # convs that read a tensor of this group
+    consumers: list  # convs that read a tensor holding this group
     pinned_by: list  # why the group must stay whole (empty: it may shrink)
 
     @property
@@ -184,19 +48,25 @@ class PrunePlan:
     """Which channels survive, for one keep-set of gates.
 
     ``kept[g]``: sorted channel indices group ``g`` keeps. ``reads[conv]``: sorted input
-    channels a conv reads (a subset of its input group's kept channels). ``zeroed``: convs no
+    channels a conv reads (a subset of its input's kept channels). ``zeroed``: convs no
     kept gate reaches; each reads one kept channel with a zero kernel slice, so it outputs its
-    bias exactly as the masked conv does.
+    bias exactly as the masked conv does. ``spaces[name]``: the groups of a node's output, in
+    channel order, and ``sizes[g]`` their channel counts.
     """
 
     kept: dict
     reads: dict
     zeroed: frozenset
-    group_of: dict
+    spaces: dict
+    sizes: dict
 
     def channels(self, name):
-        """Kept channel indices of node ``name``'s output."""
-        return self.kept[self.group_of[name]]
+        """Kept channel indices of node ``name``'s output (in its unpruned channel numbering)."""
+        parts, offset = [], 0
+        for group in self.spaces[name]:
+            parts.append(self.kept[group] + offset)
+            offset += self.sizes[group]
+        return np.concatenate(parts)
 
 
 class DependencyGraph:
@@ -220,78 +90,141 @@ class DependencyGraph:
         self.domain_input = inputs["domain"].name
         self.image_input = inputs["image"].name
         self.nodes = [node for node in self.graph if node.name != self.domain_input]
-        self.roles = {}
-        self.inputs = {}  # node name -> producer names, the domain input left out
-        for node in self.nodes:
-            self.roles[node.name] = INPUT if node.name == self.image_input else rule_for(node.layer)[1]
-            self.inputs[node.name] = tuple(n for n in node.inputs if n != self.domain_input)
+        self.inputs = {node.name: tuple(n for n in node.inputs if n != self.domain_input) for node in self.nodes}
+        self.rules = {node.name: rule_for(node.layer, node.call) for node in self.nodes if node.name != self.image_input}
         self.switched = [n.name for n in self.nodes if isinstance(n.layer, bap_layers.SwitchedConv2D)]
-        self._build_groups()
+        self._couple()
 
-    # -- groups ---------------------------------------------------------------------------
-    def _build_groups(self):
-        parent = {}
+    # -- what rules call while coupling ---------------------------------------------------
+    def inputs_of(self, node):
+        return self.inputs[node.name]
 
-        def find(name):
-            while parent[name] != name:
-                parent[name] = parent[parent[name]]
-                name = parent[name]
-            return name
+    def space(self, name):
+        """The channel space of node ``name``'s output: a tuple of (raw) group ids."""
+        return self._spaces[name]
 
-        def union(a, b):
-            parent[find(a)] = find(b)
+    def input_space(self, node):
+        return self._spaces[self.inputs[node.name][0]]
 
-        channelled = [n for n in self.nodes if self.roles[n.name] != HEADS]
-        for node in channelled:
-            parent[node.name] = node.name
-            role = self.roles[node.name]
-            if role in (CHANNELWISE, PIN, ADD):
-                for name in self.inputs[node.name]:
-                    union(node.name, name)
+    def width(self, space):
+        return sum(self._sizes[g] for g in space)
 
-        roots = {}
-        self.groups = []
-        self.group_of = {}
-        for node in channelled:
-            root = find(node.name)
-            if root not in roots:
-                roots[root] = len(self.groups)
-                self.groups.append(Group(len(self.groups), _channels(node.layer), [], [], [], []))
-            group = self.groups[roots[root]]
-            if _channels(node.layer) != group.channels:
-                raise ValueError(
-                    f"Layer '{node.name}' has {_channels(node.layer)} channels but its group has "
-                    f"{group.channels}; bap_tf cannot couple them."
-                )
-            group.members.append(node.name)
-            self.group_of[node.name] = group.index
+    def new_space(self, node):
+        """A new group of ``node``'s output channels, ``node`` its producer."""
+        group = self._new_group(int(node.layer.output.shape[-1]))
+        self._producers[group].append(node.name)
+        return (group,)
 
+    def read(self, node, space):
+        """``node`` is a conv reading ``space`` (its switches choose which channels)."""
+        self._reads[node.name] = space
+
+    def pin(self, space, why):
+        for group in space:
+            self._pins[group].append(why)
+
+    def tie(self, spaces, node):
+        """One channel index for ``spaces`` (element-wise operands); returns the result's space.
+
+        Spaces cut into groups alike are tied group by group; otherwise (a concatenation added
+        to a differently made tensor) every group involved stays whole, which is exact too.
+        """
+        first = spaces[0]
+        if all([self._sizes[g] for g in space] == [self._sizes[g] for g in first] for space in spaces):
+            for space in spaces[1:]:
+                for a, b in zip(space, first):
+                    self._union(a, b)
+        else:
+            for space in spaces:
+                self.pin(space, f"element-wise '{node.name}' of differently concatenated tensors")
+        return first
+
+    def concat(self, spaces):
+        return tuple(group for space in spaces for group in space)
+
+    # -- building -------------------------------------------------------------------------
+    def _new_group(self, channels):
+        self._parent.append(len(self._parent))
+        self._sizes.append(channels)
+        self._producers.append([])
+        self._pins.append([])
+        return len(self._parent) - 1
+
+    def _find(self, group):
+        while self._parent[group] != group:
+            self._parent[group] = self._parent[self._parent[group]]
+            group = self._parent[group]
+        return group
+
+    def _union(self, a, b):
+        self._parent[self._find(a)] = self._find(b)
+
+    def _couple(self):
+        self._parent, self._sizes, self._producers, self._pins = [], [], [], []
+        self._reads, self._spaces = {}, {}
+        image = self._new_group(int(self.graph[self.image_input].layer.output.shape[-1]))
+        self._pins[image].append("image input")
+        self._spaces[self.image_input] = (image,)
         for node in self.nodes:
-            role = self.roles[node.name]
-            own = self.groups[self.group_of[node.name]] if node.name in self.group_of else None
-            read = [self.groups[self.group_of[name]] for name in self.inputs[node.name]]
-            if role == INPUT:
-                own.pinned_by.append("image input")
-            elif role == CONV:
-                own.producers.append(node.name)
-                read[0].consumers.append(node.name)
-                if not isinstance(node.layer, bap_layers.SwitchedConv2D):
-                    read[0].pinned_by.append(f"read whole by unswitched conv '{node.name}'")
-            elif role == PIN:
-                own.pinned_by.append(f"per-channel constants in '{node.name}'")
-            elif role == CONCAT:
-                own.pinned_by.append(f"output of concat '{node.name}'")
-                for group in read:
-                    group.pinned_by.append(f"operand of concat '{node.name}'")
-            elif role == HEADS:
-                read[0].pinned_by.append(f"read whole by heads '{node.name}'")
+            if node.name == self.image_input:
+                continue
+            space = self.rules[node.name].couple(node, self)
+            if space is None:  # the heads: nothing reads their channels as a stream
+                continue
+            channels = int(node.layer.output.shape[-1])
+            if self.width(space) != channels:
+                raise ValueError(
+                    f"Layer '{node.name}' has {channels} channels but its rule gives it "
+                    f"{self.width(space)}; bap_tf cannot couple them."
+                )
+            self._spaces[node.name] = space
         for name in self.graph.output_names:
-            if self.roles[name] != HEADS:
-                self.groups[self.group_of[name]].pinned_by.append(f"model output '{name}'")
+            if name in self._spaces:
+                self.pin(self._spaces[name], f"model output '{name}'")
+        self._collect_groups()
+
+    def _collect_groups(self):
+        """Numbers the groups in graph order and fills in members, producers, readers, pins."""
+        order = {node.name: i for i, node in enumerate(self.nodes)}
+        index = {}
+        self.groups = []
+        for node in self.nodes:
+            for raw in self._spaces.get(node.name, ()):
+                root = self._find(raw)
+                if root not in index:
+                    index[root] = len(self.groups)
+                    self.groups.append(Group(len(self.groups), self._sizes[root], [], [], [], []))
+        for raw in range(len(self._parent)):
+            group = self.groups[index[self._find(raw)]] if self._find(raw) in index else None
+            if group is not None:
+                group.producers.extend(self._producers[raw])
+                group.pinned_by.extend(self._pins[raw])
+        self.spaces = {name: tuple(index[self._find(g)] for g in space) for name, space in self._spaces.items()}
+        self.group_of = {}
+        for node in self.nodes:
+            space = self.spaces.get(node.name, ())
+            if len(space) == 1:
+                self.groups[space[0]].members.append(node.name)
+                self.group_of[node.name] = space[0]
+        for name, space in self._reads.items():
+            for g in dict.fromkeys(index[self._find(raw)] for raw in space):
+                self.groups[g].consumers.append(name)
+        for group in self.groups:
+            group.producers.sort(key=order.get)
+            group.consumers.sort(key=order.get)
+        self._reads = {name: tuple(index[self._find(g)] for g in space) for name, space in self._reads.items()}
+
+    # -- queries ----------------------------------------------------------------------------
+    def input_channels(self, conv_name):
+        """Channel count of the tensor a conv reads."""
+        return sum(self.groups[g].channels for g in self._reads[conv_name])
 
     def input_group(self, conv_name):
-        """The group a conv reads."""
-        return self.groups[self.group_of[self.inputs[conv_name][0]]]
+        """The group a conv reads, when its input is one group (not a concatenation)."""
+        space = self._reads[conv_name]
+        if len(space) != 1:
+            raise ValueError(f"Conv '{conv_name}' reads a concatenation of groups {list(space)}, not one group.")
+        return self.groups[space[0]]
 
     def output_group(self, name):
         return self.groups[self.group_of[name]]
@@ -300,11 +233,11 @@ class DependencyGraph:
         """The groups as text, one block per group: channels, pins, producers, consumers."""
         lines = []
         for group in self.groups:
-            pins = "; ".join(group.pinned_by) if group.pinned else "no (may shrink)"
+            pins = "; ".join(dict.fromkeys(group.pinned_by)) if group.pinned else "no (may shrink)"
             lines.append(f"group {group.index}: {group.channels} channels, kept whole: {pins}")
             lines.append(f"  producers: {', '.join(group.producers) or '-'}")
             lines.append(f"  consumers: {', '.join(group.consumers) or '-'}")
-            lines.append(f"  members:   {', '.join(group.members)}")
+            lines.append(f"  members:   {', '.join(group.members) or '-'}")
         return "\n".join(lines)
 
     # -- keep sets ------------------------------------------------------------------------
@@ -320,7 +253,7 @@ class DependencyGraph:
         checked = {}
         for name in self.switched:
             value = np.asarray(gates[name]).astype(bool)
-            channels = self.input_group(name).channels
+            channels = self.input_channels(name)
             if value.ndim != 2 or value.shape[1] != channels:
                 raise ValueError(
                     f"gates['{name}'] must have shape (num_domains, {channels}). Received: shape={value.shape}"
@@ -334,34 +267,36 @@ class DependencyGraph:
         Pass the union over domains for the multi-domain model, or one domain's gates for its
         own model. Returns a ``PrunePlan``.
         """
+        needed = {group.index: np.zeros(group.channels, bool) for group in self.groups}
         reads = {}
         for name in self.switched:
             mask = np.asarray(keep[name]).astype(bool)
-            if mask.shape != (self.input_group(name).channels,):
+            if mask.shape != (self.input_channels(name),):
                 raise ValueError(
-                    f"keep['{name}'] must have shape ({self.input_group(name).channels},). "
-                    f"Received: shape={mask.shape}"
+                    f"keep['{name}'] must have shape ({self.input_channels(name)},). Received: shape={mask.shape}"
                 )
             reads[name] = np.flatnonzero(mask)
+            offset = 0
+            for g in self._reads[name]:
+                needed[g] |= mask[offset : offset + self.groups[g].channels]
+                offset += self.groups[g].channels
         kept = {}
         for group in self.groups:
             if group.pinned:
                 kept[group.index] = np.arange(group.channels)
-                continue
-            needed = np.zeros(group.channels, bool)
-            for name in group.consumers:
-                needed[reads[name]] = True
-            # A stream nobody reads still needs one channel for its producers to exist.
-            kept[group.index] = np.flatnonzero(needed) if needed.any() else np.arange(1)
+            else:
+                # A stream nobody reads still needs one channel for its producers to exist.
+                kept[group.index] = np.flatnonzero(needed[group.index]) if needed[group.index].any() else np.arange(1)
+        plan = PrunePlan(kept, reads, frozenset(), self.spaces, {g.index: g.channels for g in self.groups})
         zeroed = set()
-        for group in self.groups:
-            for name in group.consumers:
-                if name not in reads:  # unswitched conv: reads its (whole) input
-                    reads[name] = kept[group.index]
-                elif reads[name].size == 0:
-                    reads[name] = kept[group.index][:1]
-                    zeroed.add(name)
-        return PrunePlan(kept, reads, frozenset(zeroed), dict(self.group_of))
+        for name, space in self._reads.items():
+            available = plan.channels(self.inputs[name][0])
+            if name not in reads:  # unswitched conv: reads its (whole) input
+                reads[name] = available
+            elif reads[name].size == 0:
+                reads[name] = available[:1]
+                zeroed.add(name)
+        return dataclasses.replace(plan, zeroed=frozenset(zeroed))
 
 
 def union_keep(gates):
@@ -372,7 +307,3 @@ def union_keep(gates):
 def domain_keep(gates, domain):
     """Keep-set of domain ``domain`` (its index) alone."""
     return {name: value[domain] for name, value in gates.items()}
-
-
-def _channels(layer):
-    return int(layer.output.shape[-1])

@@ -1,16 +1,11 @@
 """The mechanical rebuild: a switched network becomes plain Keras models of sliced layers.
 
 Every decision comes from ``dependency.DependencyGraph`` (which channels each group keeps, which
-channels each conv reads); this module only walks the graph in order and, per node, builds the
-standard layer from the old one's config with the kept channels and copies the sliced weights:
-
-- ``SwitchedConv2D`` / ``Conv2D`` -> ``Conv2D`` (filters = kept output channels, kernel sliced
-  on both channel axes), preceded by ``ChannelGather`` where it reads a strict subset of a
-  stream that keeps more, and in the union model by the domain's ``ChannelMask`` where the
-  domain uses a strict subset of the conv's kept inputs;
-- ``DepthwiseConv2D`` -> the same, sliced; ``DomainBatchNormalization`` row d ->
-  ``BatchNormalization`` named ``{domain}_{name}``; ``DomainHeads`` columns of d -> ``Dense``
-  named ``{domain}_head``; every other layer is copied from its config.
+channels each conv reads); this module only walks the graph in order and lets each node's rule
+(``Rule.rebuild`` in ``bap_tf.rules``) build the standard layer with the kept channels: convs
+and depthwise convs sliced (with a ``ChannelGather`` / domain ``ChannelMask`` in front where
+needed), ``DomainBatchNormalization`` row d as ``BatchNormalization`` named ``{domain}_{name}``,
+``DomainHeads`` columns of d as ``Dense`` named ``{domain}_head``, everything else copied.
 
 Two products: ``union_models()``, one model per domain that call the same (shared) conv layer
 objects, and ``domain_model(d)``, physically pruned to domain d's own gates (no masks).
@@ -22,6 +17,7 @@ import numpy as np
 from bap_tf import layers as bap_layers
 from bap_tf.domains import as_domain_specs, domain_index
 from bap_tf.prune import dependency as dep
+from bap_tf.rules.base import copy_layer
 from bap_tf.switching import HEADS_NAME, gate_values
 
 
@@ -120,42 +116,15 @@ class Rewriter:
     # -- the walk -------------------------------------------------------------------------
     def _build(self, plan, domain, shared, masks, name):
         """One domain's functional model; layers found in ``shared`` are reused, new ones added."""
-        prefix = self.domains[domain].name
         graph = self.dependency
         image_layer = graph.graph[graph.image_input].layer
         image = keras.Input(shape=image_layer.output.shape[1:], name="image")
-        tensors = {graph.image_input: image}
+        walk = Walk(self, plan, domain, shared, masks, {graph.image_input: image})
         for node in graph.nodes:
-            if node.name in tensors:
-                continue
-            layer, role = node.layer, graph.roles[node.name]
-            args = [tensors[n] for n in graph.inputs[node.name]]
-            if role == dep.CONV:
-                x = args[0]
-                reads, available = plan.reads[node.name], plan.channels(graph.inputs[node.name][0])
-                if not np.array_equal(reads, available):
-                    positions = np.searchsorted(available, reads).tolist()
-                    gather = f"{node.name}_gather"
-                    x = _call(shared, gather, lambda: (bap_layers.ChannelGather(positions, name=gather), None), x)
-                if node.name in masks:
-                    mask = bap_layers.ChannelMask(masks[node.name].tolist(), name=f"{prefix}_{node.name}_mask")
-                    x = mask(x)
-                tensors[node.name] = _call(shared, node.name, lambda: self._conv(layer, plan), x)
-            elif isinstance(layer, bap_layers.DomainBatchNormalization):
-                tensors[node.name] = _call(
-                    {}, node.name, lambda: self._domain_batchnorm(layer, plan, domain, prefix), args[0]
-                )
-            elif isinstance(layer, bap_layers.DomainHeads):
-                tensors[node.name] = _call({}, node.name, lambda: self._head(layer, domain, prefix), args[0])
-            elif isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.BatchNormalization)):
-                tensors[node.name] = _call(shared, node.name, lambda: self._sliced(layer, plan), args[0])
-            else:
-                operand = args if role in (dep.ADD, dep.CONCAT) else args[0]
-                tensors[node.name] = _call(shared, node.name, lambda: self._copy(layer), operand)
-        logits = tensors[graph.graph.output_names[0]]
-        return keras.Model(image, logits, name=name)
+            if node.name not in walk.tensors:
+                walk.tensors[node.name] = graph.rules[node.name].rebuild(node, walk)
+        return keras.Model(image, walk.tensors[graph.graph.output_names[0]], name=name)
 
-    # -- one layer each -------------------------------------------------------------------
     def _numpy(self, layer):
         """The layer's weights as numpy arrays, read once per rewriter."""
         if layer.name not in self._weights:
@@ -168,61 +137,69 @@ class Rewriter:
             self._weights[key] = np.asarray(getattr(layer, attribute).numpy())
         return self._weights[key]
 
-    def _conv(self, layer, plan):
-        reads, outputs = plan.reads[layer.name], plan.channels(layer.name)
-        # By attribute, not get_weights(): a switched conv lists its trainable switches first.
-        kernel = self._array(layer, "kernel")[:, :, reads, :][..., outputs]
-        if layer.name in plan.zeroed:
-            kernel = np.zeros_like(kernel)
-        sliced = [kernel] + ([self._array(layer, "bias")[outputs]] if layer.use_bias else [])
-        if isinstance(layer, bap_layers.SwitchedConv2D):
-            new = keras.layers.Conv2D(
-                filters=len(outputs), kernel_size=layer.kernel_size, strides=layer.strides,
-                padding=layer.padding, dilation_rate=layer.dilation_rate, use_bias=layer.use_bias,
-                activation=keras.activations.serialize(layer.activation), trainable=False,
-                dtype=layer.dtype_policy, name=layer.name,
-            )
-        else:
-            config = {**layer.get_config(), "filters": len(outputs), "trainable": False}
-            new = keras.layers.Conv2D.from_config(config)
-        return new, sliced
 
-    def _sliced(self, layer, plan):
-        channels = plan.channels(layer.name)
-        # Depthwise kernel (kh, kw, C, 1): channels on axis 2; biases and BN vectors: axis 0.
-        sliced = [w[:, :, channels, :] if w.ndim == 4 else w[channels] for w in self._numpy(layer)]
-        return layer.__class__.from_config(layer.get_config()), sliced
+class Walk:
+    """What a rule's ``rebuild`` needs while one domain's model is built.
 
-    def _domain_batchnorm(self, layer, plan, domain, prefix):
-        channels = plan.channels(layer.name)
-        new = keras.layers.BatchNormalization(
-            axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
-            scale=layer.scale, dtype=layer.dtype_policy, name=f"{prefix}_{layer.name}",
-        )
-        # Plain BN's weight order; it has no gamma without scale and no beta without center.
-        order = ["gamma"] * layer.scale + ["beta"] * layer.center + ["moving_mean", "moving_variance"]
-        return new, [self._array(layer, key)[domain, channels] for key in order]
+    ``plan``: the ``PrunePlan``; ``domain``/``prefix``: the domain's index and name;
+    ``masks``: ``{conv: 0/1 mask}`` of this domain in the union model; ``tensors``: the new
+    tensors so far. ``shared`` layers are created once and called by every domain's model.
+    """
 
-    def _head(self, layer, domain, prefix):
-        kernel, bias = self._array(layer, "kernel"), self._array(layer, "bias")
-        columns = layer.domain_slice(domain)
-        new = keras.layers.Dense(
-            self.domains[domain].num_classes, dtype=layer.dtype_policy, name=f"{prefix}_head"
-        )
-        return new, [kernel[:, columns], bias[columns]]
+    def __init__(self, rewriter, plan, domain, shared, masks, tensors):
+        self.plan = plan
+        self.domain = domain
+        self.prefix = rewriter.domains[domain].name
+        self.masks = masks
+        self.tensors = tensors
+        self._rewriter = rewriter
+        self._shared = shared
+        self._domain_input = rewriter.dependency.domain_input
 
-    def _copy(self, layer):
-        new = layer.__class__.from_config(layer.get_config())
-        return new, (self._numpy(layer) if layer.weights else None)
+    def input_name(self, node):
+        return self._rewriter.dependency.inputs[node.name][0]
+
+    def inputs(self, node):
+        return [self.tensors[name] for name in self._rewriter.dependency.inputs[node.name]]
+
+    def weights(self, layer):
+        """``layer.get_weights()`` as numpy arrays, read once per rewriter."""
+        return self._rewriter._numpy(layer)
+
+    def array(self, layer, attribute):
+        """One weight of ``layer`` by attribute name as a numpy array, read once per rewriter."""
+        return self._rewriter._array(layer, attribute)
+
+    def shared(self, key, factory, *args, **kwargs):
+        """Calls the shared layer ``key``, created by ``factory() -> (layer, weights or None)``
+        on first use."""
+        return _call(self._shared, key, factory, args, kwargs)
+
+    def own(self, factory, *args, **kwargs):
+        """Calls a new layer of this domain's model alone."""
+        return _call({}, None, factory, args, kwargs)
+
+    def shared_copy(self, node, **overrides):
+        """The node's layer (or operation) copied with ``overrides`` in its config, weights too,
+        called with its original arguments (constants kept, the domain input left out)."""
+        layer = node.layer
+
+        def factory():
+            weights = self.weights(layer) if getattr(layer, "weights", None) else None
+            return copy_layer(layer, **overrides), weights
+
+        args, kwargs = node.arguments(self.tensors, skip=(self._domain_input,))
+        return self.shared(node.name, factory, *args, **kwargs)
 
 
-def _call(cache, key, factory, inputs):
-    """Calls the cached layer ``key`` on ``inputs``, creating it (and setting its weights) once."""
+def _call(cache, key, factory, args, kwargs):
+    """Calls the cached layer ``key`` on the inputs, creating it (and setting its weights) once."""
     if key in cache:
-        return cache[key](inputs)
+        return cache[key](*args, **kwargs)
     layer, weights = factory()
-    outputs = layer(inputs)
+    outputs = layer(*args, **kwargs)
     if weights is not None:
         layer.set_weights(weights)
-    cache[key] = layer
+    if key is not None:
+        cache[key] = layer
     return outputs

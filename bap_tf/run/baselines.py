@@ -43,7 +43,7 @@ DESCRIPTIONS = {
     ),
 }
 # The config fields a measured baseline depends on: a saved one is reused while they match.
-DEPENDS_ON = ("dataset", "domains", "data_dir", "folders_root", "image_size", "augment", "backbone", "width",
+DEPENDS_ON = ("dataset", "domains", "data_dir", "folders_root", "test_fraction", "image_size", "augment", "backbone", "width",
               "pretrained", "epochs", "steps_per_epoch", "batch_size", "seed", "validation_fraction")
 
 
@@ -63,11 +63,12 @@ def _entry(model, accuracy_value):
     return {"accuracy": float(accuracy_value), "params": int(cost.params), "macs": int(cost.macs)}
 
 
-def feature_extractor(config):
+def feature_extractor(config, workdir=None):
     """``{domain: {"accuracy", "params", "macs"}}`` of the feature-extractor baseline."""
     backbone = load_backbone(config)
     result = {}
-    for train, test in zip(data_sources.domain_sources(config, "train"), data_sources.domain_sources(config, "test")):
+    splits = (data_sources.domain_sources(config, split, workdir) for split in ("train", "test"))
+    for train, test in zip(*splits):
         logging.info("Measuring the feature-extractor baseline on %s.", train.name)
         x_train, y_train = data_sources.sample_images(train, config.image_size, MAX_TRAIN_IMAGES, config.seed)
         x_test, y_test = data_sources.labelled_images(test, config.image_size)
@@ -81,10 +82,10 @@ def feature_extractor(config):
     return result
 
 
-def finetune(config):
+def finetune(config, workdir=None):
     """``{domain: {"accuracy", "params", "macs", "epoch"}}`` of per-domain fine-tuning."""
-    splits = {split: data_sources.domain_sources(config, split) for split in ("train", "test")}
-    validation = data_sources.domain_sources(config, "validation") if config.validation_fraction else None
+    splits = {split: data_sources.domain_sources(config, split, workdir) for split in ("train", "test")}
+    validation = data_sources.domain_sources(config, "validation", workdir) if config.validation_fraction else None
     result = {}
     for index, (train, test) in enumerate(zip(splits["train"], splits["test"])):
         logging.info("Measuring the fine-tuning baseline on %s (%d epochs).", train.name, config.epochs)

@@ -21,6 +21,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from bap_tf import metrics
 from bap_tf import report as report_lib
 from bap_tf.atomic import read_json
 from bap_tf.data import eval_datasets
@@ -41,10 +42,10 @@ class EvalResult:
 def evaluate(config, workdir):
     """Measures everything listed in the module docstring and writes the report."""
     masked = workdir.load_masked_model(config)
-    union, domain_models = workdir.load_pruned(config)
+    union = workdir.load_union(config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
     manifest = workdir.read_manifest()
-    test_sources = data_sources.domain_sources(config, "test")
+    test_sources = data_sources.domain_sources(config, "test", workdir)
 
     accuracy = {"masked": {}, "pruned": {}}
     num_test = {}
@@ -52,11 +53,11 @@ def evaluate(config, workdir):
     for index, (name, dataset) in enumerate(tqdm(datasets.items(), desc="Keras accuracy", unit="domain")):
         labels = np.concatenate([y.numpy() for _, y in dataset])
         logits = masked.predict(dataset, verbose=0)[:, : masked.domains[index].num_classes]
-        accuracy["masked"][name] = _accuracy(logits, labels)
-        accuracy["pruned"][name] = _accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
+        accuracy["masked"][name] = metrics.accuracy(logits, labels)
+        accuracy["pruned"][name] = metrics.accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
         num_test[name] = int(labels.shape[0])
 
-    eval_sets = {s.name: _device_eval_set(s, config) for s in test_sources}
+    eval_sets = {s.name: device_eval_set(s, config) for s in test_sources}
     android = manifest["android"].get("float32") or manifest["android"].get("dynamic")
     micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
     logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
@@ -90,7 +91,7 @@ def evaluate(config, workdir):
     return EvalResult(report, paths)
 
 
-def _device_eval_set(source, config):
+def device_eval_set(source, config):
     """The test images the exported files run on: all, or a seeded sample of ``eval_examples``
     (a sample, not the first ones: a split may be sorted by class)."""
     if config.eval_examples:
@@ -98,15 +99,11 @@ def _device_eval_set(source, config):
     return data_sources.labelled_images(source, config.image_size)
 
 
-def _accuracy(logits, labels):
-    return float(np.mean(np.argmax(logits, axis=-1) == labels)) if len(labels) else float("nan")
-
-
 def _file_accuracy(path, eval_sets, signed=False):
     """Accuracy per domain of a ``.tflite`` in LiteRT (one signature per domain when ``signed``)."""
     model = LiteRTModel(path)
     return {
-        d: _accuracy(model.logits(images, d if signed else None), labels)
+        d: metrics.accuracy(model.logits(images, d if signed else None), labels)
         for d, (images, labels) in eval_sets.items()
     }
 

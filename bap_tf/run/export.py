@@ -10,6 +10,11 @@
 - ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the
   ``[qat]`` extra).
 
+Beside each int8 file go the firmware sources (``export.firmware``): ``<domain>_model_data.cc``
+/ ``.h`` and ``<domain>_op_resolver.h``, whose arena constant comes from the smallest arena the
+file ran in, measured here with TFLM (``micro.find_arena_bytes``, a few child processes of a
+fraction of a second each).
+
 ``manifest.json`` lists what was written; bap-eval reads it.
 """
 
@@ -20,6 +25,8 @@ from absl import logging
 from tqdm import tqdm
 
 from bap_tf.export.convert import export_android, export_micro
+from bap_tf.export.firmware import write_firmware_sources
+from bap_tf.export.micro import find_arena_bytes
 from bap_tf.export.qat import quantization_aware_int8
 from bap_tf.run import sources as data_sources
 from bap_tf.atomic import write_json
@@ -37,7 +44,7 @@ class ExportResult:
 
 def export(config, workdir):
     """Writes the variants of ``config.quantize`` and manifest.json; returns an ``ExportResult``."""
-    union, domain_models = workdir.load_pruned(config)
+    union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     manifest = {"android": {}, "int8": {}, "qat": {}}
     for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
         logging.info("Converting the union model to %s TFLite for Android.", variant)
@@ -45,14 +52,14 @@ def export(config, workdir):
         manifest["android"][variant] = _entry(workdir, path)
     micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
     if micro_variants:
-        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train")}
-        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test")}
+        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train", workdir)}
+        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test", workdir)}
         for name in tqdm(config.domains, desc="int8 export", unit="domain"):
             if "int8" in config.quantize:
                 images, _ = data_sources.sample_images(train_sources[name], config.image_size, 4 * config.calibration_examples, config.seed)
                 path = export_micro(domain_models[name], workdir.int8(name), images,
                                     max_samples=config.calibration_examples, seed=config.seed)
-                manifest["int8"][name] = _entry(workdir, path)
+                manifest["int8"][name] = _micro_entry(workdir, path)
             if "qat" in config.quantize:
                 train_images, train_labels = data_sources.sample_images(train_sources[name], config.image_size, QAT_MAX_TRAIN_IMAGES, config.seed)
                 eval_images, eval_labels = data_sources.sample_images(
@@ -62,10 +69,18 @@ def export(config, workdir):
                     eval_images, eval_labels, epochs=config.qat_epochs, batch_size=config.batch_size,
                     seed=config.seed,
                 )
-                manifest["qat"][name] = {**result, **_entry(workdir, workdir.int8(name, "qat"))}
+                manifest["qat"][name] = {**result, **_micro_entry(workdir, workdir.int8(name, "qat"))}
     write_json(workdir.manifest, manifest)
     return ExportResult(str(workdir.manifest), manifest)
 
 
 def _entry(workdir, path):
     return {"path": os.path.relpath(path, workdir.root), "bytes": os.path.getsize(path)}
+
+
+def _micro_entry(workdir, path):
+    """An int8 file's entry, with its measured arena and the firmware sources written beside it."""
+    arena = find_arena_bytes(path)["arena_bytes"]
+    sources = write_firmware_sources(path, arena)
+    return {**_entry(workdir, path), "arena_bytes": arena,
+            "firmware": {kind: os.path.relpath(p, workdir.root) for kind, p in sources.items()}}

@@ -45,7 +45,7 @@ def prune(config, workdir):
     rewriter = Rewriter.from_model(masked)
     union = rewriter.union_models()
     domain_models = rewriter.domain_models()
-    test_sources = data_sources.domain_sources(config, "test")
+    test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models)
     costs["max_abs_logit_diff"] = _equivalence(masked, union, domain_models, test_sources, config)
     worst = max(max(v.values()) for v in costs["max_abs_logit_diff"].values())
@@ -55,7 +55,7 @@ def prune(config, workdir):
             "(tolerance %.0e); see %s.", worst, EQUIVALENCE_TOLERANCE, workdir.costs,
         )
     if config.finetune_epochs:
-        write_json(workdir.finetune, _finetune(config, union, domain_models, test_sources))
+        write_json(workdir.finetune, _finetune(config, union, domain_models, test_sources, workdir))
     workdir.pruned.mkdir(parents=True, exist_ok=True)
     with atomic_path(workdir.union_model) as temporary:
         save_union(union, temporary)
@@ -81,15 +81,15 @@ def _equivalence(masked, union, domain_models, test_sources, config):
     return result
 
 
-def _finetune(config, union, domain_models, test_sources):
+def _finetune(config, union, domain_models, test_sources, workdir):
     """Fine-tunes the union model jointly and each domain's model alone, in place."""
-    train_sources = data_sources.domain_sources(config, "train")
+    train_sources = data_sources.domain_sources(config, "train", workdir)
     train = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in train_sources}
     test = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in test_sources}
     select_on = None
     if config.validation_fraction:
         select_on = {s.name: data_sources.image_label_dataset(s, config.image_size)
-                     for s in data_sources.domain_sources(config, "validation")}
+                     for s in data_sources.domain_sources(config, "validation", workdir)}
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
                   steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers)

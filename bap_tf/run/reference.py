@@ -31,7 +31,7 @@ def measured_baselines(config, workdir):
     changed = False
     for kind in wanted:
         if saved.get(kind) is None:
-            saved[kind] = measure[kind](config)
+            saved[kind] = measure[kind](config, workdir)
             changed = True
     if changed:
         write_json(workdir.baselines, {**saved, "key": baselines_lib.key(config)})

@@ -8,16 +8,11 @@ replica gets whole rounds of the domains so that each one sees every domain equa
 
 import tensorflow as tf
 
-STRATEGY_HELP = {
-    "default": "one device (the default strategy)",
-    "mirrored": "tf.distribute.MirroredStrategy: all local GPUs (or logical devices)",
-    "multi_worker": "tf.distribute.MultiWorkerMirroredStrategy: workers named by TF_CONFIG",
-    "tpu": "tf.distribute.TPUStrategy on the TPU named by --tpu",
-}
+from bap_tf.config import STRATEGIES
 
 
 def get_strategy(name, tpu=""):
-    """The strategy called ``name`` (one of ``STRATEGY_HELP``); ``tpu`` names the TPU."""
+    """The strategy called ``name`` (one of ``STRATEGIES``); ``tpu`` names the TPU."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -35,7 +30,7 @@ def get_strategy(name, tpu=""):
                 f"address with --tpu). Received: tpu={tpu!r} ({type(error).__name__}: {error})"
             ) from None
         return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"strategy must be one of {list(STRATEGY_HELP)}. Received: strategy={name!r}")
+    raise ValueError(f"strategy must be one of {list(STRATEGIES)}. Received: strategy={name!r}")
 
 
 def check_batch_size(strategy, batch_size, num_domains):

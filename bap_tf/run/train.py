@@ -92,7 +92,7 @@ def train(config, workdir, verbose="auto"):
     # GPU for a few ops; on CPU the ops bap-tf uses are deterministic anyway).
     tf.config.experimental.enable_op_determinism()
     strategy = get_strategy(config.strategy, config.tpu)
-    train_sources = data_sources.domain_sources(config, "train")
+    train_sources = data_sources.domain_sources(config, "train", workdir)
     domains = data_sources.domain_specs(train_sources)
     global_batch = check_batch_size(strategy, config.batch_size, len(domains))
     callbacks = standard_callbacks(workdir, keep_backup=True)
@@ -128,7 +128,7 @@ def train(config, workdir, verbose="auto"):
 
 def _select_best_epoch(config, workdir, finish):
     """``SelectBestEpoch`` on the validation split; ``finish``: the end-of-fit callbacks."""
-    validation = eval_datasets(data_sources.domain_sources(config, "validation"),
+    validation = eval_datasets(data_sources.domain_sources(config, "validation", workdir),
                                batch_size=max(config.batch_size, 64), image_size=config.image_size)
     return SelectBestEpoch(validation, finish, str(workdir.root / "best_epoch.weights.h5"),
                            first_epoch=config.warmup_epochs)

@@ -9,15 +9,17 @@ Layout (``Workdir(root)`` gives each path)::
     tensorboard/           TensorBoard logs of training
     pruned/                union.keras (union-pruned multi-domain model), <domain>.keras, costs.json
     export/                android_float32.tflite, android_dynamic.tflite, int8/<domain>.tflite,
-                           qat/<domain>.tflite, manifest.json
+                           qat/<domain>.tflite (each int8 file with <domain>_model_data.cc/.h and
+                           <domain>_op_resolver.h beside it), manifest.json
     baselines.json         the baselines measured in the run (the S-score reference among them)
+    splits/<domain>.json   train/test files of folder domains that came unsplit (dataset=folders)
     report.json, report.md, plots/   what bap-eval writes
     timings.json           wall time of each stage
 
 Every file is written to a temporary name in its own directory and renamed into place, so an
 interrupted stage never leaves a half-written file for the next one to read. A stage reads what
-an earlier one wrote through ``Workdir``'s loaders (``load_masked_model``, ``load_pruned``,
-``read_manifest``), never through another stage's module.
+an earlier one wrote through ``Workdir``'s loaders (``load_masked_model``, ``load_union``,
+``load_domain_models``, ``read_manifest``), never through another stage's module.
 """
 
 import dataclasses
@@ -66,6 +68,9 @@ class Workdir:
 
     def int8(self, domain, variant="int8"):
         return self.export / variant / f"{domain}.tflite"
+
+    def split(self, domain):
+        return self.root / "splits" / f"{domain}.json"
 
     # -- creation and checks ----------------------------------------------------------------
     def create(self):
@@ -121,6 +126,8 @@ class Workdir:
         """``model.keras`` (the train stage's), checked to be a model of the config's domains."""
         import keras
 
+        from bap_tf import model as _registers_model  # noqa: F401  (BudgetAwareModel for load_model)
+
         path = self.require(self.model, "train")
         model = keras.saving.load_model(path, compile=False)
         if tuple(model.domain_names) != tuple(config.domains):
@@ -130,10 +137,8 @@ class Workdir:
             )
         return model
 
-    def load_pruned(self, config):
-        """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
-        import keras
-
+    def load_union(self, config):
+        """The prune stage's union-pruned model: ``{domain: model}`` in the config's order."""
         from bap_tf.prune.saving import load_union
 
         union = load_union(self.require(self.union_model, "prune"))
@@ -142,10 +147,16 @@ class Workdir:
                 f"{self.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
                 f"Expected the prune stage's output of this run. Received: {self.union_model}"
             )
-        union = {name: union[name] for name in config.domains}
-        domains = {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
-                   for name in config.domains}
-        return union, domains
+        return {name: union[name] for name in config.domains}
+
+    def load_domain_models(self, config):
+        """The prune stage's per-domain models: ``{domain: model}``."""
+        import keras
+
+        from bap_tf import layers as _registers_layers  # noqa: F401  (ChannelGather, ChannelMask)
+
+        return {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
+                for name in config.domains}
 
     def read_manifest(self):
         """The export manifest, or an empty one when the export stage has not run."""

@@ -84,6 +84,13 @@ def test_chain_report_fields(chain):
                 assert report["domains"][name]["reference_error"] == pytest.approx(1.0 - entry["accuracy"])
     assert report["baselines"]["skipped"] is None
     assert report["mcu"]["fits"] is True
+    # The firmware sources sit beside each int8 file; their arena is the one the report gives.
+    manifest = json.loads((workdir / "export" / "manifest.json").read_text())
+    for name, entry in manifest["int8"].items():
+        assert entry["arena_bytes"] == report["domains"][name]["tflm_arena_bytes"]
+        assert sorted(Path(p).name for p in entry["firmware"].values()) == [
+            f"{name}_model_data.cc", f"{name}_model_data.h", f"{name}_op_resolver.h"]
+        assert all((workdir / p).is_file() for p in entry["firmware"].values())
     costs = json.loads((workdir / "pruned" / "costs.json").read_text())
     assert max(max(v.values()) for v in costs["max_abs_logit_diff"].values()) < 1e-3
 

@@ -42,6 +42,8 @@ def test_constants_repeated_in_config_match_the_library():
         ({"domains": ("digits", "cifar100")}, r"Unknown domain 'cifar100' for dataset='pocket'.*Received: domains=digits,cifar100"),
         ({"domains": ("digits", "digits")}, r"distinct names.*Received: domains='digits,digits'"),
         ({"dataset": "folders"}, r"folders_root must be .*Received: folders_root=''"),
+        ({"test_fraction": 1.0}, r"test_fraction must be a fraction in \(0, 1\)\. Received: test_fraction=1\.0"),
+        ({"test_fraction": 0}, r"Received: test_fraction=0"),
         ({"dataset": "imagenet_sketch", "domains": ("cubs", "sketch")}, r"folders_root must be a folder holding sketch/train"),
         ({"learning_rate": 0.0}, r"learning_rate must be a finite number > 0\. Received: learning_rate=0\.0"),
     ],

@@ -6,15 +6,20 @@ import pytest
 
 import prune_nets
 from bap_tf.layers import SwitchedConv2D
-from bap_tf.prune import DependencyGraph, dependency, describe_rules
+from bap_tf import rules
+from bap_tf.prune import DependencyGraph, describe_rules
 
 
 def test_rule_table_covers_every_layer_the_switched_network_holds():
     table = describe_rules()
     for name in ("SwitchedConv2D", "Conv2D", "DepthwiseConv2D", "DomainBatchNormalization",
-                 "BatchNormalization", "Add", "Concatenate", "DomainHeads", "ReLU", "ZeroPadding2D"):
+                 "BatchNormalization", "Add", "Concatenate", "DomainHeads", "ReLU", "ZeroPadding2D",
+                 "SeparableConv2D", "Multiply", "operation Add", "Reshape", "Dropout", "Normalization"):
         assert name in table
-    assert "output c:" in table and "input c:" in table
+    for aspect in ("check:", "switch:", "couple:", "rebuild:", "cost:"):
+        assert table.count(aspect) == len(rules.RULES)
+    # Each line is the docstring of the method that does it.
+    assert rules.ConvRule.couple.__doc__.split(".")[0] in table
 
 
 def test_resnet26_residual_stream_is_one_group(networks):
@@ -86,21 +91,28 @@ def test_bad_gates_are_refused_with_the_layer_name(networks):
         graph.check_gates(gates)
 
 
-def test_concat_operands_and_output_are_kept_whole():
+def test_concat_space_is_its_operands_groups_at_offsets():
     def middle(x, domain):
         a = SwitchedConv2D(4, 1, 2, name="a")(x, domain)
         b = SwitchedConv2D(3, 1, 2, name="b")(x, domain)
         return keras.layers.Concatenate(name="cat")([a, b])
 
     graph = DependencyGraph(prune_nets.tiny_network(middle))
-    for name in ("a", "b", "cat"):
-        assert graph.output_group(name).pinned
-    assert graph.output_group("cat").channels == 7
-    assert any("concat 'cat'" in why for why in graph.output_group("a").pinned_by)
+    a, b = graph.output_group("a"), graph.output_group("b")
+    assert graph.spaces["cat"] == (a.index, b.index)
+    assert not a.pinned and not b.pinned and a.consumers == b.consumers == ["last"]
+    assert graph.input_channels("last") == 7
+    keep = {name: np.ones(graph.input_channels(name), bool) for name in graph.switched}
+    keep["last"][[1, 5]] = False  # channel 1 of "a", channel 5 = channel 1 of "b"
+    plan = graph.plan(keep)
+    assert list(plan.kept[a.index]) == [0, 2, 3] and list(plan.kept[b.index]) == [0, 2]
+    assert list(plan.channels("cat")) == [0, 2, 3, 4, 6]
+    with pytest.raises(ValueError, match="reads a concatenation"):
+        graph.input_group("last")
 
 
-def test_roles_of_pass_through_layers():
-    assert dependency.rule_for(keras.layers.ReLU())[1] == dependency.CHANNELWISE
-    assert dependency.rule_for(keras.layers.Add())[1] == dependency.ADD
-    assert dependency.rule_for(keras.layers.Rescaling(2.0))[1] == dependency.CHANNELWISE
-    assert dependency.rule_for(keras.layers.Rescaling([1.0, 2.0, 3.0]))[1] == dependency.PIN
+def test_rules_by_layer_type():
+    assert isinstance(rules.rule_for(keras.layers.ReLU()), rules.ChannelwiseRule)
+    assert isinstance(rules.rule_for(keras.layers.Add()), rules.MergeRule)
+    assert isinstance(rules.rule_for(keras.layers.Dropout(0.2)), rules.DropoutRule)
+    assert rules.find_rule(keras.layers.LayerNormalization()) is None

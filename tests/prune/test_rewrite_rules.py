@@ -11,7 +11,7 @@ from bap_tf.model import BudgetAwareModel
 from bap_tf.prune import Rewriter, UnsupportedLayerError
 
 
-def test_concat_network_matches_and_reads_a_gathered_subset():
+def test_concat_operands_shrink_on_their_own_and_match():
     def middle(x, domain):
         a = SwitchedConv2D(4, 1, 2, name="a")(x, domain)
         b = SwitchedConv2D(3, 1, 2, name="b")(x, domain)
@@ -28,10 +28,11 @@ def test_concat_network_matches_and_reads_a_gathered_subset():
     prune_nets.randomize(network, rng)
     rewriter = Rewriter(network, prune_nets.domains_of(network))
     union = rewriter.union_models()
-    # The operands stay whole (4 and 3 filters); "last" gathers the channels it reads.
-    assert union["birds"].get_layer("a").filters == 4 and union["birds"].get_layer("b").filters == 3
-    gather = union["birds"].get_layer("last_gather")
-    assert isinstance(gather, ChannelGather) and 1 not in gather.indices
+    # Channel 1 of the concatenation is filter 1 of "a": it goes from "a" and from the concat.
+    plan = rewriter.union_plan()
+    assert union["birds"].get_layer("a").filters == 3 and 1 not in plan.channels("cat")
+    assert union["birds"].get_layer("b").filters == len(plan.channels("b"))
+    assert not prune_nets.layers_of_type(union, ChannelGather)  # "last" reads all that is left
     worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=1))
     assert max(worst.values()) <= prune_nets.TOLERANCE
 
@@ -75,37 +76,36 @@ def _refused(middle, message):
 def test_dense_in_the_middle_is_refused_by_name():
     _refused(
         lambda x, domain: keras.layers.Dense(4, name="mixer")(x),
-        r"Layer 'mixer' \(Dense\) cannot be pruned by bap_tf: a Dense layer inside the network",
+        r"Layer 'mixer' \(Dense\) is not supported by bap_tf: a Dense layer inside the network",
     )
 
 
 def test_grouped_conv_is_refused_by_name():
     _refused(
         lambda x, domain: keras.layers.Conv2D(4, 1, groups=2, name="grouped")(x),
-        r"Layer 'grouped' \(Conv2D\) cannot be pruned by bap_tf: grouped convolution \(groups=2\)",
+        r"Layer 'grouped' \(Conv2D\) is not supported by bap_tf: grouped convolution \(groups=2\)",
     )
 
 
 def test_unknown_layer_and_channel_mixing_activation_are_refused_by_name():
     _refused(
         lambda x, domain: keras.layers.LayerNormalization(name="ln")(x),
-        r"Layer 'ln' \(LayerNormalization\) cannot be pruned by bap_tf: no channel rule",
+        r"Layer 'ln' \(LayerNormalization\) is not supported by bap_tf: it normalizes over the channels",
     )
     _refused(
         lambda x, domain: keras.layers.Activation("softmax", name="probs")(x),
-        r"Layer 'probs' \(Activation\) cannot be pruned by bap_tf: activation 'softmax' mixes channels",
+        r"Layer 'probs' \(Activation\) is not supported by bap_tf: activation 'softmax' mixes channels",
     )
 
 
-def test_depthwise_multiplier_from_a_backbone_reaches_the_rewriter_and_is_refused():
+def test_depthwise_multiplier_is_refused_before_the_switched_network_is_built():
     image = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Conv2D(4, 3, name="stem")(image)
     x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw_x2")(x)
     x = keras.layers.Conv2D(5, 1, name="pointwise")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    network = switching.build_switched_network(keras.Model(image, x), [("birds", 3)])
     with pytest.raises(UnsupportedLayerError, match=r"Layer 'dw_x2' \(DepthwiseConv2D\).*depth_multiplier=2"):
-        Rewriter(network, [("birds", 3)])
+        switching.build_switched_network(keras.Model(image, x), [("birds", 3)])
 
 
 def test_domains_must_match_the_heads(networks):

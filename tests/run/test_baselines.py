@@ -36,11 +36,11 @@ def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, p
     assert errors == {"digits": pytest.approx(1.0 - measured["finetune"]["digits"]["accuracy"])}
     assert description.startswith("finetune")
     # Saved with what it depends on: the same settings reuse it, others measure again.
-    monkeypatch.setattr(baselines, "finetune", lambda config: pytest.fail("measured twice"))
+    monkeypatch.setattr(baselines, "finetune", lambda config, workdir: pytest.fail("measured twice"))
     assert reference.measured_baselines(config, workdir) == measured
     assert json.loads(workdir.baselines.read_text())["key"]["epochs"] == 2
     calls = []
-    monkeypatch.setattr(baselines, "finetune", lambda config: calls.append(config) or measured["finetune"])
+    monkeypatch.setattr(baselines, "finetune", lambda config, workdir: calls.append(config) or measured["finetune"])
     reference.measured_baselines(_config(pocket_cache, epochs=3), workdir)
     assert len(calls) == 1
 
@@ -50,7 +50,7 @@ def test_without_baselines_a_reference_file_measures_nothing(tmp_path, monkeypat
     refs.write_text(json.dumps({"digits": 0.25}))
     config = ExperimentConfig(domains=("digits",), baselines=False, reference_errors=str(refs)).resolve()
     for kind in ("finetune", "feature_extractor"):
-        monkeypatch.setattr(baselines, kind, lambda config: pytest.fail("measured"))
+        monkeypatch.setattr(baselines, kind, lambda config, workdir: pytest.fail("measured"))
     measured = reference.measured_baselines(config, Workdir(tmp_path / "run").create())
     assert measured == {"feature_extractor": None, "finetune": None}
     assert reference.reference_errors(config, measured) == ({"digits": 0.25}, f"file: {refs}")
