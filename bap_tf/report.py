@@ -272,7 +272,7 @@ def _baseline_table(report):
     def add(label, accuracies, params, macs):
         values = [accuracies.get(d) for d in domains]
         mean = sum(values) / len(values) if None not in values else None
-        lines.append(f"| {label} | " + " | ".join(_fmt(v) for v in values) + f" | {_fmt(mean)} | {params} | {macs} |")
+        lines.append(f"| {label} | " + " | ".join(fmt(v) for v in values) + f" | {fmt(mean)} | {params} | {macs} |")
 
     for label, entries in rows:
         if entries:
