@@ -110,11 +110,15 @@ def train(config, workdir, verbose="auto"):
         augment=False, steps_per_epoch=RECALIBRATION_STEPS,
     )
     # At the end of fit: project to the budget, then re-estimate BN statistics (in this order);
-    # with a validation split, the best epoch's model so finished is the one kept.
+    # with a validation split, the best epoch's model so finished is the one kept. Selection
+    # comes first: an epoch is scored before its backup is written, so a run killed between the
+    # two retrains that epoch and scores it again instead of never scoring it.
     finish = [ProjectToBudget(), RecalibrateBatchNorm(recalibration, RECALIBRATION_STEPS)]
     if config.validation_fraction:
-        finish = [_select_best_epoch(config, workdir, finish)]
-    callbacks += [*finish, JsonHistory(workdir.history)]
+        callbacks.insert(0, _select_best_epoch(config, workdir, finish))
+    else:
+        callbacks += finish
+    callbacks.append(JsonHistory(workdir.history))
     model.fit(
         data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
         callbacks=callbacks, verbose=progress_verbosity(verbose),
