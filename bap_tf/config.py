@@ -130,7 +130,7 @@ class ExperimentConfig:
     augment: bool = True  # random translations (and flips where a domain allows them)
     # Share of each domain's training split held back (seeded, per domain) to select the model
     # on: the best epoch of training and of fine-tuning. 0: no selection, the last epoch is kept.
-    validation_fraction: float = 0.0
+    validation_fraction: float = 0.1
     # -- backbone -----------------------------------------------------------------------
     backbone: str = "resnet26"
     width: int = 16  # resnet26 only: channels of its first stage (64 in the paper)
@@ -138,7 +138,7 @@ class ExperimentConfig:
     # -- method (docs/method.md sections 2-4) --------------------------------------------
     budget: float = 0.5
     budget_metric: str = "macs"
-    sharing_loss: str = "union"
+    sharing_loss: str = "jaccard"  # benchmarks/results/recipes.md: more accurate and cheaper than union
     sharing_weight: float = None  # None: learnable (dual ascent); a number: fixed alpha
     multiplier_rate: float = 2.0  # eta_lambda
     sharing_rate: float = 0.5  # eta_alpha
@@ -155,7 +155,7 @@ class ExperimentConfig:
     strategy: str = "default"  # default | mirrored | multi_worker | tpu
     tpu: str = ""  # TPU name or address for strategy=tpu ("": the local TPU)
     # -- prune ----------------------------------------------------------------------------
-    finetune_epochs: int = 0  # 0: no fine-tuning of the reduced models
+    finetune_epochs: int = 4  # fine-tuning of the reduced models after pruning; 0: none
     finetune_learning_rate: float = 1e-4
     finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
     # -- export ---------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class BudgetAwareModel(keras.Model):
         network,
         domains,
         budget=0.5,
-        sharing_loss="union",
+        sharing_loss="jaccard",
         sharing_weight=None,
         budget_metric="macs",
         multiplier_rate=2.0,

@@ -381,7 +381,7 @@ def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS,
 # -- choosing the sharing loss the later benchmarks use ------------------------------------
 MACS_TARGET = 0.55  # pruned MACs <= 0.55 x backbone ...
 ACCURACY_TOLERANCE = 0.02  # ... with mean accuracy within 2 points of sharing_loss=none
-DEFAULT_LOSS = "union"  # ExperimentConfig's default, when the sharing benchmark has not run
+DEFAULT_LOSS = "jaccard"  # ExperimentConfig's default, when the sharing benchmark has not run
 
 
 def best_sharing_loss(sharing_results):

@@ -51,7 +51,7 @@ def _inputs(exported=True):
 
 def test_report_fields_and_scores():
     report = report_lib.build_report(**_inputs())
-    assert report["budget"] == 0.5 and report["sharing_loss"] == "union"
+    assert report["budget"] == 0.5 and report["sharing_loss"] == "jaccard"
     assert report["backbone"] == {"params": 1000, "macs": 100_000}
     assert report["pruned"]["params"] == 702 and report["pruned"]["macs"] == 60_000
     assert report["pruned"]["macs"] < report["backbone"]["macs"]

@@ -52,15 +52,15 @@ def _trained_run(runs_dir, extra):
 
 def test_runs_that_differ_only_after_training_share_the_trained_model(tmp_path):
     runs_dir = tmp_path / "runs"
-    source = _trained_run(runs_dir, {"validation_fraction": 0.1})
-    tuned = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"validation_fraction": 0.1, "finetune_epochs": 4}, runs_dir)
+    source = _trained_run(runs_dir, {"warmup_epochs": 1})
+    tuned = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"warmup_epochs": 1, "finetune_epochs": 2}, runs_dir)
     workdir = pocket_runs.workdir_of(tuned, False, runs_dir)
     assert pocket_runs._share_training(workdir, tuned, False, runs_dir) == ["train"]
     assert (workdir / "model.keras").read_text() == "model" and (workdir / "backup" / "state").exists()
     assert json.loads((workdir / "timings.json").read_text()) == {"train": 100.0}  # not the source's prune
     assert json.loads((workdir / pocket_runs.MARKER).read_text())["train_shared_from"] == source.name
-    # Another training setting (here: no validation split) trains its own model.
-    other = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_epochs": 4}, runs_dir)
+    # Another training setting (here: no warm-up) trains its own model.
+    other = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_epochs": 2}, runs_dir)
     assert pocket_runs._share_training(pocket_runs.workdir_of(other, False, runs_dir), other, False, runs_dir) == []
 
 

@@ -30,7 +30,7 @@ def chain_flags(pocket_cache):
     return [
         f"--data_dir={pocket_cache}", "--domains=digits,letters", "--pretrained=none", "--width=4", "--budget=0.5",
         "--epochs=1", "--steps_per_epoch=2", "--batch_size=8", "--quantize=float32,int8", "--eval_examples=16",
-        "--calibration_examples=16", "--seed=5",
+        "--calibration_examples=16", "--seed=5", "--finetune_epochs=1",
     ]
 
 
@@ -61,7 +61,7 @@ def test_chain_writes_every_stage_output(chain):
 def test_chain_report_fields(chain):
     workdir, _ = chain
     report = json.loads((workdir / "report.json").read_text())
-    assert report["budget"] == 0.5 and report["sharing_loss"] == "union"
+    assert report["budget"] == 0.5 and report["sharing_loss"] == "jaccard"
     for key in ("params", "macs"):
         assert report["backbone"][key] > 0 and report["pruned"][key] > 0
     assert report["pruned"]["macs"] < report["backbone"]["macs"]
