@@ -22,6 +22,9 @@ file atomically. Fields of ``report.json`` (``REPORT_VERSION`` 1), fractions in 
 - ``s_score`` (over ``accuracy_pruned``), ``s_score_max``, ``s_score_reference`` (which
   reference errors were used), ``reference_errors``, ``efficiency`` (S-score over the geometric
   mean of ``pruned.params_ratio`` and ``pruned.macs_ratio``);
+- ``baselines``: ``feature_extractor`` and ``finetune``, each ``{domain: {accuracy, params,
+  macs}}`` (one domain's model; ``null`` when not measured) and ``skipped`` (why a baseline is
+  missing, or null);
 - ``android``, ``mcu`` (the flash/RAM budget check), ``layers`` (channels kept per switched
   conv and domain), ``training`` (epochs and the last epoch's logs), ``timings_s``.
 """
@@ -44,7 +47,7 @@ S_SCORE_ACCURACY = "accuracy_pruned"
 
 def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, manifest, mcu,
                  kept_fractions, union_fraction, layers, reference_errors, reference, history,
-                 timings):
+                 timings, baselines=None):
     """The report dict (see the module docstring) from the eval stage's measurements.
 
     Args:
@@ -59,6 +62,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
       layers: ``[{"name", "in_channels", "kept": {domain: n}, "union": n}]``.
       reference_errors: ``{domain: error}``; reference: how they were obtained.
       history: the train stage's history.json (or None); timings: ``{stage: seconds}``.
+      baselines: ``bap_tf.run.reference.measured_baselines`` output (None: none measured).
     """
     union = costs["union"]
     backbone = costs["backbone"]
@@ -119,6 +123,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "s_score_max": metrics.POINTS_PER_DOMAIN * len(config.domains),
         "s_score_accuracy": S_SCORE_ACCURACY,
         "s_score_reference": reference,
+        "baselines": _baselines(config, baselines or {}),
         "reference_errors": reference_errors,
         "efficiency": metrics.efficiency(score, ratios["params"], ratios["macs"]),
         "mean_accuracy_pruned": sum(d["accuracy_pruned"] for d in domains.values()) / len(domains),
@@ -129,6 +134,13 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "timings_s": timings,
         "config": config.to_dict(),
     }
+
+
+def _baselines(config, measured):
+    entry = {kind: measured.get(kind) for kind in ("feature_extractor", "finetune")}
+    entry["skipped"] = None if entry["finetune"] else (
+        "per-domain fine-tuning: not measured (--nobaselines)")
+    return entry
 
 
 def _dynamic_only(manifest, device_accuracy):
@@ -246,6 +258,42 @@ def _count(value):
     return f"{value:.0f}"
 
 
+def _baseline_table(report):
+    """The run next to the field's baselines, per domain (accuracy, params, MACs of the model
+    that serves that domain), as Markdown lines."""
+    baselines = report.get("baselines") or {}
+    rows = [("feature extractor (frozen backbone + linear head)", baselines.get("feature_extractor")),
+            ("per-domain fine-tuning (whole backbone, one per domain)", baselines.get("finetune"))]
+    domains = report["domains"]
+    lines = ["## The run next to the baselines", "",
+             "| model | " + " | ".join(f"`{d}`" for d in domains) + " | mean | params | MACs |",
+             "|---|" + "---:|" * (len(domains) + 3)]
+
+    def add(label, accuracies, params, macs):
+        values = [accuracies.get(d) for d in domains]
+        mean = sum(values) / len(values) if None not in values else None
+        lines.append(f"| {label} | " + " | ".join(fmt(v) for v in values) + f" | {fmt(mean)} | {params} | {macs} |")
+
+    for label, entries in rows:
+        if entries:
+            add(label, {d: e["accuracy"] for d, e in entries.items()},
+                _count(sum(e["params"] for e in entries.values())) + " (all domains)",
+                _count(next(iter(entries.values()))["macs"]) + " per image")
+    add("this run, masked (trained switches)", {d: v["accuracy_masked"] for d, v in domains.items()}, "–", "–")
+    add("this run, union-pruned (Keras)", {d: v["accuracy_pruned"] for d, v in domains.items()},
+        _count(report["pruned"]["params"]) + " (all domains)", _count(report["pruned"]["macs"]) + " (union)")
+    for key, label in (("accuracy_tflite", "Android file"), ("accuracy_tflite_int8", "int8 file (LiteRT)"),
+                       ("accuracy_tflm", "int8 file (TFLM)")):
+        if any(v[key] is not None for v in domains.values()):
+            add(f"this run, {label}", {d: v[key] for d, v in domains.items()}, "–", "–")
+    lines.append("")
+    if baselines.get("skipped"):
+        lines += [f"Not measured: {baselines['skipped']}.", ""]
+    lines += ["Baselines trained and tested on the run's splits; the exported files run on the device subset "
+              "of the test split. Params of the baselines: every domain's model together; MACs: one image.", ""]
+    return lines
+
+
 def markdown(report):
     """The human-readable report page."""
     config = report["config"]
@@ -297,6 +345,7 @@ def markdown(report):
         "`kept`: the domain's kept fraction of the switchable cost (budget "
         f"{report['budget']:g}). `reference`: accuracy of the S-score reference.",
         "",
+        *_baseline_table(report),
         "## Scores",
         "",
         f"- **S-score: {report['s_score']:.0f}** of {report['s_score_max']:.0f} "

@@ -8,6 +8,7 @@ that did not run leaves its entries ``null``), then measures per domain:
   where they will run: the Android file in LiteRT (one signature per domain), each int8 file in
   LiteRT and in TensorFlow Lite Micro, with the smallest TFLM arena it runs in;
 - the microcontroller budget check (``--mcu_flash_kb``, ``--mcu_ram_kb``);
+- the baselines (``bap_tf.run.baselines``: feature extractor, per-domain fine-tuning);
 - the S-score against the reference errors (``bap_tf.run.reference``) and the efficiency.
 
 Writes ``report.json``, ``report.md`` and ``plots/`` (``bap_tf.report``). With
@@ -28,7 +29,7 @@ from bap_tf.export.checks import run_checks
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
 from bap_tf.run import sources as data_sources
-from bap_tf.run.reference import reference_errors
+from bap_tf.run.reference import measured_baselines, reference_errors
 from bap_tf.switching import gate_values
 
 
@@ -61,9 +62,12 @@ def evaluate(config, workdir):
     micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
     logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
                  min(len(v[1]) for v in eval_sets.values()))
+    # The arena bap-export measured for each file (the one its firmware sources reserve).
+    arenas = {d: {"arena_bytes": e["arena_bytes"], "reported_bytes": e.get("arena_reported_bytes")}
+              for d, e in manifest["int8"].items() if "arena_bytes" in e}
     checks = run_checks(
         union, eval_sets, android_path=workdir.root / android["path"] if android else None,
-        micro_paths=micro_paths or None,
+        micro_paths=micro_paths or None, arenas=arenas,
     )
     extra = {}
     if manifest["android"].get("dynamic") and manifest["android"].get("float32"):
@@ -73,7 +77,8 @@ def evaluate(config, workdir):
 
     footprints = footprints_from_checks(checks)
     mcu = check_mcu_budget(config.mcu_flash_kb, config.mcu_ram_kb, footprints) if footprints else None
-    errors, reference = reference_errors(config, workdir)
+    baselines = measured_baselines(config, workdir)
+    errors, reference = reference_errors(config, baselines)
     report = report_lib.build_report(
         config=config, costs=costs, accuracy=accuracy, num_test=num_test, checks=checks,
         extra_accuracy=extra, manifest=manifest, mcu=mcu,
@@ -81,7 +86,7 @@ def evaluate(config, workdir):
         union_fraction=masked.union_fraction(), layers=_layer_gates(masked),
         reference_errors=errors, reference=reference,
         history=read_json(workdir.history) if workdir.history.exists() else None,
-        timings=read_json(workdir.timings) if workdir.timings.exists() else {},
+        timings=read_json(workdir.timings) if workdir.timings.exists() else {}, baselines=baselines,
     )
     paths = report_lib.write_report(report, workdir.root)
     if config.enforce_mcu_budget and mcu is not None and not mcu["fits"]:

@@ -86,13 +86,19 @@ def _finetune(config, union, domain_models, test_sources, workdir):
     train_sources = data_sources.domain_sources(config, "train", workdir)
     train = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in train_sources}
     test = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in test_sources}
+    select_on = None
+    if config.validation_fraction:
+        select_on = {s.name: data_sources.image_label_dataset(s, config.image_size)
+                     for s in data_sources.domain_sources(config, "validation", workdir)}
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
-                  steps_per_epoch=config.steps_per_epoch)
+                  steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers)
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
-    result = {"union": dataclasses.asdict(finetune_union(union, train, test, **kwargs)), "domain": {}}
+    result = {"union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
+              "domain": {}}
     for name, model in domain_models.items():
         logging.info("Fine-tuning %s's model for %d epoch(s).", name, config.finetune_epochs)
-        result["domain"][name] = dataclasses.asdict(finetune_domain(model, train[name], test[name], **kwargs))
+        result["domain"][name] = dataclasses.asdict(finetune_domain(
+            model, train[name], test[name], select_on=None if select_on is None else select_on[name], **kwargs))
     return result
 

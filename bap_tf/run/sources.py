@@ -1,8 +1,11 @@
 """The domains of a run as ``DomainSource``s, from the dataset named in the config.
 
-``domain_sources(config, split)`` with ``split`` "train" or "test" (the evaluation split:
-Decathlon's "validation", whose labels are public; each tfds dataset's own test split
-otherwise) dispatches to the loaders of ``bap_tf.data``:
+``domain_sources(config, split)`` with ``split`` "train", "validation" or "test" (the
+evaluation split: Decathlon's "validation", whose labels are public; each tfds dataset's own
+test split otherwise) dispatches to the loaders of ``bap_tf.data``. With
+``config.validation_fraction`` > 0, "validation" is that share of each domain's training
+split (seeded per domain, ``split_validation``) and "train" the rest; with 0, "train" is the
+whole training split and there is no "validation".
 
 - ``pocket``: ``load_pocket`` (cached under ``data_dir`` or ``~/.cache/bap_tf/pocket``);
 - ``decathlon``: ``load_decathlon`` (tfds ``visual_domain_decathlon/<domain>``);
@@ -16,17 +19,18 @@ otherwise) dispatches to the loaders of ``bap_tf.data``:
 """
 
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
 
 from bap_tf.atomic import read_json, write_json
 from bap_tf.data import DomainSource, folders, load_decathlon, load_folder, load_imagenet_to_sketch
-from bap_tf.data.pipeline import eval_datasets
+from bap_tf.data.pipeline import eval_datasets, split_validation
 from bap_tf.data.pocket import pocket_sources
 from bap_tf.data.tfds_loaders import IMAGENET_TO_SKETCH_FOLDERS
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 # The labelled evaluation split of each tfds domain ("test" where it is not called that).
 _TFDS_EVAL_SPLIT = {"decathlon": "validation", "imagenet": "validation", "flowers": "test"}
 # Domains whose mirror image is another class (characters, digits, signs): no flips.
@@ -48,6 +52,20 @@ def domain_sources(config, split, workdir=None):
     records the splits of unsplit folder domains (see the module docstring)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}. Received: split={split!r}")
+    if split != "test" and config.validation_fraction:
+        parts = [split_validation(s, config.validation_fraction, seed=zlib.crc32(s.name.encode()))
+                 for s in _loaded_sources(config, "train", workdir)]
+        return [train if split == "train" else validation for train, validation in parts]
+    if split == "validation":
+        raise ValueError(
+            "There is no validation split: it is carved from the training data when validation_fraction > 0. "
+            f"Received: validation_fraction={config.validation_fraction}"
+        )
+    return _loaded_sources(config, split, workdir)
+
+
+def _loaded_sources(config, split, workdir):
+    """The loaders' own ``split`` ("train" or "test") of every domain."""
     if config.dataset == "pocket":
         return pocket_sources(split, pocket_cache_dir(config.data_dir), names=config.domains)
     tfds_kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}

@@ -11,7 +11,7 @@ Layout (``Workdir(root)`` gives each path)::
     export/                android_float32.tflite, android_dynamic.tflite, int8/<domain>.tflite,
                            qat/<domain>.tflite (each int8 file with <domain>_model_data.cc/.h and
                            <domain>_op_resolver.h beside it), manifest.json
-    reference_errors.json  the S-score reference measured in the run
+    baselines.json         the baselines measured in the run (the S-score reference among them)
     splits/<domain>.json   train/test files of folder domains that came unsplit (dataset=folders)
     report.json, report.md, plots/   what bap-eval writes
     timings.json           wall time of each stage
@@ -54,7 +54,7 @@ class Workdir:
     finetune = property(lambda self: self.root / "pruned" / "finetune.json")
     export = property(lambda self: self.root / "export")
     manifest = property(lambda self: self.root / "export" / "manifest.json")
-    reference_errors = property(lambda self: self.root / "reference_errors.json")
+    baselines = property(lambda self: self.root / "baselines.json")
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
     plots = property(lambda self: self.root / "plots")
