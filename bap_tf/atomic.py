@@ -49,6 +49,12 @@ def write_json(path, data):
     return write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def read_json(path):
+    """What ``write_json`` wrote at ``path``."""
+    with open(path) as f:
+        return json.load(f)
+
+
 def _json_default(value):
     # numpy scalars and arrays, Paths and tuples end up in results; store them as plain JSON.
     if hasattr(value, "tolist"):

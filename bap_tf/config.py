@@ -38,6 +38,7 @@ STAGES = ("train", "prune", "export", "eval")
 # post-training ("int8") or quantization-aware ("qat", needs the [qat] extra).
 QUANTIZE_VARIANTS = ("float32", "dynamic", "int8", "qat")
 PRETRAIN_SOURCES = (POCKET_SOURCE, "imagenet")
+FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_LAYERS
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -51,7 +52,7 @@ IMAGENET_SKETCH_TARGETS = ("cubs", "stanford_cars", "flowers", "wikiart", "sketc
 # The fields that define what a workdir holds: a later command on the same workdir may not
 # change them (it would read a model trained for other domains, another backbone or budget).
 IDENTITY_FIELDS = (
-    "dataset", "domains", "image_size", "backbone", "width", "pretrained",
+    "dataset", "domains", "test_fraction", "image_size", "backbone", "width", "pretrained",
     "budget", "budget_metric", "sharing_loss", "sharing_weight",
 )
 
@@ -99,12 +100,12 @@ def default_domains(dataset, folders_root=None):
     if not folders_root or not os.path.isdir(folders_root):
         raise FileNotFoundError(
             "dataset='folders' needs folders_root: a folder holding <domain>/train/<class>/* and "
-            f"<domain>/test/<class>/*. Received: folders_root={folders_root!r}"
+            f"<domain>/test/<class>/* (or <domain>/<class>/*). Received: folders_root={folders_root!r}"
         )
     names = sorted(n for n in os.listdir(folders_root) if os.path.isdir(os.path.join(folders_root, n)) and not n.startswith("."))
     if not names:
         raise ValueError(
-            f"folders_root has no domain sub-folders. Expected <domain>/train/<class>/*. "
+            f"folders_root has no domain sub-folders. Expected <domain>/{{train,test}}/<class>/* or <domain>/<class>/*. "
             f"Received: folders_root={folders_root!r}"
         )
     return tuple(names)
@@ -124,19 +125,26 @@ class ExperimentConfig:
     data_dir: str = ""  # tfds data_dir; for pocket the cache folder ("": ~/.cache/bap_tf)
     manual_dir: str = ""  # tfds manual_dir (archives tfds cannot download, e.g. ImageNet)
     folders_root: str = ""  # dataset=folders, or ImageNet-to-Sketch's wikiart/sketch
+    test_fraction: float = 0.2  # folder domains without train/test: the share split off for test
     image_size: int = 0  # 0: the dataset's standard size (DEFAULT_IMAGE_SIZE)
     augment: bool = True  # random translations (and flips where a domain allows them)
+    # Share of each domain's training split held back (seeded, per domain) to select the model
+    # on: the best epoch of training and of fine-tuning. 0: no selection, the last epoch is kept.
+    validation_fraction: float = 0.1
     # -- backbone -----------------------------------------------------------------------
     backbone: str = "resnet26"
     width: int = 16  # resnet26 only: channels of its first stage (64 in the paper)
     pretrained: str = ""  # weights file; "": the shipped pocket backbone; "none": random
-    # -- method (../shared/method.md sections 2-4) ----------------------------------------
+    # -- method (docs/method.md sections 2-4) --------------------------------------------
     budget: float = 0.5
     budget_metric: str = "macs"
-    sharing_loss: str = "union"
+    sharing_loss: str = "jaccard"  # benchmarks/results/recipes.md: more accurate and cheaper than union
     sharing_weight: float = None  # None: learnable (dual ascent); a number: fixed alpha
     multiplier_rate: float = 2.0  # eta_lambda
     sharing_rate: float = 0.5  # eta_alpha
+    # Epochs in which only the BatchNorms and heads train: switches still, lambda and alpha at 0.
+    warmup_epochs: int = 0
+    max_sharing_weight: float = 0.0  # cap of the learnable alpha; 0: no cap
     # -- training -------------------------------------------------------------------------
     epochs: int = 8
     steps_per_epoch: int = 0  # 0: one pass over the largest domain
@@ -147,8 +155,9 @@ class ExperimentConfig:
     strategy: str = "default"  # default | mirrored | multi_worker | tpu
     tpu: str = ""  # TPU name or address for strategy=tpu ("": the local TPU)
     # -- prune ----------------------------------------------------------------------------
-    finetune_epochs: int = 0  # 0: no fine-tuning of the reduced models
+    finetune_epochs: int = 4  # fine-tuning of the reduced models after pruning; 0: none
     finetune_learning_rate: float = 1e-4
+    finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
     # -- export ---------------------------------------------------------------------------
     quantize: tuple = ("float32", "dynamic", "int8")
     calibration_examples: int = 256  # int8 calibration images per domain
@@ -156,6 +165,10 @@ class ExperimentConfig:
     # -- eval -----------------------------------------------------------------------------
     eval_examples: int = 0  # test images per domain for the on-device checks (0: all)
     reference_errors: str = ""  # JSON {domain: error} for the S-score; "": measured in the run
+    # Per-domain fine-tuning of the whole backbone, measured in the eval stage (a few minutes at
+    # pocket size, far longer on real benchmarks) next to the feature extractor; the S-score's
+    # reference unless reference_errors names a file.
+    baselines: bool = True
     mcu_flash_kb: float = 1024.0
     mcu_ram_kb: float = 256.0
     enforce_mcu_budget: bool = False
@@ -169,18 +182,26 @@ class ExperimentConfig:
         _check_choice("budget_metric", self.budget_metric, BUDGET_METRICS)
         _check_choice("sharing_loss", self.sharing_loss, SHARING_LOSSES)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("finetune_layers", self.finetune_layers, FINETUNE_LAYERS)
         if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:
             _check_number("sharing_weight", self.sharing_weight)
-        for name in ("multiplier_rate", "sharing_rate"):
+        for name in ("multiplier_rate", "sharing_rate", "max_sharing_weight"):
             _check_number(name, getattr(self, name))
         for name in ("learning_rate", "switch_learning_rate", "finetune_learning_rate", "mcu_flash_kb", "mcu_ram_kb"):
             _check_number(name, getattr(self, name), strict=True)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("width", 1), ("steps_per_epoch", 0),
                               ("seed", 0), ("finetune_epochs", 0), ("calibration_examples", 1),
-                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0)):
+                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0)):
             _check_int(name, getattr(self, name), minimum)
+        _check_number("validation_fraction", self.validation_fraction)
+        if self.validation_fraction >= 0.5:
+            _fail("validation_fraction", self.validation_fraction, "a fraction in [0, 0.5)")
+        if self.warmup_epochs >= self.epochs:
+            _fail("warmup_epochs", self.warmup_epochs, f"fewer than epochs={self.epochs} (the switches must train)")
+        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) or not 0 < self.test_fraction < 1:
+            _fail("test_fraction", self.test_fraction, "a fraction in (0, 1)")
         if 0 < self.image_size < 8:
             _fail("image_size", self.image_size, "0 (the dataset's standard size) or at least 8 pixels")
         for variant in self.quantize:
@@ -189,7 +210,7 @@ class ExperimentConfig:
             _fail("quantize", ",".join(self.quantize), "a list without repeats")
         self._check_domains()
         if self.dataset == "folders" and not self.folders_root:
-            _fail("folders_root", self.folders_root, "a folder of <domain>/{train,test}/<class>/ images when dataset='folders'")
+            _fail("folders_root", self.folders_root, "a folder of <domain>/{train,test}/<class>/ or <domain>/<class>/ images when dataset='folders'")
 
     def _check_domains(self):
         names = list(self.domains)

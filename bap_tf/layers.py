@@ -6,6 +6,9 @@ Domain-specific parameters are stacked along a leading axis of size ``num_domain
 per sample, which keeps the graph the same size whatever the number of domains.
 """
 
+import math
+import numbers
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -57,6 +60,18 @@ class SwitchedConv2D(keras.layers.Layer):
     binarized in the forward pass with a straight-through gradient. Gating the input channel is
     the same as zeroing the kernel slice ``W[:, :, c, :]``, which is what pruning later removes.
 
+    Args:
+      filters: output channels, a positive integer.
+      kernel_size: a positive integer or a pair ``(k_h, k_w)``.
+      num_domains: number of domains (rows of ``switches``), a positive integer.
+      strides, dilation_rate: positive integers or pairs, as in ``keras.layers.Conv2D``.
+      padding: ``"valid"`` or ``"same"``.
+      use_bias: whether the conv has a (frozen) bias.
+      activation: applied to the output, as in ``keras.layers.Conv2D``.
+      switch_init: initial real value of every switch, in [-1, 1] (positive: channel on;
+        beyond 1 the straight-through gradient is zero and the switch would never move).
+      **kwargs: base ``Layer`` arguments (``name``, ``dtype``...).
+
     Call: ``layer(x, domain)`` with ``x`` of shape ``(N, H, W, C)`` and ``domain`` of shape
     ``(N,)`` (int).
     """
@@ -75,14 +90,18 @@ class SwitchedConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size)
-        self.num_domains = int(num_domains)
-        self.strides = _pair(strides)
-        self.padding = padding
-        self.dilation_rate = _pair(dilation_rate)
+        self.filters = _positive_int("filters", filters)
+        self.kernel_size = _positive_pair("kernel_size", kernel_size)
+        self.num_domains = _positive_int("num_domains", num_domains)
+        self.strides = _positive_pair("strides", strides)
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            _fail("padding", padding, "'valid' or 'same'")
+        self.padding = padding.lower()
+        self.dilation_rate = _positive_pair("dilation_rate", dilation_rate)
         self.use_bias = bool(use_bias)
         self.activation = keras.activations.get(activation)
+        if not _is_real(switch_init) or abs(switch_init) > 1.0:
+            _fail("switch_init", switch_init, "a finite number in [-1, 1] (beyond it the straight-through gradient is zero)")
         self.switch_init = float(switch_init)
 
     def build(self, inputs_shape, domain_shape=None):
@@ -157,13 +176,24 @@ class DomainBatchNormalization(keras.layers.Layer):
     domain) and only the moving statistics of domains present in the batch move. Parameters are stored
     as ``(num_domains, C)`` tables, initialised from the backbone's BN by ``set_from_batchnorm``.
 
+    Args:
+      num_domains: number of domains (rows of every table), a positive integer.
+      momentum: of the moving statistics, in [0, 1], as in ``keras.layers.BatchNormalization``.
+      epsilon: added to the variance, a number > 0.
+      center, scale: whether each domain has a trainable beta / gamma.
+      **kwargs: base ``Layer`` arguments (``name``, ``dtype``...).
+
     Call: ``layer(x, domain, training=...)`` with ``x`` of shape ``(N, ..., C)``.
     """
 
     def __init__(self, num_domains, momentum=0.99, epsilon=1e-3, center=True, scale=True, **kwargs):
         super().__init__(**kwargs)
-        self.num_domains = int(num_domains)
+        self.num_domains = _positive_int("num_domains", num_domains)
+        if not _is_real(momentum) or not 0.0 <= momentum <= 1.0:
+            _fail("momentum", momentum, "a number in [0, 1]")
         self.momentum = float(momentum)
+        if not _is_real(epsilon) or epsilon <= 0:
+            _fail("epsilon", epsilon, "a number > 0")
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
@@ -254,10 +284,21 @@ class DomainHeads(keras.layers.Layer):
     All heads live in one ``(features, sum(num_classes))`` kernel so a mixed-domain batch costs
     one matmul. Each sample's row is then gathered to its domain's columns and padded with
     ``PAD_LOGIT`` up to ``max(num_classes)``: logits ``(N, max_classes)``.
+
+    Args:
+      num_classes: classes of each domain, in domain-index order: a non-empty list of
+        positive integers.
+      kernel_initializer: of the heads' kernel (the bias starts at zero).
+      **kwargs: base ``Layer`` arguments (``name``, ``dtype``...).
+
+    Call: ``layer(features, domain)`` with ``features`` of shape ``(N, F)``.
     """
 
     def __init__(self, num_classes, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
+        if isinstance(num_classes, (str, numbers.Number)) or not list(num_classes) or not all(
+                _is_positive_int(n) for n in num_classes):
+            _fail("num_classes", num_classes, "a non-empty list of positive integers, one per domain")
         self.num_classes = [int(n) for n in num_classes]
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         starts = [sum(self.num_classes[:d]) for d in range(len(self.num_classes))]
@@ -348,7 +389,27 @@ class ChannelMask(keras.layers.Layer):
         return {**super().get_config(), "mask": self.mask}
 
 
-def _pair(value):
-    if isinstance(value, int):
-        return (value, value)
-    return tuple(int(v) for v in value)
+def _fail(name, value, expected):
+    raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_positive_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _positive_int(name, value):
+    if not _is_positive_int(value):
+        _fail(name, value, "a positive integer")
+    return int(value)
+
+
+def _positive_pair(name, value):
+    """``value`` as ``(int, int)``: one positive integer for both, or a pair of them."""
+    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    if isinstance(pair, str) or not hasattr(pair, "__len__") or len(pair) != 2 or not all(map(_is_positive_int, pair)):
+        _fail(name, value, "a positive integer or a pair of them")
+    return tuple(int(v) for v in pair)

@@ -1,4 +1,4 @@
-"""Multi-domain scores: the Visual Decathlon S-score and the efficiency of a pruned model.
+"""Multi-domain scores: top-1 accuracy, the Visual Decathlon S-score and the efficiency of a pruned model.
 
 S-score (Rebuffi et al. 2017): ``S = sum_d alpha_d * max(0, E_d^max - E_d) ** gamma`` with
 ``gamma = 2``, ``E_d^max = 2 * E_d^ref`` (twice the reference error on domain d) and
@@ -6,15 +6,28 @@ S-score (Rebuffi et al. 2017): ``S = sum_d alpha_d * max(0, E_d^max - E_d) ** ga
 the reference error 250, a domain at or above twice the reference error 0. Errors are fractions
 in [0, 1] (the score does not depend on the unit: ``alpha_d`` normalises it away).
 
-Efficiency (ours, see ``method.md`` section 6): ``S / sqrt(params_ratio * macs_ratio)``, the
+Efficiency (ours, see ``docs/method.md`` section 6): ``S / sqrt(params_ratio * macs_ratio)``, the
 S-score divided by the geometric mean of the model's params and MACs relative to the backbone.
+
+numpy only, no Keras: the QAT worker process (legacy Keras) scores its models with it too.
 """
 
 import math
 
+import numpy as np
+
 GAMMA = 2
 MAX_ERROR_FACTOR = 2.0
 POINTS_PER_DOMAIN = 1000.0
+
+
+def accuracy(logits, labels):
+    """Top-1 accuracy of ``(N, K)`` logits (or any increasing map of them, such as raw int8
+    outputs) against ``(N,)`` integer labels; NaN when there are no examples."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size == 0:
+        return float("nan")
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
 def check_error(name, value, what):

@@ -4,7 +4,7 @@ One step takes a batch mixing every domain (``{"image", "domain"}`` features, in
 and minimises ``sum_d CE_d + sum_d lambda_d (b_d - beta) + alpha * L_PS`` over the switches,
 the domain BatchNorms and the heads. After the gradient step it moves the budget multipliers
 ``lambda_d`` and, when it is learnable, the sharing weight ``alpha`` by dual ascent
-(``../shared/method.md`` sections 3-4 in the repository docs).
+(``docs/method.md`` sections 3-4).
 """
 
 import keras
@@ -50,6 +50,11 @@ class BudgetAwareModel(keras.Model):
       budget_metric: ``"macs"`` or ``"params"``: what a switch costs.
       multiplier_rate: eta_lambda, step of the budget multipliers' dual ascent.
       sharing_rate: eta_alpha, step of the learnable sharing weight's dual ascent.
+      warmup_steps: first training steps in which only the BatchNorms and heads learn: the
+        switches get no update and lambda and alpha stay at 0, so the budget and the sharing
+        loss act on a network whose heads already fit their domains.
+      max_sharing_weight: a cap on the learnable alpha (0: none). Uncapped, alpha grows while the
+        union exceeds the budget, which it does from the first step (every switch starts on).
     """
 
     def __init__(
@@ -57,11 +62,13 @@ class BudgetAwareModel(keras.Model):
         network,
         domains,
         budget=0.5,
-        sharing_loss="union",
+        sharing_loss="jaccard",
         sharing_weight=None,
         budget_metric="macs",
         multiplier_rate=2.0,
         sharing_rate=0.5,
+        warmup_steps=0,
+        max_sharing_weight=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +85,10 @@ class BudgetAwareModel(keras.Model):
         self.budget_metric = budget_metric
         self.multiplier_rate = _validate_rate("multiplier_rate", multiplier_rate)
         self.sharing_rate = _validate_rate("sharing_rate", sharing_rate)
+        self.max_sharing_weight = _validate_rate("max_sharing_weight", max_sharing_weight)
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0. Received: warmup_steps={warmup_steps!r}")
+        self.warmup_steps = int(warmup_steps)
 
         self.switched = switched_layers(network)
         if not self.switched:
@@ -236,10 +247,15 @@ class BudgetAwareModel(keras.Model):
         switch_ids = {id(v) for v in switches}
         return switches, [v for v in self.trainable_variables if id(v) not in switch_ids]
 
-    def _apply_gradients(self, tape, loss):
+    def _constraints_active(self):
+        """1.0 once the warm-up is over, else 0.0 (a tensor: the step is traced once)."""
+        return ops.cast(self.optimizer.iterations >= self.warmup_steps, "float32")
+
+    def _apply_gradients(self, tape, loss, active):
         switches, others = self._variable_groups()
         gradients = tape.gradient(loss, switches + others)
-        self.switch_optimizer.apply(gradients[: len(switches)], switches)
+        # Zero gradients leave the switches still: the switch optimizer has no momentum.
+        self.switch_optimizer.apply([g * active for g in gradients[: len(switches)]], switches)
         self.optimizer.apply(gradients[len(switches) :], others)
 
     def train_step(self, data):
@@ -254,16 +270,19 @@ class BudgetAwareModel(keras.Model):
             kept, union, sharing, budget_term = self._constraint_terms()
             # Summed over replicas by the optimizer: data-independent terms count once.
             loss = ops.sum(domain_ce) + (budget_term + self.sharing_weight * sharing) / replicas
-        self._apply_gradients(tape, loss)
-        self._dual_ascent(kept, union)
+        active = self._constraints_active()
+        self._apply_gradients(tape, loss, active)
+        self._dual_ascent(kept, union, active)
         return self._update_metrics(loss, domain_ce, labels, logits, domain, kept, union, sharing)
 
-    def _dual_ascent(self, kept, union):
-        self.multipliers.assign(ops.maximum(0.0, self.multipliers + self.multiplier_rate * (kept - self.budget)))
+    def _dual_ascent(self, kept, union, active):
+        multipliers = ops.maximum(0.0, self.multipliers + self.multiplier_rate * (kept - self.budget))
+        self.multipliers.assign(multipliers * active)
         if self.learnable_sharing_weight and self.sharing_loss_name != "none":
-            self.sharing_weight.assign(
-                ops.maximum(0.0, self.sharing_weight + self.sharing_rate * (union - self.budget))
-            )
+            alpha = ops.maximum(0.0, self.sharing_weight + self.sharing_rate * (union - self.budget))
+            if self.max_sharing_weight:
+                alpha = ops.minimum(alpha, self.max_sharing_weight)
+            self.sharing_weight.assign(alpha * active)
 
     def test_step(self, data):
         inputs, labels = data[0], data[1]
@@ -306,6 +325,8 @@ class BudgetAwareModel(keras.Model):
             "budget_metric": self.budget_metric,
             "multiplier_rate": self.multiplier_rate,
             "sharing_rate": self.sharing_rate,
+            "warmup_steps": self.warmup_steps,
+            "max_sharing_weight": self.max_sharing_weight,
         }
 
     @classmethod

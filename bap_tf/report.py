@@ -22,6 +22,9 @@ file atomically. Fields of ``report.json`` (``REPORT_VERSION`` 1), fractions in 
 - ``s_score`` (over ``accuracy_pruned``), ``s_score_max``, ``s_score_reference`` (which
   reference errors were used), ``reference_errors``, ``efficiency`` (S-score over the geometric
   mean of ``pruned.params_ratio`` and ``pruned.macs_ratio``);
+- ``baselines``: ``feature_extractor`` and ``finetune``, each ``{domain: {accuracy, params,
+  macs}}`` (one domain's model; ``null`` when not measured) and ``skipped`` (why a baseline is
+  missing, or null);
 - ``android``, ``mcu`` (the flash/RAM budget check), ``layers`` (channels kept per switched
   conv and domain), ``training`` (epochs and the last epoch's logs), ``timings_s``.
 """
@@ -44,7 +47,7 @@ S_SCORE_ACCURACY = "accuracy_pruned"
 
 def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, manifest, mcu,
                  kept_fractions, union_fraction, layers, reference_errors, reference, history,
-                 timings):
+                 timings, baselines=None):
     """The report dict (see the module docstring) from the eval stage's measurements.
 
     Args:
@@ -59,6 +62,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
       layers: ``[{"name", "in_channels", "kept": {domain: n}, "union": n}]``.
       reference_errors: ``{domain: error}``; reference: how they were obtained.
       history: the train stage's history.json (or None); timings: ``{stage: seconds}``.
+      baselines: ``bap_tf.run.reference.measured_baselines`` output (None: none measured).
     """
     union = costs["union"]
     backbone = costs["backbone"]
@@ -119,6 +123,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "s_score_max": metrics.POINTS_PER_DOMAIN * len(config.domains),
         "s_score_accuracy": S_SCORE_ACCURACY,
         "s_score_reference": reference,
+        "baselines": _baselines(config, baselines or {}),
         "reference_errors": reference_errors,
         "efficiency": metrics.efficiency(score, ratios["params"], ratios["macs"]),
         "mean_accuracy_pruned": sum(d["accuracy_pruned"] for d in domains.values()) / len(domains),
@@ -129,6 +134,13 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "timings_s": timings,
         "config": config.to_dict(),
     }
+
+
+def _baselines(config, measured):
+    entry = {kind: measured.get(kind) for kind in ("feature_extractor", "finetune")}
+    entry["skipped"] = None if entry["finetune"] else (
+        "per-domain fine-tuning: not measured (--nobaselines)")
+    return entry
 
 
 def _dynamic_only(manifest, device_accuracy):
@@ -230,7 +242,8 @@ def save_accuracy_vs_cost(figure, axis, path, *, xlabel, ylabel, title, legend_l
     _save(figure, path)
 
 
-def _fmt(value, spec=".3f", none="–"):
+def fmt(value, spec=".3f", none="–"):
+    """A number for a table: ``none`` for None or NaN (the report's and the benchmarks')."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return none
     return format(value, spec)
@@ -243,6 +256,42 @@ def _count(value):
         if abs(value) >= size:
             return f"{value / size:.2f}{unit}"
     return f"{value:.0f}"
+
+
+def _baseline_table(report):
+    """The run next to the field's baselines, per domain (accuracy, params, MACs of the model
+    that serves that domain), as Markdown lines."""
+    baselines = report.get("baselines") or {}
+    rows = [("feature extractor (frozen backbone + linear head)", baselines.get("feature_extractor")),
+            ("per-domain fine-tuning (whole backbone, one per domain)", baselines.get("finetune"))]
+    domains = report["domains"]
+    lines = ["## The run next to the baselines", "",
+             "| model | " + " | ".join(f"`{d}`" for d in domains) + " | mean | params | MACs |",
+             "|---|" + "---:|" * (len(domains) + 3)]
+
+    def add(label, accuracies, params, macs):
+        values = [accuracies.get(d) for d in domains]
+        mean = sum(values) / len(values) if None not in values else None
+        lines.append(f"| {label} | " + " | ".join(fmt(v) for v in values) + f" | {fmt(mean)} | {params} | {macs} |")
+
+    for label, entries in rows:
+        if entries:
+            add(label, {d: e["accuracy"] for d, e in entries.items()},
+                _count(sum(e["params"] for e in entries.values())) + " (all domains)",
+                _count(next(iter(entries.values()))["macs"]) + " per image")
+    add("this run, masked (trained switches)", {d: v["accuracy_masked"] for d, v in domains.items()}, "–", "–")
+    add("this run, union-pruned (Keras)", {d: v["accuracy_pruned"] for d, v in domains.items()},
+        _count(report["pruned"]["params"]) + " (all domains)", _count(report["pruned"]["macs"]) + " (union)")
+    for key, label in (("accuracy_tflite", "Android file"), ("accuracy_tflite_int8", "int8 file (LiteRT)"),
+                       ("accuracy_tflm", "int8 file (TFLM)")):
+        if any(v[key] is not None for v in domains.values()):
+            add(f"this run, {label}", {d: v[key] for d, v in domains.items()}, "–", "–")
+    lines.append("")
+    if baselines.get("skipped"):
+        lines += [f"Not measured: {baselines['skipped']}.", ""]
+    lines += ["Baselines trained and tested on the run's splits; the exported files run on the device subset "
+              "of the test split. Params of the baselines: every domain's model together; MACs: one image.", ""]
+    return lines
 
 
 def markdown(report):
@@ -264,11 +313,11 @@ def markdown(report):
         "|---|---:|---:|---:|---:|",
         f"| backbone (single domain, no head) | {_count(report['backbone']['params'])} | {_count(report['backbone']['macs'])} | 1 | 1 |",
         f"| union-pruned multi-domain model ({len(domains)} domains) | {_count(report['pruned']['params'])} | "
-        f"{_count(report['pruned']['macs'])} | {_fmt(report['pruned']['params_ratio'])} | {_fmt(report['pruned']['macs_ratio'])} |",
+        f"{_count(report['pruned']['macs'])} | {fmt(report['pruned']['params_ratio'])} | {fmt(report['pruned']['macs_ratio'])} |",
     ]
     for name, d in domains.items():
         lines.append(f"| `{name}` alone (pruned to its switches) | {_count(d['params'])} | {_count(d['macs'])} | "
-                     f"{_fmt(d['params_ratio'])} | {_fmt(d['macs_ratio'])} |")
+                     f"{fmt(d['params_ratio'])} | {fmt(d['macs_ratio'])} |")
     lines += [
         "",
         f"The union of the domains keeps {report['union_fraction']:.1%} of the switchable {report['budget_metric']}. "
@@ -283,10 +332,10 @@ def markdown(report):
         size = "–" if d["tflite_int8_bytes"] is None else f"{d['tflite_int8_bytes'] / 1024:.1f} KiB"
         arena = "–" if d["tflm_arena_bytes"] is None else f"{d['tflm_arena_bytes'] / 1024:.1f} KiB"
         lines.append(
-            f"| `{name}` | {_fmt(d['kept_fraction'], '.2f')} | {_fmt(d['accuracy_masked'])} | {_fmt(d['accuracy_pruned'])} | "
-            f"{_fmt(d['accuracy_tflite'])} | {_fmt(d['accuracy_tflite_dynamic'])} | {_fmt(d['accuracy_tflite_int8'])} | "
-            f"{_fmt(d['accuracy_tflm'])} | {_fmt(d['accuracy_qat'])} | {size} | {arena} | "
-            f"{_fmt(1 - d['reference_error'])} | {_fmt(d['s_score'], '.0f')} |"
+            f"| `{name}` | {fmt(d['kept_fraction'], '.2f')} | {fmt(d['accuracy_masked'])} | {fmt(d['accuracy_pruned'])} | "
+            f"{fmt(d['accuracy_tflite'])} | {fmt(d['accuracy_tflite_dynamic'])} | {fmt(d['accuracy_tflite_int8'])} | "
+            f"{fmt(d['accuracy_tflm'])} | {fmt(d['accuracy_qat'])} | {size} | {arena} | "
+            f"{fmt(1 - d['reference_error'])} | {fmt(d['s_score'], '.0f')} |"
         )
     first = next(iter(domains.values()))
     lines += [
@@ -296,6 +345,7 @@ def markdown(report):
         "`kept`: the domain's kept fraction of the switchable cost (budget "
         f"{report['budget']:g}). `reference`: accuracy of the S-score reference.",
         "",
+        *_baseline_table(report),
         "## Scores",
         "",
         f"- **S-score: {report['s_score']:.0f}** of {report['s_score_max']:.0f} "
@@ -323,8 +373,8 @@ def markdown(report):
         lines += ["", "## Training", "", f"{training['epochs']} epochs in {training['seconds']:.0f} s."]
         last = training["last_epoch"]
         if "union" in last:
-            lines.append(f"Last epoch: loss {_fmt(last.get('loss'))}, union {_fmt(last.get('union'))}, "
-                         f"sharing weight {_fmt(last.get('sharing_weight'))}.")
+            lines.append(f"Last epoch: loss {fmt(last.get('loss'))}, union {fmt(last.get('union'))}, "
+                         f"sharing weight {fmt(last.get('sharing_weight'))}.")
     if report["timings_s"]:
         lines += ["", "Stage wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings_s"].items()) + "."]
     lines += [

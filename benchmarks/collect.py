@@ -12,7 +12,7 @@ from bap_tf.atomic import write_text
 from benchmarks import common
 
 README = common.RESULTS.parent / "README.md"
-ORDER = ("sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
+ORDER = ("main_job", "recipes", "frontier", "sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
 SECTION = "## Latest results"
 
 

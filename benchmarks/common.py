@@ -13,7 +13,6 @@ machine falls on every candidate alike.
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import shlex
@@ -27,6 +26,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bap_tf.atomic import write_json, write_text  # noqa: E402
+from bap_tf.report import fmt  # noqa: E402,F401  (benchmark tables format numbers as the report does)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -180,13 +180,6 @@ def markdown_table(headers, rows, align=None):
     for row in rows:
         lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     return "\n".join(lines)
-
-
-def fmt(value, spec=".3f", none="–"):
-    """A number for a table: ``none`` for None or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return none
-    return format(value, spec)
 
 
 def fmt_pm(values, spec=".3f"):

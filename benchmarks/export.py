@@ -27,24 +27,12 @@ SEED = 0
 
 
 def keras_accuracy(models, eval_sets):
-    import numpy as np
+    from bap_tf.metrics import accuracy
 
     return {
-        d: float(np.mean(np.argmax(models[d].predict(images, batch_size=256, verbose=0), -1) == labels))
+        d: accuracy(models[d].predict(images, batch_size=256, verbose=0), labels)
         for d, (images, labels) in eval_sets.items()
     }
-
-
-def device_eval_set(source, config):
-    """The test images the eval stage ran the exported files on, so Keras is scored on the same.
-
-    The eval stage's own rule (a seeded sample of ``eval_examples``, or the whole split), taken
-    from ``bap_tf.run.evaluate``; it has no public name yet, hence the lookup.
-    """
-    from bap_tf.run import evaluate
-
-    rule = getattr(evaluate, "device_eval_set", None) or getattr(evaluate, "_device_eval_set")
-    return rule(source, config)
 
 
 def baselines(workdir, work):
@@ -52,6 +40,7 @@ def baselines(workdir, work):
     from bap_tf.export.convert import export_android, export_micro
     from bap_tf.export.micro import find_arena_bytes
     from bap_tf.run import sources as data_sources
+    from bap_tf.run.evaluate import device_eval_set  # Keras is scored on the eval stage's images
 
     from benchmarks import run_models
 

@@ -14,6 +14,7 @@ exported files on fewer images. A run is redone when the flags it ran with (flag
 from what the flags ask for now.
 """
 
+import datetime
 import json
 import os
 import shutil
@@ -41,6 +42,12 @@ LOG = "benchmark_run.log"
 DERIVED = "benchmark_tflite"
 
 
+# Flags that add to a run's report without changing its figures: a record or a finished stage
+# made with other values still counts. Benchmark runs leave the baselines out (minutes per run,
+# the same for every budget and loss): ``shared_baselines`` measures them once per seed.
+REPORT_ONLY_FLAGS = frozenset({"reference_errors", "baselines"})
+
+
 def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
     """The ``bap-train`` flags of one benchmark run, in order (``extra`` overrides).
 
@@ -48,14 +55,25 @@ def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
     lets the last value of a flag win.
     """
     flags = {"flagfile": FLAGFILE, **(QUICK if quick else FULL), "budget": budget,
-             "sharing_loss": sharing_loss, "seed": seed, "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT)}
+             "sharing_loss": sharing_loss, "seed": seed, "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT),
+             "baselines": "false"}
     flags.update(extra or {})
     return flags
 
 
-def workdir_of(flags, quick, runs_dir=RUNS):
+def run_name(flags, quick):
+    """``pocket_<loss>_b<budget>_s<seed>``, then ``_<flag><value>`` for every other flag a
+    benchmark sets beyond the mode's (``extra``), so each recipe gets its own workdir."""
     name = f"pocket_{flags['sharing_loss']}_b{flags['budget']:g}_s{flags['seed']}"
-    return Path(runs_dir) / ("quick" if quick else "full") / name
+    base = run_flags(flags["sharing_loss"], flags["budget"], flags["seed"], quick)
+    for flag in sorted(flags):
+        if flag not in REPORT_ONLY_FLAGS and base.get(flag) != flags[flag]:
+            name += f"_{flag}{flags[flag]}"
+    return name
+
+
+def workdir_of(flags, quick, runs_dir=RUNS):
+    return Path(runs_dir) / ("quick" if quick else "full") / run_name(flags, quick)
 
 
 def _read(path):
@@ -95,14 +113,18 @@ def _done_stages(workdir, flags):
     if not marker.exists():
         return []
     saved = _read(marker)
-    if saved.get("flags") != flags:
+    if _without(saved.get("flags", {})) != _without(flags):
         return []
-    then, now = saved.get("effective_flags", {}), effective_flags(flags)
+    then, now = _without(saved.get("effective_flags", {})), _without(effective_flags(flags))
     stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
     if stale:
         print(f"  {workdir.name} is stale (flags changed: {', '.join(stale)}): redoing it", flush=True)
         return []
     return saved["stages"]
+
+
+def _without(flags, names=REPORT_ONLY_FLAGS):
+    return {k: v for k, v in flags.items() if k not in names}
 
 
 def _needed(done, stages):
@@ -130,6 +152,8 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
     if not done and workdir.exists():
         # Another setting's (or an interrupted) run: bap-train would take its model as trained.
         shutil.rmtree(workdir)
+    if not done and "train" in stages:
+        done = _share_training(workdir, flags, quick, runs_dir)
     needed = _needed(done, stages)
     if needed:
         if "prune" in needed and workdir.exists():
@@ -148,6 +172,46 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
             "timings": timings, "ran": needed, "effective_flags": effective_flags(flags)}
 
 
+# Flags that act only after training: runs that differ only in these train the same model.
+POST_TRAIN_FLAGS = frozenset({
+    "finetune_epochs", "finetune_learning_rate", "quantize", "calibration_examples", "qat_epochs",
+    "eval_examples", "reference_errors", "mcu_flash_kb", "mcu_ram_kb", "enforce_mcu_budget",
+})
+# What the train stage leaves in a workdir (model, history, resumable backup, its wall time).
+TRAIN_FILES = ("model.keras", "history.json", "backup", "timings.json")
+
+
+def _share_training(workdir, flags, quick, runs_dir):
+    """Copies the trained model of another run that differs only in ``POST_TRAIN_FLAGS`` (e.g.
+    the same run without fine-tuning) into ``workdir``; returns ``["train"]``, or ``[]`` when
+    no such run has trained."""
+    wanted = _without(effective_flags(flags), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
+    for marker in sorted((Path(runs_dir) / ("quick" if quick else "full")).glob(f"*/{MARKER}")):
+        saved = _read(marker)
+        source = marker.parent
+        if source == workdir or "train" not in saved.get("stages", []):
+            continue
+        theirs = _without(saved.get("effective_flags", {}), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
+        if theirs != wanted or _without(saved["effective_flags"]) != _without(effective_flags(saved["flags"])):
+            continue
+        workdir.mkdir(parents=True, exist_ok=True)
+        for name in TRAIN_FILES:
+            path = source / name
+            if path.is_dir():
+                shutil.copytree(path, workdir / name)
+            elif path.exists():
+                if name == "timings.json":  # only the train stage's time is this run's too
+                    (workdir / name).write_text(json.dumps({"train": _read(path).get("train")}) + "\n")
+                else:
+                    shutil.copy2(path, workdir / name)
+        marker_data = {"flags": flags, "effective_flags": effective_flags(flags), "stages": ["train"],
+                       "train_shared_from": source.name}
+        (workdir / MARKER).write_text(json.dumps(marker_data, indent=2) + "\n")
+        print(f"  {workdir.name}: training shared with {source.name}", flush=True)
+        return ["train"]
+    return []
+
+
 def shared_reference(runs_dir=RUNS):
     """``RUNS/reference_errors.json``, measured first (in a child process) when missing."""
     path = Path(runs_dir) / REFERENCE
@@ -159,15 +223,58 @@ def shared_reference(runs_dir=RUNS):
     return path
 
 
+def shared_baselines(seed, quick, runs_dir=RUNS):
+    """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
+    eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
+    child process, a few minutes) when missing or made with other flags."""
+    flags = {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
+             if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
+    path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
+    if path.exists() and _read(path).get("effective_flags") == effective_flags(flags):
+        return _read(path)
+    print(f"  measuring the baselines of seed {seed}: {path}", flush=True)
+    argv = [f"--{name}={value}" for name, value in flags.items()]
+    code = f"from benchmarks.pocket_runs import write_baselines; write_baselines({str(path)!r}, {argv!r})"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True)
+    record = _read(path)
+    record["effective_flags"] = effective_flags(flags)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def write_baselines(path, argv):
+    """Both baselines of the config ``bap-train argv`` would run (child process of
+    ``shared_baselines``), with the seconds they took."""
+    from absl import flags as absl_flags
+
+    from bap_tf.atomic import write_json
+    from bap_tf.cli import flags as cli_flags
+    from bap_tf.config import ExperimentConfig
+    from bap_tf.run import baselines
+
+    values = absl_flags.FlagValues()
+    cli_flags.define_experiment_flags(values)
+    values(["bap-train", "--workdir=unused", *argv])
+    config = ExperimentConfig.from_dict(cli_flags.explicit_values(ExperimentConfig, values)).resolve()
+    result = {}
+    for kind in baselines.KINDS:
+        start = time.perf_counter()
+        result[kind] = getattr(baselines, kind)(config)
+        result[f"{kind}_seconds"] = round(time.perf_counter() - start, 1)
+    write_json(path, result)
+
+
 def write_reference(path):
     """The feature-extractor reference of the pocket domains, as ``bap-train`` would measure it."""
-    from bap_tf.config import ExperimentConfig
-    from bap_tf.run.reference import FEATURE_EXTRACTOR, feature_extractor_errors
     from bap_tf.atomic import write_json
+    from bap_tf.config import ExperimentConfig
+    from bap_tf.run import baselines
 
     config = ExperimentConfig(dataset="pocket").resolve()
-    write_json(path, {"kind": "feature_extractor", "description": FEATURE_EXTRACTOR, "pretrained": config.pretrained,
-                      "errors": feature_extractor_errors(config)})
+    errors = {d: 1.0 - e["accuracy"] for d, e in baselines.feature_extractor(config).items()}
+    write_json(path, {"kind": "feature_extractor", "description": baselines.DESCRIPTIONS["feature_extractor"],
+                      "pretrained": config.pretrained, "errors": errors})
 
 
 def _bap_train(workdir, flags, stages):
@@ -182,16 +289,99 @@ def _bap_train(workdir, flags, stages):
         out.write(f"\n$ {' '.join(command)}\n")
         out.flush()
         status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        if status < 0:
+            # Killed by a signal (TensorFlow has aborted with "double free or corruption" on a
+            # busy machine): the stage starts over once from what the previous ones left.
+            print(f"  stage killed by signal {-status}: running it again", flush=True)
+            out.write(f"\n$ (again after signal {-status}) {' '.join(command)}\n")
+            out.flush()
+            status = subprocess.run(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
     if status != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"bap-train failed (exit {status}) in {workdir}. Last lines of {log}:\n{tail}")
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+# -- run records: each run's figures, committed, so a later session resumes without workdirs --
+RECORDS = "pocket_runs"  # under the results directory: <mode>/<run name>.json
+
+
+def record_path(flags, quick, results_dir):
+    return Path(results_dir) / RECORDS / ("quick" if quick else "full") / f"{run_name(flags, quick)}.json"
+
+
+def summarize_report(report, timings):
+    """The figures of ``report.json`` the benchmarks compare (small enough to commit)."""
+    domains = report["domains"]
+    summary = {
+        "accuracy": {d: v["accuracy_pruned"] for d, v in domains.items()},
+        "accuracy_masked": {d: v["accuracy_masked"] for d, v in domains.items()},
+        "mean_accuracy": report["mean_accuracy_pruned"],
+        "mean_accuracy_masked": sum(v["accuracy_masked"] for v in domains.values()) / len(domains),
+        "kept_fraction": {d: v["kept_fraction"] for d, v in domains.items()},
+        "union_fraction": report["union_fraction"],
+        "params_ratio": report["pruned"]["params_ratio"],
+        "macs_ratio": report["pruned"]["macs_ratio"],
+        "s_score": report["s_score"],
+        "timings_s": timings,
+        "wall_s": round(sum(v for v in timings.values() if v), 1),
+    }
+    if "baselines" in report:
+        summary["baselines"] = report["baselines"]
+    return summary
+
+
+def find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, extra=None):
+    """The record of this run in ``results_dir`` when one was made with the same effective
+    flags (the flagfile as it reads now included), else None."""
+    flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
+    path = record_path(flags, quick, results_dir)
+    if not path.exists():
+        return None
+    record = _read(path)
+    if _without(record.get("effective_flags", {})) != _without(effective_flags(flags)):
+        print(f"  {path.name} was recorded with other flags: it does not count", flush=True)
+        return None
+    return record
+
+
+def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, extra=None):
+    """One run's record: read from ``results_dir`` when a run with the same effective flags was
+    recorded there, else run (``run_pocket``, stages train, prune, eval) and record it.
+
+    A record keeps the flags, the commit, the machine (cores, load) and the figures of
+    ``summarize_report``; it is written as soon as the run ends, so a long benchmark killed
+    halfway loses only the run in progress.
+    """
+    from benchmarks import common
+    from bap_tf.atomic import write_json
+
+    record = find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir, extra)
+    if record is not None:
+        return record
+    flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
+    path = record_path(flags, quick, results_dir)
+    wanted = _without(effective_flags(flags))
+    load = [round(v, 2) for v in os.getloadavg()]
+    run = run_pocket(sharing_loss, budget, seed, quick, runs_dir=runs_dir, extra=extra)
+    machine = common.machine_info()
+    machine["load_average_1_5_15_at_start"] = load
+    marker = _read(run["workdir"] / MARKER)
+    record = {
+        "run": run_name(flags, quick), "mode": "quick" if quick else "full",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "code": common.code_version(), "machine": machine, "effective_flags": wanted,
+        "train_shared_from": marker.get("train_shared_from"),
+        **summarize_report(run["report"], run["timings"]),
+    }
+    write_json(path, record)
+    return record
+
+
 # -- choosing the sharing loss the later benchmarks use ------------------------------------
 MACS_TARGET = 0.55  # pruned MACs <= 0.55 x backbone ...
 ACCURACY_TOLERANCE = 0.02  # ... with mean accuracy within 2 points of sharing_loss=none
-DEFAULT_LOSS = "union"  # ExperimentConfig's default, when the sharing benchmark has not run
+DEFAULT_LOSS = "jaccard"  # ExperimentConfig's default, when the sharing benchmark has not run
 
 
 def best_sharing_loss(sharing_results):

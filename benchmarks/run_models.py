@@ -9,12 +9,9 @@ domain costs without BAP, built by the same rewriter and counted by the same cos
 
 import numpy as np
 
-from bap_tf.config import ExperimentConfig
 from bap_tf.prune import Rewriter
 from bap_tf.prune.report import model_cost
-from bap_tf.run.prune import load_pruned
-from bap_tf.run.train import load_masked_model
-from bap_tf.run.workdir import Workdir, read_json
+from bap_tf.run.workdir import Workdir
 from bap_tf.switching import gate_values, switched_layers
 
 
@@ -24,9 +21,9 @@ def load_run(workdir):
 
     tf.get_logger().setLevel("ERROR")  # no retracing warnings from predicting several models
     workdir = Workdir(workdir)
-    config = ExperimentConfig.from_dict(read_json(workdir.config))
-    masked = load_masked_model(workdir, config)
-    union, domain_models = load_pruned(workdir, config)
+    config = workdir.saved_config()
+    masked = workdir.load_masked_model(config)
+    union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     return config, masked, union, domain_models
 
 

@@ -137,3 +137,32 @@ def test_config_round_trip(layer):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored) is type(layer)
     assert restored.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: bap_layers.SwitchedConv2D(0, 3, num_domains=2), r"filters must be a positive integer. Received: filters=0"),
+        (lambda: bap_layers.SwitchedConv2D(4, (3, 0), num_domains=2),
+         r"kernel_size must be a positive integer or a pair of them. Received: kernel_size=\(3, 0\)"),
+        (lambda: bap_layers.SwitchedConv2D(4, 3, num_domains=0), r"num_domains must be a positive integer. Received: num_domains=0"),
+        (lambda: bap_layers.SwitchedConv2D(4, 3, num_domains=2, strides=(1, 2, 3)),
+         r"strides must be a positive integer or a pair of them. Received: strides=\(1, 2, 3\)"),
+        (lambda: bap_layers.SwitchedConv2D(4, 3, num_domains=2, padding="causal"),
+         r"padding must be 'valid' or 'same'. Received: padding='causal'"),
+        (lambda: bap_layers.SwitchedConv2D(4, 3, num_domains=2, dilation_rate=0),
+         r"dilation_rate must be a positive integer or a pair of them. Received: dilation_rate=0"),
+        (lambda: bap_layers.SwitchedConv2D(4, 3, num_domains=2, switch_init=2.0),
+         r"switch_init must be a finite number in \[-1, 1\] .*Received: switch_init=2.0"),
+        (lambda: bap_layers.DomainBatchNormalization(0), r"num_domains must be a positive integer. Received: num_domains=0"),
+        (lambda: bap_layers.DomainBatchNormalization(2, momentum=1.5), r"momentum must be a number in \[0, 1\]. Received: momentum=1.5"),
+        (lambda: bap_layers.DomainBatchNormalization(2, epsilon=0.0), r"epsilon must be a number > 0. Received: epsilon=0.0"),
+        (lambda: bap_layers.DomainHeads([]), r"num_classes must be a non-empty list of positive integers, one per domain. "
+                                             r"Received: num_classes=\[\]"),
+        (lambda: bap_layers.DomainHeads([10, 0]), r"num_classes must be .* Received: num_classes=\[10, 0\]"),
+        (lambda: bap_layers.DomainHeads(10), r"num_classes must be .* Received: num_classes=10"),
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_value(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

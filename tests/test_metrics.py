@@ -1,7 +1,8 @@
-"""S-score and efficiency against values worked out by hand."""
+"""Accuracy, S-score and efficiency against values worked out by hand."""
 
 import math
 
+import numpy as np
 import pytest
 
 from bap_tf import metrics
@@ -45,3 +46,10 @@ def test_errors_name_the_bad_value():
         metrics.efficiency(10.0, 0.5, 0)
     with pytest.raises(ValueError, match=r"at least one domain"):
         metrics.s_score({}, {})
+
+
+def test_accuracy_of_logits():
+    logits = [[0.1, 2.0, -1.0], [3.0, 0.0, 0.0], [0.0, 0.0, 5.0], [1.0, 0.5, 0.0]]
+    assert metrics.accuracy(logits, [1, 0, 0, 0]) == 0.75
+    assert metrics.accuracy(logits, [[1], [0], [2], [0]]) == 1.0  # (N, 1) labels as tfds gives them
+    assert math.isnan(metrics.accuracy(np.zeros((0, 3)), []))

@@ -185,3 +185,26 @@ def test_images_of_the_wrong_shape_are_named(shape):
     model = make_model()
     with pytest.raises(ValueError, match=r"\(N, 16, 16, 3\). Received: images.shape=" + re.escape(str(shape))):
         model.domain_logits(np.zeros(shape, "float32"), "a")
+
+
+def test_warmup_trains_heads_only_then_switches_and_multipliers_act():
+    keras.utils.set_random_seed(0)
+    model = make_model(budget=0.3, warmup_steps=3, max_sharing_weight=0.2)
+    x, y = data(samples=24)
+    switches = [layer.switches.numpy().copy() for layer in model.switched]
+    head = model.network.get_layer("heads").get_weights()[0].copy()
+    model.fit(x, y, batch_size=24, epochs=1, steps_per_epoch=3, verbose=0)  # the warm-up
+    assert all(np.array_equal(a, layer.switches.numpy()) for a, layer in zip(switches, model.switched))
+    assert not np.allclose(head, model.network.get_layer("heads").get_weights()[0])
+    assert np.all(model.multipliers.numpy() == 0) and float(model.sharing_weight.numpy()) == 0
+    model.fit(x, y, batch_size=24, epochs=1, steps_per_epoch=3, verbose=0)
+    assert not all(np.array_equal(a, layer.switches.numpy()) for a, layer in zip(switches, model.switched))
+    assert np.all(model.multipliers.numpy() > 0)
+    assert float(model.sharing_weight.numpy()) == pytest.approx(0.2)  # capped: uncapped it passes 0.2 in 3 steps
+    config = model.get_config()
+    assert config["warmup_steps"] == 3 and config["max_sharing_weight"] == 0.2
+
+
+def test_warmup_steps_must_be_a_count():
+    with pytest.raises(ValueError, match=r"Received: warmup_steps=-1"):
+        make_model(warmup_steps=-1)

@@ -51,7 +51,7 @@ def _inputs(exported=True):
 
 def test_report_fields_and_scores():
     report = report_lib.build_report(**_inputs())
-    assert report["budget"] == 0.5 and report["sharing_loss"] == "union"
+    assert report["budget"] == 0.5 and report["sharing_loss"] == "jaccard"
     assert report["backbone"] == {"params": 1000, "macs": 100_000}
     assert report["pruned"]["params"] == 702 and report["pruned"]["macs"] == 60_000
     assert report["pruned"]["macs"] < report["backbone"]["macs"]
@@ -87,3 +87,20 @@ def test_report_without_export_leaves_device_fields_null(tmp_path):
     assert report["mcu"] is None
     report_lib.write_report(report, tmp_path)
     assert "Nothing was exported" in (tmp_path / "report.md").read_text()
+
+
+def test_baselines_section_and_table():
+    baselines = {
+        "feature_extractor": {"digits": {"accuracy": 0.8, "params": 1100, "macs": 100_100},
+                              "letters": {"accuracy": 0.5, "params": 1200, "macs": 100_100}},
+        "finetune": {"digits": {"accuracy": 0.95, "params": 1100, "macs": 100_100, "epoch": 2},
+                     "letters": {"accuracy": 0.85, "params": 1200, "macs": 100_100, "epoch": 1}},
+    }
+    report = report_lib.build_report(**_inputs(), baselines=baselines)
+    assert report["baselines"]["finetune"]["letters"]["accuracy"] == 0.85 and report["baselines"]["skipped"] is None
+    page = report_lib.markdown(report)
+    assert "| per-domain fine-tuning (whole backbone, one per domain) | 0.950 | 0.850 | 0.900 | 2.30k (all domains) |" in page
+    assert "| this run, union-pruned (Keras) | 0.900 | 0.700 | 0.800 |" in page
+    skipped = report_lib.build_report(**_inputs(), baselines={"feature_extractor": baselines["feature_extractor"]})
+    assert skipped["baselines"]["finetune"] is None
+    assert "Not measured: per-domain fine-tuning: not measured (--nobaselines)." in report_lib.markdown(skipped)

@@ -18,6 +18,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from bap_tf import config as config_lib  # noqa: E402
 from bap_tf.cli import flags as cli_flags  # noqa: E402
+from bap_tf.export.mcu import McuBudgetError  # noqa: E402  (a module without TensorFlow)
 from bap_tf.run.workdir import Workdir, config_for_workdir  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -55,7 +56,7 @@ def call_main(command, main, argv):
     except Exception as error:  # sorted below: user errors become one line
         if FLAGS["verbosity"].value >= 1:
             raise
-        if isinstance(error, _loaded_error_class("bap_tf.export.mcu", "McuBudgetError")):
+        if isinstance(error, McuBudgetError):
             fail(command, error, MCU_BUDGET_ERROR)
         if isinstance(error, (_loaded_error_class("bap_tf.run.checkpoint", "NonFiniteLossError"), *USER_ERRORS)):
             fail(command, error)
@@ -64,8 +65,8 @@ def call_main(command, main, argv):
 
 def _loaded_error_class(module, name):
     """The exception class ``module.name`` if that module is loaded (an error of that class can
-    only come from it), else a class nothing raises: importing it here could load TensorFlow
-    before a flag error is printed."""
+    only come from it), else a class nothing raises: importing it here would load TensorFlow
+    before a flag error is printed (tests/cli/test_app.py checks that it does not)."""
     loaded = sys.modules.get(module)
     return getattr(loaded, name) if loaded is not None else _NeverRaised
 
@@ -144,7 +145,7 @@ def print_outputs(command, workdir, results):
         print(f"  {rel(r.union_path)}: union-pruned model, params x{ratio['params']:.3f}, MACs x{ratio['macs']:.3f} of the backbone")
         print(f"  pruned/<domain>.keras: {len(r.domain_paths)} per-domain models; {rel(r.costs_path)}")
     if "export" in results:
-        manifest = results["export"]
+        manifest = results["export"].manifest
         for variant, entry in manifest["android"].items():
             print(f"  {entry['path']}: Android, {variant}, {entry['bytes'] / 1024:.0f} KiB")
         for variant in ("int8", "qat"):
@@ -152,13 +153,11 @@ def print_outputs(command, workdir, results):
                 total = sum(e["bytes"] for e in manifest[variant].values()) / 1024
                 print(f"  export/{variant}/<domain>.tflite: {len(manifest[variant])} files, {total:.0f} KiB in all")
     if "eval" in results:
+        from bap_tf.report import fmt  # loaded by the eval stage already; matplotlib slows --help
+
         r = results["eval"]
         report = r.report
         print(f"  {rel(r.paths['md'])}, {rel(r.paths['json'])}, plots/: S-score {report['s_score']:.0f}, "
               f"efficiency {report['efficiency']:.0f}, pruned MACs x{report['pruned']['macs_ratio']:.3f}")
         for name, d in report["domains"].items():
-            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {_fmt(d['accuracy_tflite_int8'])}), kept {d['kept_fraction']:.2f}")
-
-
-def _fmt(value):
-    return "–" if value is None else f"{value:.3f}"
+            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {fmt(d['accuracy_tflite_int8'])}), kept {d['kept_fraction']:.2f}")

@@ -45,7 +45,8 @@ def define_experiment_flags(fv=FLAGS):
     flags.DEFINE_enum("dataset", _E.dataset, config_lib.DATASETS,
                       "pocket: the offline pocket benchmark (4 small domains, no download); decathlon: "
                       "Visual Decathlon (tfds visual_domain_decathlon); imagenet_sketch: ImageNet-to-Sketch "
-                      "(tfds + --folders_root for wikiart/sketch); folders: --folders_root/<domain>/{train,test}/<class>/*.", flag_values=fv)
+                      "(tfds + --folders_root for wikiart/sketch); folders: --folders_root/<domain>/{train,test}/<class>/*, "
+                      "or <domain>/<class>/* split with --test_fraction.", flag_values=fv)
     flags.DEFINE_list("domains", list(_E.domains),
                       "Comma list of target domains, in the order of their domain index. Empty: the dataset's "
                       f"standard domains (pocket: {','.join(config_lib.POCKET_DOMAINS)}; decathlon: all ten; "
@@ -54,10 +55,16 @@ def define_experiment_flags(fv=FLAGS):
                         "(empty: ~/.cache/bap_tf/pocket).", flag_values=fv)
     flags.DEFINE_string("manual_dir", _E.manual_dir, "tfds manual_dir: archives tfds cannot download (ImageNet).", flag_values=fv)
     flags.DEFINE_string("folders_root", _E.folders_root, "Root of folder domains: <root>/<domain>/train/<class>/*.png "
-                        "and <root>/<domain>/test/<class>/*.png (dataset=folders, or wikiart/sketch).", flag_values=fv)
+                        "and <root>/<domain>/test/<class>/*.png (dataset=folders, or wikiart/sketch); for folders also "
+                        "<root>/<domain>/<class>/*.png, split with --test_fraction.", flag_values=fv)
+    flags.DEFINE_float("test_fraction", _E.test_fraction, "Folder domains without train/test folders: the share of each "
+                       "class's images held out for test (seeded by --seed, recorded in WORKDIR/splits/).", flag_values=fv)
     flags.DEFINE_integer("image_size", _E.image_size, "Square input size in pixels; 0: the dataset's standard size "
                          "(pocket 32, decathlon 72, imagenet_sketch 224, folders 64).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("augment", _E.augment, "Random translations (and flips where a domain allows) in training.", flag_values=fv)
+    flags.DEFINE_float("validation_fraction", _E.validation_fraction, "Share of each domain's training split held "
+                       "back (seeded) to select the best epoch of training and of fine-tuning on; 0: keep the last.",
+                       lower_bound=0.0, upper_bound=0.49, flag_values=fv)
     # -- backbone
     flags.DEFINE_enum("backbone", _E.backbone, config_lib.BACKBONES, "The frozen pre-trained CNN.", flag_values=fv)
     flags.DEFINE_integer("width", _E.width, "resnet26 only: channels of the first stage (64 in the paper; "
@@ -78,9 +85,13 @@ def define_experiment_flags(fv=FLAGS):
     flags.DEFINE_float("multiplier_rate", _E.multiplier_rate, "Step eta_lambda of the budget multipliers' dual ascent.",
                        lower_bound=0.0, flag_values=fv)
     flags.DEFINE_float("sharing_rate", _E.sharing_rate, "Step eta_alpha of the learnable sharing weight.", lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("max_sharing_weight", _E.max_sharing_weight, "Cap of the learnable sharing weight alpha; "
+                       "0: no cap.", lower_bound=0.0, flag_values=fv)
     # -- training
     flags.DEFINE_integer("epochs", _E.epochs, "Training epochs. A larger value on an existing workdir trains on.",
                          lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup_epochs", _E.warmup_epochs, "First epochs in which only the BatchNorms and heads "
+                         "train (switches still, budget and sharing weights held at 0).", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("steps_per_epoch", _E.steps_per_epoch, "Steps per epoch of training and of fine-tuning; 0: one pass over the largest domain.",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("batch_size", _E.batch_size, "Images per domain per step; the global batch is "
@@ -101,6 +112,8 @@ def define_experiment_flags(fv=FLAGS):
                          "pruning (all layers); 0: off.", lower_bound=0, flag_values=fv)
     flags.DEFINE_float("finetune_learning_rate", _E.finetune_learning_rate, "Adam learning rate of the fine-tuning.", flag_values=fv)
     _positive("finetune_learning_rate", fv)
+    flags.DEFINE_enum("finetune_layers", _E.finetune_layers, config_lib.FINETUNE_LAYERS, "What the fine-tuning "
+                      "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
     # -- export
     flags.DEFINE_list("quantize", list(_E.quantize), "Comma list of export variants: float32 and dynamic (the "
                       "Android multi-signature file), int8 (per-domain full-int8 files for microcontrollers), "
@@ -115,7 +128,12 @@ def define_experiment_flags(fv=FLAGS):
                          "run in LiteRT and TFLM; 0: all. (Keras accuracies always use the whole test split.)",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_string("reference_errors", _E.reference_errors, "JSON file {domain: error fraction} of the S-score's "
-                        "reference. Empty: measured in the run (frozen backbone + linear classifier per domain).", flag_values=fv)
+                        "reference. Empty: measured in the run: per-domain fine-tuning of the whole backbone (--baselines), "
+                        "else the frozen backbone + a linear classifier per domain.", flag_values=fv)
+    flags.DEFINE_boolean("baselines", _E.baselines, "Measure the per-domain fine-tuning baseline (the whole backbone "
+                         "and a head per domain, the run's epochs) in the eval stage: the S-score's reference unless "
+                         "--reference_errors is given. A few minutes at pocket size; --nobaselines for large runs.",
+                         flag_values=fv)
     flags.DEFINE_float("mcu_flash_kb", _E.mcu_flash_kb, "Flash (KiB) a microcontroller leaves for one int8 model.", flag_values=fv)
     _positive("mcu_flash_kb", fv)
     flags.DEFINE_float("mcu_ram_kb", _E.mcu_ram_kb, "RAM (KiB) a microcontroller leaves for the TFLM tensor arena.", flag_values=fv)

@@ -5,10 +5,16 @@ Give a test folder the train folder's ``class_names`` so that both splits share 
 space even when the test folder lacks a class. Hidden files (``.DS_Store``) and files directly
 under ``root`` are ignored; anything else that is not a PNG or JPEG image is an error, found
 up front (from the file's first bytes) rather than in the middle of training.
+
+A domain folder either holds ``train/`` and ``test/`` trees of that form, or is such a tree
+itself; then ``split_folder`` splits it, per class (stratified) and seeded, like Keras'
+``image_dataset_from_directory(validation_split=...)`` but with every class in both splits,
+and ``load_split`` loads either side of that split.
 """
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from bap_tf.data import images as image_ops
@@ -79,6 +85,63 @@ def _check_image_file(path):
         )
 
 
+def has_split(root):
+    """True when ``root`` holds ``train/`` and ``test/`` folders (no split to make)."""
+    return all(os.path.isdir(os.path.join(root, split)) for split in ("train", "test"))
+
+
+def split_folder(root, test_fraction=0.2, seed=0):
+    """A seeded, class-stratified train/test split of the tree under ``root``.
+
+    Each class's images (sorted, then permuted by a generator seeded with ``seed``) go
+    ``round(n * test_fraction)`` to test, at least one to each side.
+
+    Returns:
+        ``{"test_fraction", "seed", "class_names", "train": [path], "test": [path]}``, paths
+        relative to ``root`` (``<class>/<file>``): what ``load_split`` reads, and what a
+        workdir records so that a rerun gets the same split.
+
+    Raises:
+        ValueError: ``test_fraction`` outside (0, 1), or a class of fewer than 2 images.
+    """
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise ValueError(
+            f"test_fraction must be a fraction in (0, 1). Received: test_fraction={test_fraction!r}"
+        )
+    paths, labels, class_names = list_images(root)
+    rng = np.random.default_rng(seed)
+    record = {"test_fraction": test_fraction, "seed": seed, "class_names": class_names,
+              "train": [], "test": []}
+    for label, name in enumerate(class_names):
+        files = [os.path.relpath(p, root) for p, l in zip(paths, labels) if l == label]
+        if len(files) < 2:
+            raise ValueError(
+                f"Class folder {os.path.join(root, name)} has too few images to split. Expected at "
+                f"least 2 (one for train, one for test). Received: {len(files)} image"
+            )
+        count = min(max(round(len(files) * test_fraction), 1), len(files) - 1)
+        test = set(rng.permutation(len(files))[:count].tolist())
+        record["test"] += [f for i, f in enumerate(files) if i in test]
+        record["train"] += [f for i, f in enumerate(files) if i not in test]
+    return record
+
+
+def load_split(root, record, split, *, image_size):
+    """``(dataset, class_names)`` of one side (``"train"`` or ``"test"``) of ``split_folder``'s
+    ``record`` of ``root``; every file is checked first, as ``load_folder`` does."""
+    class_names = list(record["class_names"])
+    paths = [os.path.join(root, relative) for relative in record[split]]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"The recorded {split} split of {root} lists a file that is gone. Expected the "
+                f"folder the split was made from (or a new workdir). Received: missing {path}"
+            )
+        _check_image_file(path)
+    labels = [class_names.index(relative.split(os.sep)[0]) for relative in record[split]]
+    return _image_dataset(paths, labels, image_size), class_names
+
+
 def load_folder(root, *, image_size, class_names=None):
     """``(dataset, class_names)`` for the tree under ``root``.
 
@@ -88,11 +151,14 @@ def load_folder(root, *, image_size, class_names=None):
     folder's names when loading its test folder.
     """
     paths, labels, class_names = list_images(root, class_names)
+    return _image_dataset(paths, labels, image_size), class_names
 
+
+def _image_dataset(paths, labels, image_size):
     def load(path, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         image = image_ops.resize_square(image_ops.to_float_rgb(image), image_size)
         return tf.ensure_shape(image, (image_size, image_size, 3)), label
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
-    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE), class_names
+    return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)

@@ -97,6 +97,35 @@ def from_arrays(name, images, labels, *, num_classes, flip=True):
     return DomainSource(name, dataset, int(num_classes), bool(flip))
 
 
+def split_validation(source, fraction, seed=0):
+    """``(train, validation)`` ``DomainSource``s: a seeded random ``fraction`` of ``source``'s
+    examples held back for model selection, the rest to train on (disjoint, the same for
+    every run with the same ``seed``). ``source`` must be of known size; each part keeps at
+    least one example."""
+    if not (isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0):
+        raise ValueError(f"fraction must be in (0, 1). Received: fraction={fraction!r}")
+    count = _cardinality(source)
+    if count < 2:
+        raise ValueError(
+            f"Domain '{source.name}' needs at least 2 examples of known number to hold some back for "
+            f"validation. Received: cardinality={count}"
+        )
+    held = min(count - 1, max(1, round(fraction * count)))
+    # A numpy permutation, not tf shuffle: TensorFlow's op seeds depend on the global seed, which
+    # differs between stages and runs; this split must not.
+    mask = np.zeros(count, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(count)[:held]] = True
+    mask = tf.constant(mask)
+
+    def part(keep, size):
+        dataset = source.dataset.enumerate().filter(lambda i, example: tf.equal(tf.gather(mask, i), keep))
+        dataset = dataset.map(lambda i, example: example).apply(tf.data.experimental.assert_cardinality(size))
+        return DomainSource(source.name, dataset, source.num_classes, source.flip)
+
+    train, validation = part(False, count - held), part(True, held)
+    return train, validation
+
+
 def _check_num_classes(name, num_classes):
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
         raise ValueError(

@@ -6,9 +6,16 @@ model in the process, so it is never imported here: the work happens in a child 
 (``qat_worker``) that rebuilds the Keras 3 model as a tf_keras model layer by layer from its
 public config and weights (``qat_rebuild``), applies ``quantize_model``-style QAT, fine-tunes it
 with ``fit`` and converts it to full int8. The result lands atomically, like every export.
+
+Where the extra lives: either installed in this environment (``pip install 'bap-tf[qat]'``,
+which also downgrades absl-py to tfmot's 1.x pin), or, as ``setup.sh test`` does, in a separate
+package folder that only the worker sees (``qat_site``): tfmot, tf-keras and absl-py 1.x there,
+prepended to the worker's ``PYTHONPATH``, everything else from this environment. That keeps
+absl-py 2 and Keras 3 in the library's own process.
 """
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,9 +28,30 @@ from bap_tf.export.child import WorkerError, run_worker
 from bap_tf.export.convert import DEFAULT_TIMEOUT_S, calibration_images
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.validate import check_int8_model
+from bap_tf.metrics import accuracy
 
 QAT_MODULES = ("tensorflow_model_optimization", "tf_keras")
+# A folder of [qat] packages for the worker alone (see the module docstring); setup.sh installs
+# it as ``.venv/qat-site``.
+QAT_SITE_ENV = "BAP_TF_QAT_SITE"
 _WORKER = "bap_tf.export.qat_worker"
+
+
+def qat_site():
+    """The worker-only package folder: ``$BAP_TF_QAT_SITE``, else ``<venv>/qat-site`` if present."""
+    if os.environ.get(QAT_SITE_ENV):
+        return Path(os.environ[QAT_SITE_ENV])
+    default = Path(sys.prefix) / "qat-site"
+    return default if default.is_dir() else None
+
+
+def worker_env():
+    """Environment of the QAT child: legacy Keras, no GPU, and ``qat_site()`` first on the path."""
+    env = {"TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    site = qat_site()
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    return env
 
 
 class QatError(WorkerError):
@@ -33,20 +61,21 @@ class QatError(WorkerError):
 def qat_available():
     """``(True, "")`` when the ``[qat]`` extra is installed, else ``(False, reason)``.
 
-    Looked up in a child process (``importlib.util.find_spec``, which imports nothing), so
-    this process never loads tfmot.
+    Looked up in a child process with the worker's path (``importlib.util.find_spec``, which
+    imports nothing), so this process never loads tfmot.
     """
     probe = (
         "import importlib.util, sys; "
         f"missing = [m for m in {QAT_MODULES!r} if importlib.util.find_spec(m) is None]; "
         "print(' '.join(missing)); sys.exit(1 if missing else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    env = {**os.environ, **worker_env()}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
     if result.returncode == 0:
         return True, ""
     return False, (
         f"quantization-aware training needs {result.stdout.strip() or 'the [qat] extra'}: "
-        "pip install 'bap-tf[qat]'"
+        f"pip install 'bap-tf[qat]', or bash setup.sh test (a worker-only folder, ${QAT_SITE_ENV})"
     )
 
 
@@ -104,7 +133,7 @@ def quantization_aware_int8(
             run_worker(
                 _WORKER, [*args, "--output", temporary], timeout_s=timeout_s,
                 what=f"quantization-aware training of {model.name!r}",
-                env={"TF_USE_LEGACY_KERAS": "1", "CUDA_VISIBLE_DEVICES": ""},
+                env=worker_env(),
                 error_class=QatError,
             )
             check_int8_model(temporary.read_bytes())
@@ -112,7 +141,7 @@ def quantization_aware_int8(
         summary = json.loads((work / "summary.json").read_text())
     return {
         "path": str(path),
-        "accuracy": float(np.mean(np.argmax(logits, axis=-1) == eval_labels)),
+        "accuracy": accuracy(logits, eval_labels),
         "qat_keras_accuracy": summary.get("qat_keras_accuracy"),
         "rebuild_max_abs_logit_diff": summary.get("rebuild_max_abs_logit_diff"),
         "loss": summary.get("loss"),

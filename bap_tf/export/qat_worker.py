@@ -36,6 +36,7 @@ import tf_keras  # noqa: E402
 from bap_tf.export.convert_worker import convert_micro  # noqa: E402
 from bap_tf.export.qat_rebuild import CUSTOM_OBJECTS, rebuild  # noqa: E402
 from bap_tf.export.signatures import DEFAULT_SIGNATURE, INPUT_NAME, OUTPUT_NAME  # noqa: E402
+from bap_tf.metrics import accuracy  # noqa: E402
 
 quantize = tfmot.quantization.keras
 
@@ -122,10 +123,6 @@ def _load_weights(path):
     return weights
 
 
-def _accuracy(logits, labels):
-    return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", required=True)
@@ -158,7 +155,7 @@ def main(argv=None):
     history = qat_model.fit(train_x, train_y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
     summary["loss"] = [float(v) for v in history.history["loss"]]
     if has_eval:
-        summary["qat_keras_accuracy"] = _accuracy(qat_model.predict(eval_x, verbose=0), eval_y)
+        summary["qat_keras_accuracy"] = accuracy(qat_model.predict(eval_x, verbose=0), eval_y)
 
     model_bytes = convert_int8(qat_model, train_x[: args.calibration_samples].astype(np.float32), work)
     with open(args.output, "wb") as file:

@@ -1,10 +1,14 @@
 """Optional fine-tuning of the reduced models: they are plain Keras models, so this is ``fit``.
 
-Every layer is unfrozen (the frozen backbone convs too). A per-domain model trains on its
+Every layer is unfrozen (the frozen backbone convs too), or only the BatchNorms and heads
+(``layers="batchnorm_heads"``). A per-domain model trains on its
 domain's ``(image, label)`` data; the union model trains jointly through ``joint_model`` (one
 image input and one logits output per domain, one cross-entropy per output, summed), so the
 shared convs get every domain's gradient and each domain's BatchNorms and head only its own.
 The domains' fixed ``ChannelMask``s stay, so each domain keeps using only its own channels.
+
+With ``select_on`` (held-back training data, never the test split), the weights kept are
+those of the epoch, or of the model before fine-tuning, that score best on it.
 
 Data: per domain, ``(images, labels)`` numpy arrays or an unbatched ``tf.data.Dataset`` of
 ``(image, label)`` with images already at the model's input size, float in [0, 1].
@@ -23,17 +27,58 @@ from bap_tf.prune.saving import joint_model
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneResult:
-    """Accuracy per domain before and after fine-tuning, and the ``fit`` history."""
+    """Accuracy per domain before and after fine-tuning, the ``fit`` history, and the epoch
+    kept (0: the model before fine-tuning; ``epochs``: the last) with its selection score."""
 
     before: dict
     after: dict
     history: dict
+    selected_epoch: int = None
+    selection_score: float = None
 
 
-def unfreeze(models):
-    """Makes every layer of ``models`` (a model or a dict of models) trainable."""
+class KeepBestEpoch(keras.callbacks.Callback):
+    """Restores, at the end of ``fit``, the weights that scored best (``score() -> float``),
+    the weights before the first epoch included (epoch 0)."""
+
+    def __init__(self, score, models):
+        super().__init__()
+        self.score = score
+        self.models = models  # what to snapshot: a model, or a dict of models sharing layers
+        self.best_epoch = self.best_score = self.best_weights = None
+
+    def _consider(self, epoch):
+        score = self.score()
+        if self.best_score is None or score > self.best_score:
+            self.best_epoch, self.best_score = epoch, score
+            self.best_weights = [np.copy(v.numpy()) for v in self._variables()]
+
+    def _variables(self):
+        return [v for layer in costs.unique_layers(self.models) for v in layer.weights]
+
+    def on_train_begin(self, logs=None):
+        self._consider(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._consider(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        for variable, value in zip(self._variables(), self.best_weights):
+            variable.assign(value)
+
+
+FINETUNE_LAYERS = ("all", "batchnorm_heads")
+
+
+def unfreeze(models, layers="all"):
+    """Makes the layers of ``models`` (a model or a dict of models) trainable: every layer
+    (``"all"``), or only the BatchNorms and the dense heads (``"batchnorm_heads"``, the
+    convolutions stay as pre-trained)."""
+    if layers not in FINETUNE_LAYERS:
+        raise ValueError(f"layers must be one of {FINETUNE_LAYERS}. Received: layers={layers!r}")
     for layer in costs.unique_layers(models):
-        layer.trainable = True
+        light = isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dense))
+        layer.trainable = layers == "all" or light
 
 
 def accuracy(model, data, batch_size=64):
@@ -49,42 +94,47 @@ def accuracy(model, data, batch_size=64):
 
 
 def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
-                    steps_per_epoch=0):
+                    steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
 
-    An epoch is one pass over ``train``, or ``steps_per_epoch`` batches when that is > 0.
+    An epoch is ``steps_per_epoch`` batches when that is > 0, else ``ceil(N / batch_size)``
+    (about one pass over ``train``; every batch is full, the data repeat).
+    ``select_on``: data to keep the best epoch on (see the module docstring); ``layers``:
+    what trains (``unfreeze``).
     """
     name = model.name
     evaluation = train if validation is None else validation
     before = {name: accuracy(model, evaluation)}
-    unfreeze(model)
+    unfreeze(model, layers)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    dataset = _dataset(train).shuffle(_buffer(train), seed=seed)
-    if steps_per_epoch:
-        dataset = dataset.repeat()
-    history = model.fit(dataset.batch(batch_size), epochs=epochs, steps_per_epoch=steps_per_epoch or None,
-                        shuffle=False, verbose=0)
-    return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history)
+    # Full batches only, as in finetune_union: a smaller last batch retraces the step, and on the
+    # pruned per-domain models TensorFlow 2.21 then aborts the process (double free).
+    dataset = _dataset(train).shuffle(_buffer(train), seed=seed).repeat().batch(batch_size)
+    steps = steps_per_epoch or math.ceil(_size(train) / batch_size)
+    keep = [] if select_on is None else [KeepBestEpoch(lambda: accuracy(model, select_on), model)]
+    history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
+    return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history, *_selected(keep))
 
 
 def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
-                   steps_per_epoch=0):
+                   steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
     ``train`` (and ``validation``) map each domain to its data. One epoch is
     ``steps_per_epoch`` steps (when > 0, else ``ceil(max_d N_d / batch_size)``), each with one
-    batch of every domain (smaller domains repeat), as in the training pipeline.
+    batch of every domain (smaller domains repeat), as in the training pipeline. ``select_on``
+    ({domain: data}): the epoch kept is the best in mean accuracy over domains on it.
     """
     if set(train) != set(models):
         raise ValueError(f"train must hold data for every domain {sorted(models)}. Received: {sorted(train)}")
     evaluation = train if validation is None else validation
     before = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
     joint = joint_model(models)
-    unfreeze(models)
+    unfreeze(models, layers)
     joint.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={domain: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for domain in models},
@@ -97,9 +147,16 @@ def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, l
         lambda batches: ({d: b[0] for d, b in batches.items()}, {d: b[1] for d, b in batches.items()})
     )
     steps = steps_per_epoch or math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
-    history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
+    keep = [] if select_on is None else [KeepBestEpoch(
+        lambda: float(np.mean([accuracy(model, select_on[domain]) for domain, model in models.items()])), models)]
+    history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
     after = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
-    return FinetuneResult(before, after, history.history)
+    return FinetuneResult(before, after, history.history, *_selected(keep))
+
+
+def _selected(keep):
+    """``(selected_epoch, selection_score)`` of a ``KeepBestEpoch`` list (``(None, None)`` if empty)."""
+    return (keep[0].best_epoch, keep[0].best_score) if keep else (None, None)
 
 
 def _dataset(data):

@@ -1,6 +1,6 @@
 """Params and MACs of the reduced models next to the backbone's, all from ``bap_tf.costs``.
 
-What is counted (method section 6): conv and dense layers' weights and multiply-accumulates;
+What is counted (``docs/method.md`` section 6): conv and dense layers' weights and multiply-accumulates;
 a BatchNormalization folds into the conv before it (one bias per channel, no MACs); gathers,
 masks, activations, adds and pooling cost nothing. Each cost is split into the switched convs,
 the unswitched layers (RGB stem, depthwise convs, BatchNorms) and the heads.

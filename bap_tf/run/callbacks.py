@@ -7,8 +7,7 @@ import keras
 import tensorflow as tf
 
 from bap_tf.run.checkpoint import AtomicBackupAndRestore, StopOnNonFiniteLoss
-from bap_tf.atomic import write_json
-from bap_tf.run.workdir import read_json
+from bap_tf.atomic import read_json, write_json
 
 
 def standard_callbacks(workdir, keep_backup, name=""):

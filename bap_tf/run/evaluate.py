@@ -8,6 +8,7 @@ that did not run leaves its entries ``null``), then measures per domain:
   where they will run: the Android file in LiteRT (one signature per domain), each int8 file in
   LiteRT and in TensorFlow Lite Micro, with the smallest TFLM arena it runs in;
 - the microcontroller budget check (``--mcu_flash_kb``, ``--mcu_ram_kb``);
+- the baselines (``bap_tf.run.baselines``: feature extractor, per-domain fine-tuning);
 - the S-score against the reference errors (``bap_tf.run.reference``) and the efficiency.
 
 Writes ``report.json``, ``report.md`` and ``plots/`` (``bap_tf.report``). With
@@ -20,17 +21,15 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from bap_tf import metrics
 from bap_tf import report as report_lib
+from bap_tf.atomic import read_json
 from bap_tf.data import eval_datasets
 from bap_tf.export.checks import run_checks
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
 from bap_tf.run import sources as data_sources
-from bap_tf.run.export import read_manifest
-from bap_tf.run.prune import load_pruned
-from bap_tf.run.reference import reference_errors
-from bap_tf.run.train import load_masked_model
-from bap_tf.run.workdir import read_json
+from bap_tf.run.reference import measured_baselines, reference_errors
 from bap_tf.switching import gate_values
 
 
@@ -42,11 +41,11 @@ class EvalResult:
 
 def evaluate(config, workdir):
     """Measures everything listed in the module docstring and writes the report."""
-    masked = load_masked_model(workdir, config)
-    union, domain_models = load_pruned(workdir, config)
+    masked = workdir.load_masked_model(config)
+    union = workdir.load_union(config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
-    manifest = read_manifest(workdir)
-    test_sources = data_sources.domain_sources(config, "test")
+    manifest = workdir.read_manifest()
+    test_sources = data_sources.domain_sources(config, "test", workdir)
 
     accuracy = {"masked": {}, "pruned": {}}
     num_test = {}
@@ -54,18 +53,21 @@ def evaluate(config, workdir):
     for index, (name, dataset) in enumerate(tqdm(datasets.items(), desc="Keras accuracy", unit="domain")):
         labels = np.concatenate([y.numpy() for _, y in dataset])
         logits = masked.predict(dataset, verbose=0)[:, : masked.domains[index].num_classes]
-        accuracy["masked"][name] = _accuracy(logits, labels)
-        accuracy["pruned"][name] = _accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
+        accuracy["masked"][name] = metrics.accuracy(logits, labels)
+        accuracy["pruned"][name] = metrics.accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
         num_test[name] = int(labels.shape[0])
 
-    eval_sets = {s.name: _device_eval_set(s, config) for s in test_sources}
+    eval_sets = {s.name: device_eval_set(s, config) for s in test_sources}
     android = manifest["android"].get("float32") or manifest["android"].get("dynamic")
     micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
     logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
                  min(len(v[1]) for v in eval_sets.values()))
+    # The arena bap-export measured for each file (the one its firmware sources reserve).
+    arenas = {d: {"arena_bytes": e["arena_bytes"], "reported_bytes": e.get("arena_reported_bytes")}
+              for d, e in manifest["int8"].items() if "arena_bytes" in e}
     checks = run_checks(
         union, eval_sets, android_path=workdir.root / android["path"] if android else None,
-        micro_paths=micro_paths or None,
+        micro_paths=micro_paths or None, arenas=arenas,
     )
     extra = {}
     if manifest["android"].get("dynamic") and manifest["android"].get("float32"):
@@ -75,7 +77,8 @@ def evaluate(config, workdir):
 
     footprints = footprints_from_checks(checks)
     mcu = check_mcu_budget(config.mcu_flash_kb, config.mcu_ram_kb, footprints) if footprints else None
-    errors, reference = reference_errors(config, workdir)
+    baselines = measured_baselines(config, workdir)
+    errors, reference = reference_errors(config, baselines)
     report = report_lib.build_report(
         config=config, costs=costs, accuracy=accuracy, num_test=num_test, checks=checks,
         extra_accuracy=extra, manifest=manifest, mcu=mcu,
@@ -83,7 +86,7 @@ def evaluate(config, workdir):
         union_fraction=masked.union_fraction(), layers=_layer_gates(masked),
         reference_errors=errors, reference=reference,
         history=read_json(workdir.history) if workdir.history.exists() else None,
-        timings=read_json(workdir.timings) if workdir.timings.exists() else {},
+        timings=read_json(workdir.timings) if workdir.timings.exists() else {}, baselines=baselines,
     )
     paths = report_lib.write_report(report, workdir.root)
     if config.enforce_mcu_budget and mcu is not None and not mcu["fits"]:
@@ -91,7 +94,7 @@ def evaluate(config, workdir):
     return EvalResult(report, paths)
 
 
-def _device_eval_set(source, config):
+def device_eval_set(source, config):
     """The test images the exported files run on: all, or a seeded sample of ``eval_examples``
     (a sample, not the first ones: a split may be sorted by class)."""
     if config.eval_examples:
@@ -99,15 +102,11 @@ def _device_eval_set(source, config):
     return data_sources.labelled_images(source, config.image_size)
 
 
-def _accuracy(logits, labels):
-    return float(np.mean(np.argmax(logits, axis=-1) == labels)) if len(labels) else float("nan")
-
-
 def _file_accuracy(path, eval_sets, signed=False):
     """Accuracy per domain of a ``.tflite`` in LiteRT (one signature per domain when ``signed``)."""
     model = LiteRTModel(path)
     return {
-        d: _accuracy(model.logits(images, d if signed else None), labels)
+        d: metrics.accuracy(model.logits(images, d if signed else None), labels)
         for d, (images, labels) in eval_sets.items()
     }
 

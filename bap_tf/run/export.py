@@ -10,29 +10,41 @@
 - ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the
   ``[qat]`` extra).
 
+Beside each int8 file go the firmware sources (``export.firmware``): ``<domain>_model_data.cc``
+/ ``.h`` and ``<domain>_op_resolver.h``, whose arena constant comes from the smallest arena the
+file ran in, measured here with TFLM (``micro.find_arena_bytes``, a few child processes of a
+fraction of a second each); bap-eval runs TFLM in that arena rather than searching again.
+
 ``manifest.json`` lists what was written; bap-eval reads it.
 """
 
+import dataclasses
 import os
 
 from absl import logging
 from tqdm import tqdm
 
 from bap_tf.export.convert import export_android, export_micro
+from bap_tf.export.firmware import write_firmware_sources
+from bap_tf.export.micro import find_arena_bytes
 from bap_tf.export.qat import quantization_aware_int8
 from bap_tf.run import sources as data_sources
-from bap_tf.run.prune import load_pruned
 from bap_tf.atomic import write_json
-from bap_tf.run.workdir import read_json
 
 ANDROID_VARIANTS = ("float32", "dynamic")
 # Training images per domain handed to quantization-aware fine-tuning.
 QAT_MAX_TRAIN_IMAGES = 10_000
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    manifest_path: str
+    manifest: dict  # {"android": {variant: entry}, "int8": {domain: entry}, "qat": {domain: entry}}
+
+
 def export(config, workdir):
-    """Writes the variants of ``config.quantize``; returns the manifest (also in manifest.json)."""
-    union, domain_models = load_pruned(workdir, config)
+    """Writes the variants of ``config.quantize`` and manifest.json; returns an ``ExportResult``."""
+    union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     manifest = {"android": {}, "int8": {}, "qat": {}}
     for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
         logging.info("Converting the union model to %s TFLite for Android.", variant)
@@ -40,14 +52,14 @@ def export(config, workdir):
         manifest["android"][variant] = _entry(workdir, path)
     micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
     if micro_variants:
-        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train")}
-        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test")}
+        train_sources = {s.name: s for s in data_sources.domain_sources(config, "train", workdir)}
+        test_sources = {s.name: s for s in data_sources.domain_sources(config, "test", workdir)}
         for name in tqdm(config.domains, desc="int8 export", unit="domain"):
             if "int8" in config.quantize:
                 images, _ = data_sources.sample_images(train_sources[name], config.image_size, 4 * config.calibration_examples, config.seed)
                 path = export_micro(domain_models[name], workdir.int8(name), images,
                                     max_samples=config.calibration_examples, seed=config.seed)
-                manifest["int8"][name] = _entry(workdir, path)
+                manifest["int8"][name] = _micro_entry(workdir, path)
             if "qat" in config.quantize:
                 train_images, train_labels = data_sources.sample_images(train_sources[name], config.image_size, QAT_MAX_TRAIN_IMAGES, config.seed)
                 eval_images, eval_labels = data_sources.sample_images(
@@ -57,17 +69,19 @@ def export(config, workdir):
                     eval_images, eval_labels, epochs=config.qat_epochs, batch_size=config.batch_size,
                     seed=config.seed,
                 )
-                manifest["qat"][name] = {**result, **_entry(workdir, workdir.int8(name, "qat"))}
+                manifest["qat"][name] = {**result, **_micro_entry(workdir, workdir.int8(name, "qat"))}
     write_json(workdir.manifest, manifest)
-    return manifest
-
-
-def read_manifest(workdir):
-    """The export manifest, or an empty one when the export stage has not run."""
-    if not workdir.manifest.exists():
-        return {"android": {}, "int8": {}, "qat": {}}
-    return read_json(workdir.manifest)
+    return ExportResult(str(workdir.manifest), manifest)
 
 
 def _entry(workdir, path):
     return {"path": os.path.relpath(path, workdir.root), "bytes": os.path.getsize(path)}
+
+
+def _micro_entry(workdir, path):
+    """An int8 file's entry, with its measured arena and the firmware sources written beside it."""
+    arena = find_arena_bytes(path)
+    sources = write_firmware_sources(path, arena["arena_bytes"])
+    return {**_entry(workdir, path), "arena_bytes": arena["arena_bytes"],
+            "arena_reported_bytes": arena["reported_bytes"],
+            "firmware": {kind: os.path.relpath(p, workdir.root) for kind, p in sources.items()}}

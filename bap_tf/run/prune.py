@@ -22,7 +22,6 @@ from bap_tf.prune.finetune import finetune_domain, finetune_union
 from bap_tf.prune.report import prune_report
 from bap_tf.prune.saving import load_union, save_union
 from bap_tf.run import sources as data_sources
-from bap_tf.run.train import load_masked_model
 from bap_tf.atomic import atomic_path, write_json
 
 # Test images per domain on which the reduced models are compared with the masked model.
@@ -42,11 +41,11 @@ class PruneResult:
 def prune(config, workdir):
     """Builds, checks, optionally fine-tunes and saves the reduced models; returns ``PruneResult``."""
     keras.utils.set_random_seed(config.seed)
-    masked = load_masked_model(workdir, config)
+    masked = workdir.load_masked_model(config)
     rewriter = Rewriter.from_model(masked)
     union = rewriter.union_models()
     domain_models = rewriter.domain_models()
-    test_sources = data_sources.domain_sources(config, "test")
+    test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models)
     costs["max_abs_logit_diff"] = _equivalence(masked, union, domain_models, test_sources, config)
     worst = max(max(v.values()) for v in costs["max_abs_logit_diff"].values())
@@ -56,7 +55,7 @@ def prune(config, workdir):
             "(tolerance %.0e); see %s.", worst, EQUIVALENCE_TOLERANCE, workdir.costs,
         )
     if config.finetune_epochs:
-        write_json(workdir.finetune, _finetune(config, union, domain_models, test_sources))
+        write_json(workdir.finetune, _finetune(config, union, domain_models, test_sources, workdir))
     workdir.pruned.mkdir(parents=True, exist_ok=True)
     with atomic_path(workdir.union_model) as temporary:
         save_union(union, temporary)
@@ -82,30 +81,24 @@ def _equivalence(masked, union, domain_models, test_sources, config):
     return result
 
 
-def _finetune(config, union, domain_models, test_sources):
+def _finetune(config, union, domain_models, test_sources, workdir):
     """Fine-tunes the union model jointly and each domain's model alone, in place."""
-    train_sources = data_sources.domain_sources(config, "train")
+    train_sources = data_sources.domain_sources(config, "train", workdir)
     train = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in train_sources}
     test = {s.name: data_sources.image_label_dataset(s, config.image_size) for s in test_sources}
+    select_on = None
+    if config.validation_fraction:
+        select_on = {s.name: data_sources.image_label_dataset(s, config.image_size)
+                     for s in data_sources.domain_sources(config, "validation", workdir)}
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
-                  steps_per_epoch=config.steps_per_epoch)
+                  steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers)
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
-    result = {"union": dataclasses.asdict(finetune_union(union, train, test, **kwargs)), "domain": {}}
+    result = {"union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
+              "domain": {}}
     for name, model in domain_models.items():
         logging.info("Fine-tuning %s's model for %d epoch(s).", name, config.finetune_epochs)
-        result["domain"][name] = dataclasses.asdict(finetune_domain(model, train[name], test[name], **kwargs))
+        result["domain"][name] = dataclasses.asdict(finetune_domain(
+            model, train[name], test[name], select_on=None if select_on is None else select_on[name], **kwargs))
     return result
 
-
-def load_pruned(workdir, config):
-    """``(union {domain: model}, {domain: per-domain model})`` saved by the prune stage."""
-    union = load_union(workdir.require(workdir.union_model, "prune"))
-    if sorted(union) != sorted(config.domains):
-        raise ValueError(
-            f"{workdir.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
-            f"Expected the prune stage's output of this run. Received: {workdir.union_model}"
-        )
-    union = {name: union[name] for name in config.domains}
-    domains = {name: keras.saving.load_model(workdir.require(workdir.domain_model(name), "prune")) for name in config.domains}
-    return union, domains

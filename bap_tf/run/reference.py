@@ -1,51 +1,52 @@
-"""Reference errors for the S-score: from a file, or measured in the run.
+"""The S-score's reference errors and the run's baselines, measured once per workdir.
 
-From a file (``--reference_errors=PATH``): JSON ``{domain: error}`` with errors as fractions in
-[0, 1] (e.g. the published errors of fine-tuned models), or a ``reference_errors.json`` written
-by another run (its ``errors`` entry is read), so several budgets can share one reference.
+Reference errors from a file (``--reference_errors=PATH``): JSON ``{domain: error}`` with errors
+as fractions in [0, 1] (e.g. the published errors of fine-tuned models), or a JSON file whose
+``errors`` entry holds them (a ``reference_errors.json`` shared by several runs).
 
-Measured (the default): the *feature extractor* baseline of Rebuffi et al. (2017): the frozen
-pre-trained backbone, unpruned and with its source BatchNorm statistics, and per domain a
-linear classifier (multinomial logistic regression on the standardised pooled features) fitted
-on at most ``MAX_TRAIN_IMAGES`` training images, evaluated on the same test split as the run.
-Cheap (one forward pass of the backbone over the data) and a fair floor: BAP trains more than a
-head (domain BatchNorms and switches), so beating it means the switches and BatchNorms help.
+Otherwise measured in the run (``bap_tf.run.baselines``): per-domain fine-tuning of the whole
+backbone, the Visual Decathlon convention (250 points per domain at the reference), or, when
+``config.baselines`` is off, the cheaper feature extractor.
+
+``measured_baselines`` keeps what it measured in ``WORKDIR/baselines.json`` with the settings
+it depends on, so a stage run again reuses it.
 """
 
-import numpy as np
-from absl import logging
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
-
 from bap_tf import metrics
-from bap_tf.run import sources as data_sources
-from bap_tf.run.backbone import load_backbone
-from bap_tf.atomic import write_json
-from bap_tf.run.workdir import read_json
-
-MAX_TRAIN_IMAGES = 10_000
-FEATURE_EXTRACTOR = (
-    "feature_extractor: errors of the unpruned pre-trained backbone, frozen with its source "
-    "BatchNorm statistics, with a linear classifier per domain (logistic regression on its "
-    "pooled features), measured in this run on the same test split"
-)
+from bap_tf.atomic import read_json, write_json
+from bap_tf.run import baselines as baselines_lib
 
 
-def reference_errors(config, workdir):
-    """``(errors {domain: error}, description)`` of the config's S-score reference."""
+def measured_baselines(config, workdir):
+    """``{"feature_extractor": {domain: entry}, "finetune": {domain: entry} or None}``, each
+    entry ``{"accuracy", "params", "macs"}``. The fine-tuning baseline only with
+    ``config.baselines``; the feature extractor whenever it is the S-score reference too."""
+    wanted = ["finetune"] if config.baselines else []
+    if config.baselines or not config.reference_errors:
+        wanted.insert(0, "feature_extractor")
+    saved = read_json(workdir.baselines) if workdir.baselines.exists() else {}
+    if saved.get("key") != baselines_lib.key(config):
+        saved = {}
+    measure = {"feature_extractor": baselines_lib.feature_extractor, "finetune": baselines_lib.finetune}
+    changed = False
+    for kind in wanted:
+        if saved.get(kind) is None:
+            saved[kind] = measure[kind](config, workdir)
+            changed = True
+    if changed:
+        write_json(workdir.baselines, {**saved, "key": baselines_lib.key(config)})
+    return {kind: saved.get(kind) for kind in baselines_lib.KINDS}
+
+
+def reference_errors(config, baselines):
+    """``(errors {domain: error}, description)`` of the S-score reference, given the run's
+    ``measured_baselines``: the file when there is one, else fine-tuning, else the feature
+    extractor."""
     if config.reference_errors:
         return load_reference_errors(config.reference_errors, config.domains)
-    if workdir.reference_errors.exists():
-        saved = read_json(workdir.reference_errors)
-        if saved.get("kind") == "feature_extractor" and saved.get("pretrained") == config.pretrained \
-                and set(config.domains) <= set(saved["errors"]):
-            return {d: saved["errors"][d] for d in config.domains}, saved["description"]
-    errors = feature_extractor_errors(config)
-    write_json(workdir.reference_errors, {
-        "kind": "feature_extractor", "description": FEATURE_EXTRACTOR,
-        "pretrained": config.pretrained, "errors": errors,
-    })
-    return errors, FEATURE_EXTRACTOR
+    kind = "finetune" if baselines.get("finetune") else "feature_extractor"
+    errors = {d: 1.0 - baselines[kind][d]["accuracy"] for d in config.domains}
+    return errors, f"{baselines_lib.DESCRIPTIONS[kind]}; measured in this run on the same test split"
 
 
 def load_reference_errors(path, domains):
@@ -71,22 +72,3 @@ def load_reference_errors(path, domains):
     for domain in domains:
         metrics.check_error(domain, errors[domain], f"The reference error of {domain!r} in {path}")
     return {d: float(errors[d]) for d in domains}, f"file: {path}"
-
-
-def feature_extractor_errors(config):
-    """Test error per domain of frozen-backbone features + a logistic-regression head."""
-    backbone = load_backbone(config)
-    train_sources = data_sources.domain_sources(config, "train")
-    test_sources = data_sources.domain_sources(config, "test")
-    errors = {}
-    for train, test in zip(train_sources, test_sources):
-        logging.info("Measuring the feature-extractor reference on %s.", train.name)
-        x_train, y_train = data_sources.sample_images(train, config.image_size, MAX_TRAIN_IMAGES, config.seed)
-        x_test, y_test = data_sources.labelled_images(test, config.image_size)
-        scaler = StandardScaler()
-        f_train = scaler.fit_transform(backbone.predict(x_train, batch_size=256, verbose=0))
-        f_test = scaler.transform(backbone.predict(x_test, batch_size=256, verbose=0))
-        classifier = LogisticRegression(max_iter=2000, C=1.0, random_state=config.seed)
-        classifier.fit(f_train, y_train)
-        errors[train.name] = float(1.0 - np.mean(classifier.predict(f_test) == y_test))
-    return errors

@@ -1,27 +1,36 @@
 """The domains of a run as ``DomainSource``s, from the dataset named in the config.
 
-``domain_sources(config, split)`` with ``split`` "train" or "test" (the evaluation split:
-Decathlon's "validation", whose labels are public; each tfds dataset's own test split
-otherwise) dispatches to the loaders of ``bap_tf.data``:
+``domain_sources(config, split)`` with ``split`` "train", "validation" or "test" (the
+evaluation split: Decathlon's "validation", whose labels are public; each tfds dataset's own
+test split otherwise) dispatches to the loaders of ``bap_tf.data``. With
+``config.validation_fraction`` > 0, "validation" is that share of each domain's training
+split (seeded per domain, ``split_validation``) and "train" the rest; with 0, "train" is the
+whole training split and there is no "validation".
 
 - ``pocket``: ``load_pocket`` (cached under ``data_dir`` or ``~/.cache/bap_tf/pocket``);
 - ``decathlon``: ``load_decathlon`` (tfds ``visual_domain_decathlon/<domain>``);
 - ``imagenet_sketch``: ``load_imagenet_to_sketch`` for the domains tfds has, the folder loader
   for ``wikiart`` and ``sketch`` (``folders_root/<domain>/{train,test}/<class>/*``);
-- ``folders``: the folder loader, ``folders_root/<domain>/{train,test}/<class>/*``.
+- ``folders``: the folder loader, ``folders_root/<domain>/{train,test}/<class>/*``; a domain
+  folder without ``train``/``test`` (``<domain>/<class>/*``) is split by ``folders.split_folder``
+  (``config.test_fraction``, ``config.seed``), and with a ``workdir`` the split is recorded in
+  ``WORKDIR/splits/<domain>.json`` the first time and read back from there after, so that every
+  stage and every rerun sees the same split even if files are added to the folder.
 """
 
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
 
-from bap_tf.data import DomainSource, load_decathlon, load_folder, load_imagenet_to_sketch
-from bap_tf.data.pipeline import eval_datasets
+from bap_tf.atomic import read_json, write_json
+from bap_tf.data import DomainSource, folders, load_decathlon, load_folder, load_imagenet_to_sketch
+from bap_tf.data.pipeline import eval_datasets, split_validation
 from bap_tf.data.pocket import pocket_sources
 from bap_tf.data.tfds_loaders import IMAGENET_TO_SKETCH_FOLDERS
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 # The labelled evaluation split of each tfds domain ("test" where it is not called that).
 _TFDS_EVAL_SPLIT = {"decathlon": "validation", "imagenet": "validation", "flowers": "test"}
 # Domains whose mirror image is another class (characters, digits, signs): no flips.
@@ -38,10 +47,25 @@ def pocket_cache_dir(data_dir):
     return os.path.join(base, "bap_tf", "pocket")
 
 
-def domain_sources(config, split):
-    """``[DomainSource]`` of ``config.domains`` (resolved) in order, for ``split``."""
+def domain_sources(config, split, workdir=None):
+    """``[DomainSource]`` of ``config.domains`` (resolved) in order, for ``split``; ``workdir``
+    records the splits of unsplit folder domains (see the module docstring)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}. Received: split={split!r}")
+    if split != "test" and config.validation_fraction:
+        parts = [split_validation(s, config.validation_fraction, seed=zlib.crc32(s.name.encode()))
+                 for s in _loaded_sources(config, "train", workdir)]
+        return [train if split == "train" else validation for train, validation in parts]
+    if split == "validation":
+        raise ValueError(
+            "There is no validation split: it is carved from the training data when validation_fraction > 0. "
+            f"Received: validation_fraction={config.validation_fraction}"
+        )
+    return _loaded_sources(config, split, workdir)
+
+
+def _loaded_sources(config, split, workdir):
+    """The loaders' own ``split`` ("train" or "test") of every domain."""
     if config.dataset == "pocket":
         return pocket_sources(split, pocket_cache_dir(config.data_dir), names=config.domains)
     tfds_kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
@@ -58,19 +82,34 @@ def domain_sources(config, split):
                 image_size=config.image_size, **tfds_kwargs,
             )
         else:
-            dataset, num_classes = _folder_domain(config, domain, split)
+            dataset, num_classes = _folder_domain(config, domain, split, workdir)
         sources.append(DomainSource(domain, dataset, int(num_classes), flip=domain not in _NO_FLIP))
     return sources
 
 
-def _folder_domain(config, domain, split):
+def _folder_domain(config, domain, split, workdir):
     root = os.path.join(config.folders_root, domain)
+    if config.dataset == "folders" and not folders.has_split(root):
+        dataset, names = folders.load_split(root, _split_record(config, root, domain, workdir), split,
+                                            image_size=config.image_size)
+        return dataset, len(names)
     # The test folder takes the train folder's label space, so that labels mean the same.
     names = None
     if split == "test":
         names = load_folder(os.path.join(root, "train"), image_size=config.image_size)[1]
     dataset, names = load_folder(os.path.join(root, split), image_size=config.image_size, class_names=names)
     return dataset, len(names)
+
+
+def _split_record(config, root, domain, workdir):
+    """The workdir's recorded split of an unsplit folder domain, made and recorded if missing."""
+    path = None if workdir is None else workdir.split(domain)
+    if path is not None and path.exists():
+        return read_json(path)
+    record = folders.split_folder(root, config.test_fraction, config.seed)
+    if path is not None:
+        write_json(path, record)
+    return record
 
 
 def domain_specs(sources):

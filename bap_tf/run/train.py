@@ -19,15 +19,15 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from bap_tf.data import train_dataset
+from bap_tf.data import eval_datasets, train_dataset
 from bap_tf.data.pipeline import default_steps_per_epoch
 from bap_tf.model import BudgetAwareModel, ProjectToBudget, default_switch_optimizer
 from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
 from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
-from bap_tf.run.strategy import check_batch_size, get_strategy
-from bap_tf.atomic import atomic_path, write_json
-from bap_tf.run.workdir import read_json
+from bap_tf.run.selection import SelectBestEpoch
+from bap_tf.run.strategy import check_batch_size, get_strategy, lost_workers_reported
+from bap_tf.atomic import atomic_path, read_json, write_json
 from bap_tf.switching import build_switched_network
 
 # Forward passes that re-estimate the BatchNorm statistics after training (RecalibrateBatchNorm).
@@ -44,21 +44,16 @@ class TrainResult:
     skipped: bool = False  # the workdir already held a model trained for config.epochs
 
 
-def trained_epochs(workdir):
-    """Epochs that ``model.keras`` in ``workdir`` was trained for (0 when there is none)."""
-    if not workdir.model.exists() or not workdir.history.exists():
-        return 0
-    return int(read_json(workdir.history).get("model_epochs", 0))
-
-
-def build_model(config, domains, strategy):
-    """The compiled ``BudgetAwareModel`` for ``domains`` ([(name, num_classes)]), in scope."""
+def build_model(config, domains, strategy, steps_per_epoch=0):
+    """The compiled ``BudgetAwareModel`` for ``domains`` ([(name, num_classes)]), in scope;
+    ``steps_per_epoch`` turns ``config.warmup_epochs`` into steps."""
     with strategy.scope():
         network = build_switched_network(load_backbone(config), domains)
         model = BudgetAwareModel(
             network, domains, budget=config.budget, sharing_loss=config.sharing_loss,
             sharing_weight=config.sharing_weight, budget_metric=config.budget_metric,
             multiplier_rate=config.multiplier_rate, sharing_rate=config.sharing_rate,
+            warmup_steps=config.warmup_epochs * steps_per_epoch, max_sharing_weight=config.max_sharing_weight,
         )
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
@@ -86,10 +81,10 @@ def epoch_datasets(sources, config, steps, start):
 
 def train(config, workdir, verbose="auto"):
     """Trains the config's run in ``workdir`` (a ``Workdir``); returns a ``TrainResult``."""
-    done = trained_epochs(workdir)
+    done = workdir.trained_epochs()
     if done >= config.epochs:
         logging.info("%s was trained for %d epochs (asked: %d): nothing to train.", workdir.model, done, config.epochs)
-        model = load_masked_model(workdir, config)
+        model = workdir.load_masked_model(config)
         return _result(workdir, model, done, skipped=True)
 
     keras.utils.set_random_seed(config.seed)
@@ -97,14 +92,14 @@ def train(config, workdir, verbose="auto"):
     # GPU for a few ops; on CPU the ops bap-tf uses are deterministic anyway).
     tf.config.experimental.enable_op_determinism()
     strategy = get_strategy(config.strategy, config.tpu)
-    train_sources = data_sources.domain_sources(config, "train")
+    train_sources = data_sources.domain_sources(config, "train", workdir)
     domains = data_sources.domain_specs(train_sources)
     global_batch = check_batch_size(strategy, config.batch_size, len(domains))
     callbacks = standard_callbacks(workdir, keep_backup=True)
     start = min(callbacks[0].saved_epochs(), config.epochs)  # epochs the backup already holds
     steps = config.steps_per_epoch or default_steps_per_epoch(train_sources, config.batch_size)
     data = epoch_datasets(train_sources, config, steps, start)
-    model = build_model(config, domains, strategy)
+    model = build_model(config, domains, strategy, steps)
     logging.info(
         "Training %s on %d domains %s, budget %.2f, %s sharing loss; global batch %d on %d replica(s).",
         config.backbone, len(domains), [d[0] for d in domains], config.budget, config.sharing_loss,
@@ -114,14 +109,21 @@ def train(config, workdir, verbose="auto"):
         train_sources, batch_size=config.batch_size, image_size=config.image_size, seed=config.seed + 1,
         augment=False, steps_per_epoch=RECALIBRATION_STEPS,
     )
-    # Order matters at the end of fit: project to the budget, then re-estimate BN statistics.
-    callbacks += [
-        JsonHistory(workdir.history), ProjectToBudget(), RecalibrateBatchNorm(recalibration, RECALIBRATION_STEPS),
-    ]
-    model.fit(
-        data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
-        callbacks=callbacks, verbose=progress_verbosity(verbose),
-    )
+    # At the end of fit: project to the budget, then re-estimate BN statistics (in this order);
+    # with a validation split, the best epoch's model so finished is the one kept. Selection
+    # comes first: an epoch is scored before its backup is written, so a run killed between the
+    # two retrains that epoch and scores it again instead of never scoring it.
+    finish = [ProjectToBudget(), RecalibrateBatchNorm(recalibration, RECALIBRATION_STEPS)]
+    if config.validation_fraction:
+        callbacks.insert(0, _select_best_epoch(config, workdir, finish))
+    else:
+        callbacks += finish
+    callbacks.append(JsonHistory(workdir.history))
+    with lost_workers_reported(strategy):
+        model.fit(
+            data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
+            callbacks=callbacks, verbose=progress_verbosity(verbose),
+        )
     with atomic_path(workdir.model) as temporary:
         model.save(temporary)
     history = read_json(workdir.history) if workdir.history.exists() else {}
@@ -129,18 +131,15 @@ def train(config, workdir, verbose="auto"):
     return _result(workdir, model, config.epochs)
 
 
+def _select_best_epoch(config, workdir, finish):
+    """``SelectBestEpoch`` on the validation split; ``finish``: the end-of-fit callbacks."""
+    validation = eval_datasets(data_sources.domain_sources(config, "validation", workdir),
+                               batch_size=max(config.batch_size, 64), image_size=config.image_size)
+    return SelectBestEpoch(validation, finish, str(workdir.root / "best_epoch.weights.h5"),
+                           first_epoch=config.warmup_epochs)
+
+
 def _result(workdir, model, epochs, skipped=False):
     kept = dict(zip(model.domain_names, (float(v) for v in model.kept_fractions())))
     return TrainResult(str(workdir.model), str(workdir.history), epochs, kept, model.union_fraction(), skipped)
 
-
-def load_masked_model(workdir, config):
-    """``WORKDIR/model.keras``, checked to be a model of the config's domains."""
-    path = workdir.require(workdir.model, "train")
-    model = keras.saving.load_model(path, compile=False)
-    if tuple(model.domain_names) != tuple(config.domains):
-        raise ValueError(
-            f"{path} was trained for domains {model.domain_names}, not for the config's "
-            f"{list(config.domains)}. Expected the model of this workdir's run. Received: {path}"
-        )
-    return model

@@ -9,32 +9,30 @@ Layout (``Workdir(root)`` gives each path)::
     tensorboard/           TensorBoard logs of training
     pruned/                union.keras (union-pruned multi-domain model), <domain>.keras, costs.json
     export/                android_float32.tflite, android_dynamic.tflite, int8/<domain>.tflite,
-                           qat/<domain>.tflite, manifest.json
-    reference_errors.json  the S-score reference measured in the run
+                           qat/<domain>.tflite (each int8 file with <domain>_model_data.cc/.h and
+                           <domain>_op_resolver.h beside it), manifest.json
+    baselines.json         the baselines measured in the run (the S-score reference among them)
+    splits/<domain>.json   train/test files of folder domains that came unsplit (dataset=folders)
     report.json, report.md, plots/   what bap-eval writes
     timings.json           wall time of each stage
 
 Every file is written to a temporary name in its own directory and renamed into place, so an
-interrupted stage never leaves a half-written file for the next one to read.
+interrupted stage never leaves a half-written file for the next one to read. A stage reads what
+an earlier one wrote through ``Workdir``'s loaders (``load_masked_model``, ``load_union``,
+``load_domain_models``, ``read_manifest``), never through another stage's module.
 """
 
 import dataclasses
-import json
 import os
 import uuid
 from pathlib import Path
 
-from bap_tf.atomic import write_text
+from bap_tf.atomic import read_json, write_text
 from bap_tf.config import ExperimentConfig
 
 
 class WorkdirError(ValueError):
     """The workdir cannot be used: unwritable, or it holds a run with other settings."""
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Workdir:
     finetune = property(lambda self: self.root / "pruned" / "finetune.json")
     export = property(lambda self: self.root / "export")
     manifest = property(lambda self: self.root / "export" / "manifest.json")
-    reference_errors = property(lambda self: self.root / "reference_errors.json")
+    baselines = property(lambda self: self.root / "baselines.json")
     report_json = property(lambda self: self.root / "report.json")
     report_md = property(lambda self: self.root / "report.md")
     plots = property(lambda self: self.root / "plots")
@@ -70,6 +68,9 @@ class Workdir:
 
     def int8(self, domain, variant="int8"):
         return self.export / variant / f"{domain}.tflite"
+
+    def split(self, domain):
+        return self.root / "splits" / f"{domain}.json"
 
     # -- creation and checks ----------------------------------------------------------------
     def create(self):
@@ -112,6 +113,56 @@ class Workdir:
         write_text(self.config, config.to_json() + "\n")
         if flags_text is not None:
             write_text(self.flags, flags_text)
+
+    # -- what the stages wrote -----------------------------------------------------------
+    # Keras is imported on use: a command builds its Workdir before a flag error is printed.
+    def trained_epochs(self):
+        """Epochs that ``model.keras`` was trained for (0 when there is none)."""
+        if not self.model.exists() or not self.history.exists():
+            return 0
+        return int(read_json(self.history).get("model_epochs", 0))
+
+    def load_masked_model(self, config):
+        """``model.keras`` (the train stage's), checked to be a model of the config's domains."""
+        import keras
+
+        from bap_tf import model as _registers_model  # noqa: F401  (BudgetAwareModel for load_model)
+
+        path = self.require(self.model, "train")
+        model = keras.saving.load_model(path, compile=False)
+        if tuple(model.domain_names) != tuple(config.domains):
+            raise ValueError(
+                f"{path} was trained for domains {model.domain_names}, not for the config's "
+                f"{list(config.domains)}. Expected the model of this workdir's run. Received: {path}"
+            )
+        return model
+
+    def load_union(self, config):
+        """The prune stage's union-pruned model: ``{domain: model}`` in the config's order."""
+        from bap_tf.prune.saving import load_union
+
+        union = load_union(self.require(self.union_model, "prune"))
+        if sorted(union) != sorted(config.domains):
+            raise ValueError(
+                f"{self.union_model} holds domains {list(union)}, not the config's {list(config.domains)}. "
+                f"Expected the prune stage's output of this run. Received: {self.union_model}"
+            )
+        return {name: union[name] for name in config.domains}
+
+    def load_domain_models(self, config):
+        """The prune stage's per-domain models: ``{domain: model}``."""
+        import keras
+
+        from bap_tf import layers as _registers_layers  # noqa: F401  (ChannelGather, ChannelMask)
+
+        return {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
+                for name in config.domains}
+
+    def read_manifest(self):
+        """The export manifest, or an empty one when the export stage has not run."""
+        if not self.manifest.exists():
+            return {"android": {}, "int8": {}, "qat": {}}
+        return read_json(self.manifest)
 
 
 def config_for_workdir(saved, explicit, workdir):

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -74,3 +76,12 @@ def test_tensorflow_info_lines_are_dropped_below_verbosity_1():
     finally:
         absl_logger.filters[:] = filters
         tf_logger.setLevel(level)
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_flags_are_parsed_before_tensorflow_loads(command):
+    """A command's --help and flag errors need neither TensorFlow nor Keras (bap_tf/__init__.py)."""
+    script = (f"import sys, bap_tf.cli.{command}; "
+              "sys.exit(' '.join(m for m in ('tensorflow', 'keras') if m in sys.modules) or None)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"bap_tf.cli.{command} loads {result.stderr.strip()}"

@@ -30,7 +30,7 @@ def chain_flags(pocket_cache):
     return [
         f"--data_dir={pocket_cache}", "--domains=digits,letters", "--pretrained=none", "--width=4", "--budget=0.5",
         "--epochs=1", "--steps_per_epoch=2", "--batch_size=8", "--quantize=float32,int8", "--eval_examples=16",
-        "--calibration_examples=16", "--seed=5",
+        "--calibration_examples=16", "--seed=5", "--finetune_epochs=1",
     ]
 
 
@@ -48,7 +48,7 @@ def test_chain_writes_every_stage_output(chain):
     for relative in ("config.json", "flags.cfg", "model.keras", "history.json", "timings.json",
                      "pruned/union.keras", "pruned/digits.keras", "pruned/letters.keras", "pruned/costs.json",
                      "export/android_float32.tflite", "export/int8/digits.tflite", "export/int8/letters.tflite",
-                     "export/manifest.json", "reference_errors.json", "report.json", "report.md",
+                     "export/manifest.json", "baselines.json", "report.json", "report.md",
                      "plots/kept_channels.png", "plots/accuracy_vs_cost.png"):
         assert (workdir / relative).is_file(), relative
     assert any((workdir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -61,7 +61,7 @@ def test_chain_writes_every_stage_output(chain):
 def test_chain_report_fields(chain):
     workdir, _ = chain
     report = json.loads((workdir / "report.json").read_text())
-    assert report["budget"] == 0.5 and report["sharing_loss"] == "union"
+    assert report["budget"] == 0.5 and report["sharing_loss"] == "jaccard"
     for key in ("params", "macs"):
         assert report["backbone"][key] > 0 and report["pruned"][key] > 0
     assert report["pruned"]["macs"] < report["backbone"]["macs"]
@@ -75,8 +75,22 @@ def test_chain_report_fields(chain):
         assert domain["tflite_vs_keras_max_abs_logit_diff"] < 1e-3
         assert domain["accuracy_masked"] == pytest.approx(domain["accuracy_pruned"], abs=0.01)
     assert report["s_score"] >= 0 and report["efficiency"] >= 0
-    assert report["s_score_reference"].startswith("feature_extractor")
+    assert report["s_score_reference"].startswith("finetune")  # the Decathlon convention
+    for kind in ("feature_extractor", "finetune"):
+        for name, entry in report["baselines"][kind].items():
+            assert 0.0 <= entry["accuracy"] <= 1.0
+            assert entry["params"] > report["backbone"]["params"] and entry["macs"] > report["backbone"]["macs"]
+            if kind == "finetune":
+                assert report["domains"][name]["reference_error"] == pytest.approx(1.0 - entry["accuracy"])
+    assert report["baselines"]["skipped"] is None
     assert report["mcu"]["fits"] is True
+    # The firmware sources sit beside each int8 file; their arena is the one the report gives.
+    manifest = json.loads((workdir / "export" / "manifest.json").read_text())
+    for name, entry in manifest["int8"].items():
+        assert entry["arena_bytes"] == report["domains"][name]["tflm_arena_bytes"]
+        assert sorted(Path(p).name for p in entry["firmware"].values()) == [
+            f"{name}_model_data.cc", f"{name}_model_data.h", f"{name}_op_resolver.h"]
+        assert all((workdir / p).is_file() for p in entry["firmware"].values())
     costs = json.loads((workdir / "pruned" / "costs.json").read_text())
     assert max(max(v.values()) for v in costs["max_abs_logit_diff"].values()) < 1e-3
 
@@ -100,7 +114,7 @@ def _measured(report):
 def test_same_flags_and_seed_give_the_same_switches_and_report(chain, tmp_path, pocket_cache):
     import keras
 
-    import bap_tf  # noqa: F401  (registers the classes load_model reads)
+    import bap_tf.model  # noqa: F401  (registers the classes load_model reads)
 
     workdir, _ = chain
     again = tmp_path / "again"

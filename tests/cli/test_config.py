@@ -15,10 +15,12 @@ from bap_tf.run.workdir import Workdir, WorkdirError, config_for_workdir
 def test_constants_repeated_in_config_match_the_library():
     from bap_tf import backbones, costs, losses
     from bap_tf.data import pocket, tfds_loaders
+    from bap_tf.prune import finetune
 
     assert config_lib.BACKBONES == backbones.BACKBONES
     assert config_lib.BUDGET_METRICS == costs.BUDGET_METRICS
     assert config_lib.SHARING_LOSSES == losses.SHARING_LOSSES
+    assert config_lib.FINETUNE_LAYERS == finetune.FINETUNE_LAYERS
     assert config_lib.POCKET_SOURCE == pocket.POCKET_SOURCE
     assert config_lib.POCKET_DOMAINS == tuple(pocket.POCKET_DOMAINS)
     assert config_lib.DECATHLON_DOMAINS == tfds_loaders.DECATHLON_DOMAINS
@@ -40,6 +42,8 @@ def test_constants_repeated_in_config_match_the_library():
         ({"domains": ("digits", "cifar100")}, r"Unknown domain 'cifar100' for dataset='pocket'.*Received: domains=digits,cifar100"),
         ({"domains": ("digits", "digits")}, r"distinct names.*Received: domains='digits,digits'"),
         ({"dataset": "folders"}, r"folders_root must be .*Received: folders_root=''"),
+        ({"test_fraction": 1.0}, r"test_fraction must be a fraction in \(0, 1\)\. Received: test_fraction=1\.0"),
+        ({"test_fraction": 0}, r"Received: test_fraction=0"),
         ({"dataset": "imagenet_sketch", "domains": ("cubs", "sketch")}, r"folders_root must be a folder holding sketch/train"),
         ({"learning_rate": 0.0}, r"learning_rate must be a finite number > 0\. Received: learning_rate=0\.0"),
     ],

@@ -1,9 +1,10 @@
 """The console entry points fail on a user's mistake with one line and a non-zero exit code.
 
-Each case runs the installed command in a subprocess, as a user would. Importing ``bap_tf``
-registers its Keras classes, so TensorFlow loads first and, on some machines, its native runtime
-writes a few log lines to stderr (absl's "before InitializeLog" banner, CUDA stub notes). Those
-lines are TensorFlow's, not ours: everything bap-tf itself prints must be the one error line.
+Each case runs the installed command in a subprocess, as a user would. A flag error comes
+before TensorFlow loads; an error found later (a missing file, a workdir of another run) comes
+after, and on some machines TensorFlow's native runtime writes a few log lines to stderr (absl's
+"before InitializeLog" banner, CUDA stub notes). Those lines are TensorFlow's, not ours:
+everything bap-tf itself prints must be the one error line.
 """
 
 import json

@@ -1,5 +1,7 @@
 """Every flagfile in flags/ documents itself and parses into a valid config."""
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ from absl import flags
 
 from bap_tf.cli import flags as cli_flags
 from bap_tf.config import ExperimentConfig, PretrainConfig
+from benchmarks.pocket_runs import REPORT_ONLY_FLAGS, flagfile_values
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGFILES = sorted((ROOT / "flags").glob("*.cfg"))
@@ -42,3 +45,56 @@ def test_flagfile_parses_into_a_valid_config(path, monkeypatch):
     config = config_class(**cli_flags.explicit_values(config_class, values))
     if not pretrain and config.dataset == "pocket":
         assert config.resolve().image_size == 32
+
+
+RECORD = re.compile(r"Measured: (\S+\.json)")
+FIGURE = re.compile(r"(?<![\w.])(\d+\.\d+)(?![\w.])")
+
+
+def _header(path):
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# "))
+    return " ".join(lines)
+
+
+def _numbers(value):
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [n for item in value for n in _numbers(item)]
+    return []
+
+
+@pytest.mark.parametrize("path", FLAGFILES, ids=lambda p: p.name)
+def test_flagfile_header_figures_are_those_of_its_recorded_run(path):
+    """Figures after "Expected result" come from the record the header names ("Measured: FILE"),
+    made with this flagfile's flags as they read now; without a record, no figures (a budget or
+    another value the flagfile sets is not a result)."""
+    header = _header(path)
+    result = header[header.index("Expected result"):]
+    own = set(flagfile_values(f"flags/{path.name}").values())
+    records = RECORD.findall(header)
+    figures = [f for f in FIGURE.findall(RECORD.sub("", result)) if f not in own]
+    if not records:
+        assert figures == [], f"{path.name} promises {figures} but names no recorded run (Measured: FILE)"
+        return
+    text = (ROOT / records[0]).read_text()
+    record = json.loads(text)
+    if "effective_flags" in record.get("measured", record):
+        ran = {k: v for k, v in record.get("measured", record)["effective_flags"].items() if k not in REPORT_ONLY_FLAGS}
+        wanted = {k: v for k, v in flagfile_values(f"flags/{path.name}").items() if k not in REPORT_ONLY_FLAGS}
+        assert ran == wanted, f"{records[0]} was not made with {path.name} as it reads now"
+    else:
+        assert f"--flagfile=flags/{path.name}" in text, f"{records[0]} does not name {path.name}'s command"
+    numbers = _numbers(record)
+    for figure in figures:
+        places = len(figure.split(".")[1])
+        assert any(round(n, places) == float(figure) for n in numbers), (
+            f"{path.name}: {figure} is not a figure of {records[0]}")

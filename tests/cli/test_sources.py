@@ -1,5 +1,7 @@
 """--dataset wiring: each dataset name reaches its loader in bap_tf.data, with the config's settings."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -80,3 +82,24 @@ def test_pocket_sources_use_the_cache_dir(tmp_path):
     assert any(p.name.startswith("pocket-digits") for p in tmp_path.iterdir())
     images, labels = sources.sample_images(digits, 32, limit=40, seed=1)
     assert images.shape == (40, 32, 32, 3) and len(set(labels.tolist())) > 5
+
+
+def test_unsplit_folder_domain_is_split_once_and_recorded_in_the_workdir(tmp_path):
+    from bap_tf.run.workdir import Workdir
+
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / "pets" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "data" / "pets" / name / f"{i}.png")
+    config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path / "data"), image_size=8,
+                              test_fraction=0.4, seed=2).resolve()
+    workdir = Workdir(tmp_path / "run")
+    (test,) = sources.domain_sources(config, "test", workdir)
+    record = json.loads(workdir.split("pets").read_text())
+    assert test.num_classes == 2 and int(test.dataset.cardinality()) == len(record["test"]) == 4
+    assert record["test_fraction"] == 0.4 and record["seed"] == 2
+    # Images added later do not move the recorded split: a rerun reads the same files.
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "pets" / "cat" / "new.png")
+    (train,) = sources.domain_sources(config, "train", workdir)
+    assert int(train.dataset.cardinality()) == len(record["train"]) == 6
+    assert json.loads(workdir.split("pets").read_text()) == record

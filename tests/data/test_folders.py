@@ -75,3 +75,54 @@ def test_non_image_files_are_named(tree):
     fake.write_bytes(b"GIF89a not a png")
     with pytest.raises(ValueError, match="not a valid PNG image.*in " + re.escape(str(fake))):
         folders.load_folder(tree, image_size=8)
+
+
+# -- A domain folder without train/test: the seeded, class-stratified split. -----------------------
+
+@pytest.fixture
+def unsplit(tmp_path):
+    """<domain>/<class>/*: 10 cats, 5 dogs, 2 emus."""
+    for name, count in (("cat", 10), ("dog", 5), ("emu", 2)):
+        for i in range(count):
+            _write(tmp_path / "pets" / name / f"{i:02d}.png", COLOURS[name])
+    return tmp_path / "pets"
+
+
+def test_split_is_stratified_seeded_and_complete(unsplit):
+    record = folders.split_folder(unsplit, test_fraction=0.2, seed=3)
+    assert not folders.has_split(unsplit)
+    assert record["class_names"] == ["cat", "dog", "emu"]
+    test_counts = {name: sum(f.startswith(name + "/") for f in record["test"]) for name in record["class_names"]}
+    # round(n * 0.2), at least one on each side: every class is in both splits.
+    assert test_counts == {"cat": 2, "dog": 1, "emu": 1}
+    every = sorted(str(p.relative_to(unsplit)) for p in unsplit.rglob("*.png"))
+    assert sorted(record["train"] + record["test"]) == every and not set(record["train"]) & set(record["test"])
+    assert folders.split_folder(unsplit, test_fraction=0.2, seed=3) == record
+    assert folders.split_folder(unsplit, test_fraction=0.2, seed=4)["test"] != record["test"]
+
+    dataset, names = folders.load_split(unsplit, record, "test", image_size=8)
+    examples = list(dataset.as_numpy_iterator())
+    assert names == record["class_names"] and [label for _, label in examples] == [0, 0, 1, 2]
+    for image, label in examples:
+        assert np.allclose(image.mean(axis=(0, 1)), np.array(COLOURS[names[label]]) / 255.0, atol=0.02)
+    train, _ = folders.load_split(unsplit, record, "train", image_size=8)
+    assert int(train.cardinality()) == 13
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1, True, "0.2"])
+def test_split_rejects_a_test_fraction_outside_0_1(unsplit, fraction):
+    with pytest.raises(ValueError, match=re.escape(f"fraction in (0, 1). Received: test_fraction={fraction!r}")):
+        folders.split_folder(unsplit, test_fraction=fraction)
+
+
+def test_split_names_a_class_too_small_and_a_file_gone(unsplit):
+    record = folders.split_folder(unsplit)
+    (unsplit / record["test"][0]).unlink()
+    with pytest.raises(FileNotFoundError, match="lists a file that is gone.*Received: missing " + re.escape(str(unsplit))):
+        folders.load_split(unsplit, record, "test", image_size=8)
+    for path in (unsplit / "emu").iterdir():
+        path.unlink()
+    _write(unsplit / "emu" / "only.png", COLOURS["emu"])
+    with pytest.raises(ValueError, match=re.escape(f"Class folder {unsplit / 'emu'} has too few images to split")
+                       + r".*Received: 1 image"):
+        folders.split_folder(unsplit)

@@ -214,3 +214,21 @@ def test_tf_data_sources_are_checked():
     message = r"Domain bad has a label >= num_classes. Expected labels in \[0, 3\)"
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         _collect(pipeline.eval_datasets([source], batch_size=4, image_size=SIZE)["bad"])
+
+
+def test_validation_split_is_disjoint_seeded_and_independent_of_tensorflow_seeds():
+    source = _encoded_domain("a", 40, 4, 0)
+
+    def ids(part):
+        return sorted(int(image[0, 0, 0]) for image, _ in part.dataset.as_numpy_iterator())  # uint8 grey = id
+
+    tf.random.set_seed(1)
+    train, validation = pipeline.split_validation(source, 0.25, seed=3)
+    tf.random.set_seed(2)  # another global seed (another stage, another run): the same split
+    again = pipeline.split_validation(source, 0.25, seed=3)[1]
+    assert int(train.dataset.cardinality()) == 30 and int(validation.dataset.cardinality()) == 10
+    assert sorted(ids(train) + ids(validation)) == list(range(40))
+    assert ids(validation) == ids(again) != ids(pipeline.split_validation(source, 0.25, seed=4)[1])
+    assert validation.name == "a" and validation.num_classes == 4
+    with pytest.raises(ValueError, match=r"Received: fraction=1\.0"):
+        pipeline.split_validation(source, 1.0)

@@ -1,4 +1,8 @@
-"""Quantization-aware fine-tuning in its own process (needs the [qat] extra)."""
+"""Quantization-aware fine-tuning in its own process.
+
+Needs the [qat] extra: ``bash setup.sh test`` puts it in ``.venv/qat-site`` for the QAT worker,
+so CI runs these tests; without it they skip, naming what is missing.
+"""
 
 import os
 import sys
@@ -19,6 +23,7 @@ needs_qat = pytest.mark.skipif(not _AVAILABLE, reason=_REASON or "the [qat] extr
 EPOCHS = 2
 
 
+@pytest.mark.slow
 @needs_qat
 def test_qat_writes_a_full_int8_model_without_touching_this_process(union_models, train_images,
                                                                     eval_sets, tmp_path):

@@ -1,6 +1,7 @@
 """Fine-tuning the reduced models is ordinary ``fit``: it runs and moves the weights."""
 
 import numpy as np
+import pytest
 
 import prune_nets
 from bap_tf.prune import Rewriter, finetune
@@ -41,3 +42,49 @@ def test_finetune_union_and_domain_models():
     assert list(result.after) == ["cars_pruned"]
     assert int(own.optimizer.iterations.numpy()) == 3
     assert not np.allclose(own.get_layer("last").kernel.numpy(), kernel)
+
+
+def test_finetuning_keeps_the_epoch_that_scores_best_on_the_selection_data():
+    network = prune_nets.residual_network()
+    rng = np.random.default_rng(5)
+    prune_nets.set_switches(network, 0.5, rng)
+    prune_nets.randomize(network, rng)
+    domains = prune_nets.domains_of(network)
+    model = Rewriter(network, domains).domain_model("cars")
+    data = _data(network, dict(domains)["cars"], 0)
+    before = [w.copy() for w in model.get_weights()]
+    # A score that falls at every call makes the model before fine-tuning (epoch 0) the best:
+    # its weights come back at the end, though both epochs moved them.
+    calls = []
+
+    def falling_score():
+        calls.append(None)
+        return -len(calls)
+
+    keep = finetune.KeepBestEpoch(falling_score, model)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(*data, epochs=2, batch_size=8, verbose=0, callbacks=[keep])
+    assert keep.best_epoch == 0 and len(calls) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+    result = finetune.finetune_domain(model, data, epochs=2, batch_size=8, learning_rate=1e-2, select_on=data)
+    assert result.selected_epoch in (0, 1, 2) and 0.0 <= result.selection_score <= 1.0
+    assert result.selection_score >= result.before[model.name] - 1e-9  # epoch 0 was a candidate
+
+
+def test_finetuning_batchnorms_and_heads_leaves_the_convolutions():
+    network = prune_nets.residual_network()
+    rng = np.random.default_rng(7)
+    prune_nets.set_switches(network, 0.5, rng)
+    prune_nets.randomize(network, rng)
+    domains = prune_nets.domains_of(network)
+    model = Rewriter(network, domains).domain_model("cars")
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    kernels = [layer.kernel.numpy().copy() for layer in convs]
+    head = model.get_layer("cars_head").kernel.numpy().copy()
+    finetune.finetune_domain(model, _data(network, dict(domains)["cars"], 0), epochs=1, batch_size=8,
+                             learning_rate=1e-2, layers="batchnorm_heads")
+    assert convs and all(np.array_equal(k, layer.kernel.numpy()) for k, layer in zip(kernels, convs))
+    assert not np.allclose(head, model.get_layer("cars_head").kernel.numpy())
+    with pytest.raises(ValueError, match="Received: layers='convs'"):
+        finetune.unfreeze(model, "convs")

@@ -1,0 +1,198 @@
+"""The accuracy-vs-cost frontier on the pocket benchmark: every sharing loss at every budget.
+
+``none`` (BA² trained jointly), ``union``, ``intersection`` and ``jaccard`` at budgets β 1 /
+0.75 / 0.5 / 0.25, 3 seeds each, with the main job's settings (``flags/pocket.cfg``: its
+epochs, fine-tuning and model selection); each run is the real chain ``bap-train
+--stages=train,prune,eval`` (``benchmarks.pocket_runs``), recorded as it ends in
+``results/pocket_runs/<mode>/<run>.json``, so the benchmark resumes where it was killed and
+shares its runs with the other benchmarks (the sharing benchmark's budget-0.5 runs, the
+recipes benchmark's main-job recipe). Seeds go in the outer loop: a partial frontier has every
+point at the first seeds.
+
+Plots mean test accuracy (union-pruned model, Keras, mean over domains and seeds) against the
+union-pruned model's MACs over the backbone's, one line per sharing loss, with the baselines of
+the same data, epochs and seeds as horizontal lines (``pocket_runs.shared_baselines``, measured
+once per seed): the feature extractor (frozen backbone + logistic regression per domain) and
+per-domain fine-tuning of the whole backbone.
+
+Target: the best sharing loss is above ``none`` at every union-MACs level both reach.
+
+    python -m benchmarks.frontier            # 48 runs, the main job's epochs: hours on 2 cores
+    python -m benchmarks.frontier --quick    # 1 seed, 2 epochs x 30 steps
+"""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bap_tf.report import save_accuracy_vs_cost  # noqa: E402
+from benchmarks import common, pocket_runs  # noqa: E402
+
+NAME = "frontier"
+LOSSES = ("none", "union", "intersection", "jaccard")
+BUDGETS = (1.0, 0.75, 0.5, 0.25)
+
+
+def measure(args, losses=LOSSES, budgets=BUDGETS, run=True):
+    """``(seeds, [record])`` of every (seed, loss, budget) run, seeds outer. ``run=False``
+    collects only the runs already recorded (a partial frontier) and lists the others."""
+    seeds = list(range(args.seeds if args.seeds else (1 if args.quick else 3)))
+    rows, missing = [], []
+    for seed in seeds:
+        for loss in losses:
+            for budget in budgets:
+                if run:
+                    print(f"{loss}, budget {budget:g}, seed {seed}:", flush=True)
+                    record = pocket_runs.pocket_record(loss, budget, seed, args.quick, args.results_dir)
+                else:
+                    record = pocket_runs.find_record(loss, budget, seed, args.quick, args.results_dir)
+                if record is None:
+                    missing.append(f"{loss} β {budget:g} seed {seed}")
+                else:
+                    rows.append({"sharing_loss": loss, "budget": budget, "seed": seed, **record})
+    return seeds, rows, missing
+
+
+def points(rows):
+    """``{loss: [{budget, seeds, mean_accuracy, std, macs_ratio}]}`` sorted by MACs."""
+    result = {}
+    for loss in dict.fromkeys(r["sharing_loss"] for r in rows):
+        entries = []
+        for budget in dict.fromkeys(r["budget"] for r in rows if r["sharing_loss"] == loss):
+            items = [r for r in rows if r["sharing_loss"] == loss and r["budget"] == budget]
+            entries.append({
+                "budget": budget, "seeds": len(items),
+                "mean_accuracy": common.mean([r["mean_accuracy"] for r in items]),
+                "mean_accuracy_std": common.std([r["mean_accuracy"] for r in items]),
+                "accuracy": {d: common.mean([r["accuracy"][d] for r in items]) for d in items[0]["accuracy"]},
+                "macs_ratio": common.mean([r["macs_ratio"] for r in items]),
+                "macs_ratio_std": common.std([r["macs_ratio"] for r in items]),
+            })
+        result[loss] = sorted(entries, key=lambda e: e["macs_ratio"])
+    return result
+
+
+def _interpolate(curve, macs):
+    xs = [p["macs_ratio"] for p in curve]
+    return float(np.interp(macs, xs, [p["mean_accuracy"] for p in curve]))
+
+
+def compare_with_none(frontier):
+    """Per sharing loss: its accuracy minus ``none``'s at every union-MACs level both curves
+    reach (the MACs of either curve's points inside the overlap, each curve read piecewise
+    linearly); ``above`` is True when every difference is > 0. ``None`` without overlap."""
+    if "none" not in frontier:
+        return {}
+    base = frontier["none"]
+    result = {}
+    for loss, curve in frontier.items():
+        if loss == "none":
+            continue
+        low = max(curve[0]["macs_ratio"], base[0]["macs_ratio"])
+        high = min(curve[-1]["macs_ratio"], base[-1]["macs_ratio"])
+        levels = sorted({p["macs_ratio"] for p in curve + base if low <= p["macs_ratio"] <= high})
+        if not levels:
+            result[loss] = None
+            continue
+        gaps = [_interpolate(curve, m) - _interpolate(base, m) for m in levels]
+        result[loss] = {"macs_levels": levels, "accuracy_gap": gaps, "min_gap": min(gaps), "above": min(gaps) > 0}
+    return result
+
+
+def baselines(shared):
+    """``{kind: mean accuracy}`` of the reference models over domains and seeds, from
+    ``pocket_runs.shared_baselines`` records (same data, epochs and seeds as the runs)."""
+    result = {}
+    for kind in ("feature_extractor", "finetune"):
+        values = [np.mean([e["accuracy"] for e in record[kind].values()]) for record in shared if record.get(kind)]
+        if values:
+            result[kind] = float(np.mean(values))
+    return result
+
+
+def plot(frontier, references, path):
+    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    for index, (loss, curve) in enumerate(frontier.items()):
+        xs = [p["macs_ratio"] for p in curve]
+        ys = [p["mean_accuracy"] for p in curve]
+        errors = [p["mean_accuracy_std"] or 0.0 for p in curve]
+        axis.errorbar(xs, ys, yerr=errors, color=f"C{index}", marker="o", capsize=3, label=loss)
+        for p in curve:
+            axis.annotate(f"β={p['budget']:g}", (p["macs_ratio"], p["mean_accuracy"]), textcoords="offset points",
+                          xytext=(4, -11), fontsize=7, color=f"C{index}")
+    styles = {"feature_extractor": ":", "finetune": "--"}
+    labels = {"feature_extractor": "feature extractor (frozen backbone)", "finetune": "per-domain fine-tuning (D backbones)"}
+    for kind, value in references.items():
+        axis.axhline(value, color="grey", linestyle=styles.get(kind, "-."), linewidth=1, label=labels.get(kind, kind))
+    save_accuracy_vs_cost(figure, axis, path, xlabel="union-pruned MACs relative to the backbone",
+                          ylabel="mean test accuracy (4 domains)", title="Pocket benchmark: accuracy vs MACs",
+                          legend_loc="lower right")
+    return path
+
+
+def markdown(record):
+    frontier, comparison = record["frontier"], record["comparison"]
+    domains = list(next(iter(frontier.values()))[0]["accuracy"])
+    rows = []
+    for loss, curve in frontier.items():
+        for p in sorted(curve, key=lambda e: -e["budget"]):
+            rows.append([f"`{loss}`", f"{p['budget']:g}", str(p["seeds"]),
+                         *(common.fmt(p["accuracy"][d]) for d in domains),
+                         f"{common.fmt(p['mean_accuracy'])} ± {common.fmt(p['mean_accuracy_std'])}",
+                         f"{common.fmt(p['macs_ratio'])} ± {common.fmt(p['macs_ratio_std'])}"])
+    lines = [
+        f"### Accuracy-vs-MACs frontier, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
+        common.markdown_table(["sharing loss", "budget β", "seeds", *domains, "mean accuracy", "union MACs / backbone"], rows),
+        "",
+    ]
+    if record["baselines"]:
+        lines += ["Baselines (mean accuracy, same data): " + ", ".join(
+            f"{kind.replace('_', ' ')} {value:.3f}" for kind, value in record["baselines"].items()) + ".", ""]
+    verdicts = []
+    for loss, entry in comparison.items():
+        if entry is None:
+            verdicts.append(f"`{loss}`: no MACs level in common with `none`")
+        else:
+            verdicts.append(f"`{loss}` {'above' if entry['above'] else 'not above'} `none` at "
+                            f"{len(entry['macs_levels'])} levels (smallest gap {entry['min_gap'] * 100:+.1f} points)")
+    met = any(entry and entry["above"] for entry in comparison.values())
+    lines += [f"Target: the best sharing loss above `none` at every union-MACs level both reach: {common.verdict(met)} "
+              f"({'; '.join(verdicts) or 'no comparison yet'}).", "", f"![frontier]({record['plot_name']})"]
+    if record.get("partial"):
+        lines += ["", f"**Partial**: {record['partial']}"]
+    return "\n".join(lines)
+
+
+def main():
+    parser = common.parser(__doc__)
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per point (default: 3, quick mode 1)")
+    parser.add_argument("--recorded_only", action="store_true",
+                        help="run nothing: the table and plot of the runs recorded so far (marked partial)")
+    args = parser.parse_args()
+    settings = {"losses": list(LOSSES), "budgets": list(BUDGETS),
+                "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick)}
+    record = common.start_record(NAME, args.quick, settings)
+    record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
+    record["shared_baselines"] = [] if args.recorded_only else [
+        pocket_runs.shared_baselines(seed, args.quick) for seed in record["seeds"]]
+    if missing:
+        record["partial"] = (f"{len(record['runs'])} of {len(record['runs']) + len(missing)} runs recorded; "
+                             f"missing: {', '.join(missing)}")
+    if record["runs"]:
+        summarize_into(record, common.results_path(NAME, args.quick, "png", args.results_dir))
+        common.write_results(record, markdown(record), args.results_dir)
+
+
+def summarize_into(record, plot_path):
+    """Adds the frontier, the comparison with ``none`` and the baselines to ``record`` and
+    draws the plot at ``plot_path``."""
+    record["frontier"] = points(record["runs"])
+    record["comparison"] = compare_with_none(record["frontier"])
+    record["baselines"] = baselines(record.get("shared_baselines", []))
+    record["plot_name"] = plot(record["frontier"], record["baselines"], plot_path).name
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Training recipes on the pocket benchmark at budget 0.5: which one the main job should default to.
+
+Each recipe is the README's main job (``flags/pocket.cfg``) with a few flags changed; each run is
+the real chain ``bap-train --stages=train,prune,eval`` (``benchmarks.pocket_runs``), recorded as
+it ends in ``results/pocket_runs/<mode>/<run>.json`` (a killed benchmark resumes from there).
+Runs that differ only after training (e.g. ``--finetune_epochs``) train once and share the model.
+Seeds go in the outer loop, so a partial benchmark has every recipe at the first seeds.
+
+Figures: Keras test accuracy per domain of the union-pruned model (fine-tuned when the recipe
+fine-tunes), their mean, the union-pruned model's MACs over the backbone's, and wall time.
+
+    python -m benchmarks.recipes            # 3 seeds, the main job's epochs: hours on 2 cores
+    python -m benchmarks.recipes --quick    # 1 seed, 2 epochs x 30 steps
+"""
+
+from benchmarks import common, pocket_runs
+
+NAME = "recipes"
+BUDGET = 0.5
+# label -> (sharing loss, flags over flags/pocket.cfg)
+RECIPES = {
+    "union": ("union", {}),
+    "jaccard": ("jaccard", {}),
+    "union + finetune 4": ("union", {"finetune_epochs": 4}),
+    "jaccard + finetune 4": ("jaccard", {"finetune_epochs": 4}),
+    # Model selection on 10 % of the training data held back (best epoch of training and of
+    # fine-tuning); then the fine-tuning's learning rate at 1e-3 (the per-domain baseline's)
+    # instead of 1e-4; a 1-epoch warm-up of the BatchNorms and heads; only BatchNorms and heads
+    # fine-tuned; alpha capped at 2.
+    "jaccard + finetune 4 + selection": ("jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1}),
+    "jaccard + finetune 4 at 1e-3 + selection": (
+        "jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1, "finetune_learning_rate": 1e-3}),
+    "jaccard + finetune 4 + selection + warm-up": (
+        "jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1, "warmup_epochs": 1}),
+    "jaccard + finetune 4 BN + heads at 1e-3 + selection": (
+        "jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1, "finetune_layers": "batchnorm_heads",
+                    "finetune_learning_rate": 1e-3}),
+    "jaccard + finetune 4 + selection + warm-up + alpha <= 2": (
+        "jaccard", {"finetune_epochs": 4, "validation_fraction": 0.1, "warmup_epochs": 1, "max_sharing_weight": 2.0}),
+}
+
+
+def measure(args, recipes=RECIPES, run=True):
+    """``(seeds, {label: [record]}, missing)``; ``run=False`` only collects recorded runs."""
+    seeds = list(range(args.seeds if args.seeds else (1 if args.quick else 3)))
+    runs, missing = {label: [] for label in recipes}, []
+    for seed in seeds:
+        for label, (loss, extra) in recipes.items():
+            if run:
+                print(f"{label}, budget {BUDGET}, seed {seed}:", flush=True)
+                record = pocket_runs.pocket_record(loss, BUDGET, seed, args.quick, args.results_dir, extra=extra)
+            else:
+                record = pocket_runs.find_record(loss, BUDGET, seed, args.quick, args.results_dir, extra=extra)
+            if record is None:
+                missing.append(f"{label} seed {seed}")
+            else:
+                runs[label].append({"seed": seed, **record})
+    return seeds, runs, missing
+
+
+def summarize(runs):
+    summary = {}
+    for label, items in runs.items():
+        if not items:
+            continue
+        domains = list(items[0]["accuracy"])
+        summary[label] = {
+            "seeds": len(items),
+            "accuracy": {d: common.mean([r["accuracy"][d] for r in items]) for d in domains},
+            "accuracy_std": {d: common.std([r["accuracy"][d] for r in items]) for d in domains},
+            "mean_accuracy": common.mean([r["mean_accuracy"] for r in items]),
+            "mean_accuracy_std": common.std([r["mean_accuracy"] for r in items]),
+            "macs_ratio": common.mean([r["macs_ratio"] for r in items]),
+            "wall_s": common.mean([r["wall_s"] for r in items]),
+        }
+    return summary
+
+
+def markdown(record):
+    runs, summary = record["runs"], record["summary"]
+    domains = list(next(iter(summary.values()))["accuracy"])
+    headers = ["recipe", "seeds", *domains, "mean", "union MACs / backbone", "wall s per run (train, prune, eval)"]
+    rows = []
+    for label, entry in summary.items():
+        walls = "; ".join(
+            f"{r['wall_s']:.0f} ({', '.join(f'{v:.0f}' for v in r['timings_s'].values() if v)})" for r in runs[label]
+        )
+        rows.append([
+            f"`{label}`", str(entry["seeds"]),
+            *(common.fmt_pm([r["accuracy"][d] for r in runs[label]]) for d in domains),
+            common.fmt_pm([r["mean_accuracy"] for r in runs[label]]),
+            common.fmt_pm([r["macs_ratio"] for r in runs[label]]), walls,
+        ])
+    lines = [
+        f"### Training recipes, pocket benchmark, budget {BUDGET} ({len(record['seeds'])} seed(s), mean ± std)", "",
+        common.markdown_table(headers, rows), "",
+        "Keras test accuracy (whole test split) of the union-pruned model, fine-tuned where the recipe says so; "
+        "each recipe is `flags/pocket.cfg` with the flags named. Wall time per run (stage times in brackets) on a "
+        "machine shared with other jobs: compare with care. Runs with the same training share it (fine-tuning "
+        "recipes reuse the plain recipe's model, so their train time is that run's).",
+    ]
+    if record.get("partial"):
+        lines += ["", f"**Partial**: {record['partial']}"]
+    return "\n".join(lines)
+
+
+def main():
+    parser = common.parser(__doc__)
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per recipe (default: 3, quick mode 1)")
+    parser.add_argument("--recorded_only", action="store_true",
+                        help="run nothing: the table of the runs recorded so far (marked partial)")
+    args = parser.parse_args()
+    record = common.start_record(NAME, args.quick, {"budget": BUDGET, "recipes": {k: list(v) for k, v in RECIPES.items()}})
+    record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
+    if missing:
+        record["partial"] = f"runs not recorded yet: {', '.join(missing)}"
+    record["summary"] = summarize(record["runs"])
+    common.write_results(record, markdown(record), args.results_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The machinery that lets long benchmarks resume and share runs (no training here)."""
+
+import json
+import types
+
+import pytest
+
+from benchmarks import frontier, pocket_runs
+
+
+def test_each_recipe_gets_its_own_run_name():
+    plain = pocket_runs.run_flags("jaccard", 0.5, 1, False)
+    tuned = pocket_runs.run_flags("jaccard", 0.5, 1, False, {"finetune_epochs": 4, "validation_fraction": 0.1})
+    assert pocket_runs.run_name(plain, False) == "pocket_jaccard_b0.5_s1"
+    assert pocket_runs.run_name(tuned, False) == "pocket_jaccard_b0.5_s1_finetune_epochs4_validation_fraction0.1"
+    # Quick mode's own settings are the mode's, not a recipe's.
+    assert pocket_runs.run_name(pocket_runs.run_flags("none", 1.0, 0, True), True) == "pocket_none_b1_s0"
+
+
+def _fail_if_run(*args, **kwargs):
+    raise AssertionError("a recorded run was run again")
+
+
+def test_a_recorded_run_is_not_run_again_unless_its_flags_changed(tmp_path, monkeypatch):
+    flags = pocket_runs.run_flags("union", 0.25, 2, False, runs_dir=tmp_path / "runs")
+    path = pocket_runs.record_path(flags, False, tmp_path)
+    path.parent.mkdir(parents=True)
+    effective = {k: v for k, v in pocket_runs.effective_flags(flags).items() if k != "reference_errors"}
+    path.write_text(json.dumps({"effective_flags": effective, "mean_accuracy": 0.5}))
+    assert pocket_runs.find_record("union", 0.25, 2, False, tmp_path, runs_dir=tmp_path / "runs") is not None
+    del effective["baselines"]  # a record made before the flag existed counts: it changes no figure
+    monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
+    record = pocket_runs.pocket_record("union", 0.25, 2, False, tmp_path, runs_dir=tmp_path / "runs")
+    assert record["mean_accuracy"] == 0.5
+    # A record made when the flagfile said something else does not count.
+    path.write_text(json.dumps({"effective_flags": {**effective, "epochs": "99"}, "mean_accuracy": 0.5}))
+    assert pocket_runs.find_record("union", 0.25, 2, False, tmp_path, runs_dir=tmp_path / "runs") is None
+
+
+def _trained_run(runs_dir, extra):
+    flags = pocket_runs.run_flags("jaccard", 0.5, 0, False, extra, runs_dir)
+    workdir = pocket_runs.workdir_of(flags, False, runs_dir)
+    (workdir / "backup").mkdir(parents=True)
+    (workdir / "backup" / "state").write_text("backup")
+    (workdir / "model.keras").write_text("model")
+    (workdir / "history.json").write_text("{}")
+    (workdir / "timings.json").write_text(json.dumps({"train": 100.0, "prune": 5.0}))
+    marker = {"flags": flags, "effective_flags": pocket_runs.effective_flags(flags), "stages": ["train", "prune"]}
+    (workdir / pocket_runs.MARKER).write_text(json.dumps(marker))
+    return workdir
+
+
+def test_runs_that_differ_only_after_training_share_the_trained_model(tmp_path):
+    runs_dir = tmp_path / "runs"
+    source = _trained_run(runs_dir, {"warmup_epochs": 1})
+    tuned = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"warmup_epochs": 1, "finetune_epochs": 2}, runs_dir)
+    workdir = pocket_runs.workdir_of(tuned, False, runs_dir)
+    assert pocket_runs._share_training(workdir, tuned, False, runs_dir) == ["train"]
+    assert (workdir / "model.keras").read_text() == "model" and (workdir / "backup" / "state").exists()
+    assert json.loads((workdir / "timings.json").read_text()) == {"train": 100.0}  # not the source's prune
+    assert json.loads((workdir / pocket_runs.MARKER).read_text())["train_shared_from"] == source.name
+    # Another training setting (here: no warm-up) trains its own model.
+    other = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_epochs": 2}, runs_dir)
+    assert pocket_runs._share_training(pocket_runs.workdir_of(other, False, runs_dir), other, False, runs_dir) == []
+
+
+def _row(loss, budget, accuracy, macs, seed=0):
+    return {"sharing_loss": loss, "budget": budget, "seed": seed, "mean_accuracy": accuracy, "macs_ratio": macs,
+            "accuracy": {"a": accuracy, "b": accuracy}}
+
+
+def test_frontier_compares_losses_with_none_where_both_reach():
+    rows = [_row("none", 1.0, 0.80, 1.0), _row("none", 0.5, 0.78, 0.85),
+            _row("jaccard", 1.0, 0.82, 0.9), _row("jaccard", 0.5, 0.79, 0.5), _row("jaccard", 0.25, 0.7, 0.25),
+            _row("union", 1.0, 0.70, 0.95), _row("union", 0.5, 0.79, 0.45)]
+    comparison = frontier.compare_with_none(frontier.points(rows))
+    # Overlap with none: MACs 0.85-0.9; jaccard 0.82 at 0.9 vs none's 0.79 there, and above at 0.85.
+    assert comparison["jaccard"]["macs_levels"] == [0.85, 0.9] and comparison["jaccard"]["above"]
+    assert not comparison["union"]["above"] and comparison["union"]["min_gap"] < 0
+    assert frontier.compare_with_none(frontier.points(rows[:2] + [_row("union", 0.25, 0.9, 0.2)]))["union"] is None
+
+
+def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
+    rows = [_row("none", 1.0, 0.80, 1.0), _row("none", 1.0, 0.82, 0.98, seed=1), _row("jaccard", 0.5, 0.79, 0.5)]
+    shared = [{"feature_extractor": {"a": {"accuracy": 0.6}, "b": {"accuracy": 0.7}}, "finetune": None}]
+    record = {"runs": rows, "seeds": [0, 1], "partial": "1 of 2", "shared_baselines": shared}
+    frontier.summarize_into(record, tmp_path / "frontier.png")
+    assert record["baselines"] == {"feature_extractor": pytest.approx(0.65)}
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+    page = frontier.markdown(record)
+    assert "0.810 ± 0.014" in page and "**Partial**: 1 of 2" in page and "feature extractor 0.650" in page
+    assert "no MACs level in common" in page  # jaccard at 0.5 never meets none's 0.98-1.0
+
+
+def test_frontier_collects_only_recorded_runs_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
+    args = types.SimpleNamespace(seeds=1, quick=True, results_dir=tmp_path)
+    seeds, rows, missing = frontier.measure(args, losses=("none",), budgets=(1.0, 0.5), run=False)
+    assert seeds == [0] and rows == [] and missing == ["none β 1 seed 0", "none β 0.5 seed 0"]
