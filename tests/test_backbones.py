@@ -77,7 +77,7 @@ def test_mobilenet_v3_small_wrapper_equals_keras_preprocessing_with_the_same_wei
 
 def test_efficientnet_b0_wrapper_equals_keras_preprocessing_with_the_same_weights(tmp_path):
     reference = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
-    normalization = reference.get_layer("normalization")
+    normalization = next(layer for layer in reference.layers if isinstance(layer, keras.layers.Normalization))
     normalization.set_weights([np.array([0.4, 0.5, 0.6]), np.array([0.05, 0.06, 0.07]), np.array(0)])
     path = str(tmp_path / "efficientnet.weights.h5")
     reference.save_weights(path)
