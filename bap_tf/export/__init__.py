@@ -8,6 +8,8 @@ the TFLM arena probes and the QAT worker start without loading what they do not 
   conversion runs in a child process (``convert_worker``) and lands atomically (``atomic``).
 - ``litert``: ``LiteRTModel``, signature runners on LiteRT with int8 (de)quantization.
 - ``micro``: ``MicroModel`` on TensorFlow Lite Micro; ``find_arena_bytes``, the arena search.
+- ``firmware``: ``write_firmware_sources``, an int8 file as TFLM firmware sources (the model
+  as a C array, an op resolver with exactly its ops, the arena size).
 - ``checks``: ``run_checks``, accuracy and agreement of every runtime against Keras.
 - ``mcu``: ``check_mcu_budget``, flash/RAM fit with margins and optional enforcement.
 - ``qat``: ``quantization_aware_int8`` (extra ``[qat]``), run in its own process (``qat_worker``).

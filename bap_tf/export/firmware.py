@@ -148,7 +148,7 @@ def op_resolver_source(name, ops, arena_bytes, source):
         f"// Smallest arena measured with TFLM's reference kernels: {int(arena_bytes)} bytes; plus\n"
         f"// {ARENA_MARGIN:.0%} for optimized kernels' scratch buffers and other TFLM versions, rounded\n"
         f"// up to {ARENA_ALIGN_BYTES} bytes.\n"
-        f"constexpr size_t k{camel}ArenaSize = {arena_size(arena_bytes)};\n\n"
+        f"constexpr std::size_t k{camel}ArenaSize = {arena_size(arena_bytes)};\n\n"
         f"// The {count} builtin ops the model uses. Keep the resolver alive as long as the\n"
         f"// interpreter: static auto resolver = {camel}OpResolver();\n"
         f"inline tflite::MicroMutableOpResolver<{count}> {camel}OpResolver() {{\n"

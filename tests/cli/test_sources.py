@@ -92,7 +92,7 @@ def test_unsplit_folder_domain_is_split_once_and_recorded_in_the_workdir(tmp_pat
         for i in range(5):
             Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / "data" / "pets" / name / f"{i}.png")
     config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path / "data"), image_size=8,
-                              test_fraction=0.4, seed=2).resolve()
+                              test_fraction=0.4, seed=2, validation_fraction=0).resolve()
     workdir = Workdir(tmp_path / "run")
     (test,) = sources.domain_sources(config, "test", workdir)
     record = json.loads(workdir.split("pets").read_text())
