@@ -15,6 +15,7 @@ from what the flags ask for now.
 """
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -307,7 +308,16 @@ RECORDS = "pocket_runs"  # under the results directory: <mode>/<run name>.json
 
 
 def record_path(flags, quick, results_dir):
-    return Path(results_dir) / RECORDS / ("quick" if quick else "full") / f"{run_name(flags, quick)}.json"
+    """``<run name>-<digest>.json``: the digest of the effective flags keeps the records of one
+    run name made under different flagfiles (e.g. before and after a change of defaults)."""
+    return (Path(results_dir) / RECORDS / ("quick" if quick else "full")
+            / f"{run_name(flags, quick)}-{flags_digest(effective_flags(flags))}.json")
+
+
+def flags_digest(effective):
+    """8 hex digits naming a set of effective flags (report-only flags left out)."""
+    text = json.dumps(_without(effective), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def summarize_report(report, timings):
