@@ -68,7 +68,7 @@ def run_name(flags, quick):
     name = f"pocket_{flags['sharing_loss']}_b{flags['budget']:g}_s{flags['seed']}"
     base = run_flags(flags["sharing_loss"], flags["budget"], flags["seed"], quick)
     for flag in sorted(flags):
-        if flag not in REPORT_ONLY_FLAGS and base.get(flag) != flags[flag]:
+        if flag not in REPORT_ONLY_FLAGS | {"flagfile"} and base.get(flag) != flags[flag]:
             name += f"_{flag}{flags[flag]}"
     return name
 
@@ -114,8 +114,6 @@ def _done_stages(workdir, flags):
     if not marker.exists():
         return []
     saved = _read(marker)
-    if _without(saved.get("flags", {})) != _without(flags):
-        return []
     then, now = _without(saved.get("effective_flags", {})), _without(effective_flags(flags))
     stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
     if stale:
@@ -193,7 +191,7 @@ def _share_training(workdir, flags, quick, runs_dir):
         if source == workdir or "train" not in saved.get("stages", []):
             continue
         theirs = _without(saved.get("effective_flags", {}), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
-        if theirs != wanted or _without(saved["effective_flags"]) != _without(effective_flags(saved["flags"])):
+        if theirs != wanted:
             continue
         workdir.mkdir(parents=True, exist_ok=True)
         for name in TRAIN_FILES:
