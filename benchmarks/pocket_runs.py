@@ -345,7 +345,12 @@ def find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, e
     flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
     path = record_path(flags, quick, results_dir)
     if not path.exists():
-        return None
+        # The same run recorded under another name (another benchmark's, or before a default
+        # changed): the digest of the effective flags says it is the same run.
+        same = sorted(path.parent.glob(f"*-{path.stem.rsplit('-', 1)[1]}.json"))
+        if not same:
+            return None
+        path = same[0]
     record = _read(path)
     if _without(record.get("effective_flags", {})) != _without(effective_flags(flags)):
         print(f"  {path.name} was recorded with other flags: it does not count", flush=True)

@@ -97,3 +97,13 @@ def test_frontier_collects_only_recorded_runs_when_asked(tmp_path, monkeypatch):
     args = types.SimpleNamespace(seeds=1, quick=True, results_dir=tmp_path)
     seeds, rows, missing = frontier.measure(args, losses=("none",), budgets=(1.0, 0.5), run=False)
     assert seeds == [0] and rows == [] and missing == ["none β 1 seed 0", "none β 0.5 seed 0"]
+
+
+def test_a_run_recorded_under_another_name_is_found_by_its_flags(tmp_path, monkeypatch):
+    flags = pocket_runs.run_flags("jaccard", 0.5, 1, False, runs_dir=tmp_path / "runs")
+    path = pocket_runs.record_path(flags, False, tmp_path)
+    other = path.with_name("an_older_name-" + path.name.rsplit("-", 1)[1])
+    other.parent.mkdir(parents=True)
+    other.write_text(json.dumps({"effective_flags": pocket_runs.effective_flags(flags), "mean_accuracy": 0.7}))
+    monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
+    assert pocket_runs.pocket_record("jaccard", 0.5, 1, False, tmp_path, runs_dir=tmp_path / "runs")["mean_accuracy"] == 0.7
