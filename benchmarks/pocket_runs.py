@@ -366,28 +366,32 @@ def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS,
     ``summarize_report``; it is written as soon as the run ends, so a long benchmark killed
     halfway loses only the run in progress.
     """
-    from benchmarks import common
-    from bap_tf.atomic import write_json
-
     record = find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir, extra)
     if record is not None:
         return record
     flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
-    path = record_path(flags, quick, results_dir)
-    wanted = _without(effective_flags(flags))
     load = [round(v, 2) for v in os.getloadavg()]
     run = run_pocket(sharing_loss, budget, seed, quick, runs_dir=runs_dir, extra=extra)
+    marker = _read(run["workdir"] / MARKER)
+    return write_record(flags, quick, results_dir, run["report"], run["timings"], load,
+                        train_shared_from=marker.get("train_shared_from"))
+
+
+def write_record(flags, quick, results_dir, report, timings, load, **extra):
+    """Writes (and returns) the record of a finished run of ``flags`` (see ``pocket_record``);
+    ``load``: the load average when it started."""
+    from benchmarks import common
+    from bap_tf.atomic import write_json
+
     machine = common.machine_info()
     machine["load_average_1_5_15_at_start"] = load
-    marker = _read(run["workdir"] / MARKER)
     record = {
         "run": run_name(flags, quick), "mode": "quick" if quick else "full",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "code": common.code_version(), "machine": machine, "effective_flags": wanted,
-        "train_shared_from": marker.get("train_shared_from"),
-        **summarize_report(run["report"], run["timings"]),
+        "code": common.code_version(), "machine": machine, "effective_flags": _without(effective_flags(flags)),
+        **extra, **summarize_report(report, timings),
     }
-    write_json(path, record)
+    write_json(record_path(flags, quick, results_dir), record)
     return record
 
 
