@@ -175,8 +175,8 @@ def main():
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick)}
     record = common.start_record(NAME, args.quick, settings)
     record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
-    record["shared_baselines"] = [] if args.recorded_only else [
-        pocket_runs.shared_baselines(seed, args.quick) for seed in record["seeds"]]
+    shared = (pocket_runs.shared_baselines(seed, args.quick, measure=not args.recorded_only) for seed in record["seeds"])
+    record["shared_baselines"] = [b for b in shared if b]
     if missing:
         record["partial"] = (f"{len(record['runs'])} of {len(record['runs']) + len(missing)} runs recorded; "
                              f"missing: {', '.join(missing)}")

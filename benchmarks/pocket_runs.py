@@ -222,15 +222,17 @@ def shared_reference(runs_dir=RUNS):
     return path
 
 
-def shared_baselines(seed, quick, runs_dir=RUNS):
+def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
     """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
     eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
-    child process, a few minutes) when missing or made with other flags."""
-    flags = {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
-             if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
+    child process, a few minutes) when missing or made with other flags (``measure=False``:
+    None then)."""
+    flags = baseline_flags(seed, quick, runs_dir)
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
     if path.exists() and _read(path).get("effective_flags") == effective_flags(flags):
         return _read(path)
+    if not measure:
+        return None
     print(f"  measuring the baselines of seed {seed}: {path}", flush=True)
     argv = [f"--{name}={value}" for name, value in flags.items()]
     code = f"from benchmarks.pocket_runs import write_baselines; write_baselines({str(path)!r}, {argv!r})"
@@ -240,6 +242,12 @@ def shared_baselines(seed, quick, runs_dir=RUNS):
     record["effective_flags"] = effective_flags(flags)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def baseline_flags(seed, quick, runs_dir=RUNS):
+    """The flags the baselines depend on: the main job's, without budget and sharing loss."""
+    return {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
+            if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
 
 
 def write_baselines(path, argv):
