@@ -17,7 +17,7 @@ import os
 # Names the library defines; repeated here so that building and validating a config (and so a
 # command's --help and its flag errors) does not import TensorFlow. tests/cli/test_config.py
 # checks that each one equals the library's own constant.
-BACKBONES = ("resnet26", "resnet50", "mobilenet_v2")  # bap_tf.backbones.BACKBONES
+BACKBONES = ("resnet26", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")  # bap_tf.backbones.BACKBONES
 BUDGET_METRICS = ("macs", "params")  # bap_tf.costs.BUDGET_METRICS
 SHARING_LOSSES = ("none", "union", "intersection", "jaccard")  # bap_tf.losses.SHARING_LOSSES
 POCKET_SOURCE = "fashion_mnist"  # bap_tf.data.pocket.POCKET_SOURCE

@@ -80,7 +80,9 @@ class LayerGraph:
                 )
             call = _rename(entry["inbound_nodes"][0], renamed_inputs)
             inputs = _producer_names(call)
-            if isinstance(layer, keras.Model):
+            if isinstance(layer, keras.Sequential):
+                self._inline_sequential(layer, inputs)
+            elif isinstance(layer, keras.Model):
                 self._inline(layer, inputs)
             else:
                 self._add(Node(layer, tuple(inputs), call))
@@ -94,6 +96,16 @@ class LayerGraph:
         if len(outputs) != 1:
             raise ValueError(f"Nested model '{submodel.name}' must have one output. Received: {outputs}")
         self._aliases[submodel.name] = outputs[0]
+
+    def _inline_sequential(self, submodel, inputs):
+        """A nested Sequential (its config has no graph): its layers called one after another."""
+        if len(inputs) != 1:
+            raise ValueError(f"Cannot inline nested Sequential '{submodel.name}': it takes one input.")
+        previous = inputs[0]
+        for layer in submodel.layers:
+            self._add(Node(layer, (previous,), {"args": [_tensor_reference(previous)], "kwargs": {}}))
+            previous = layer.name
+        self._aliases[submodel.name] = previous
 
     def _add(self, node):
         if node.name in self.nodes:
@@ -173,6 +185,11 @@ def _rename(structure, names):
     if isinstance(structure, (list, tuple)):
         return type(structure)(_rename(v, names) for v in structure)
     return structure
+
+
+def _tensor_reference(name):
+    """The serialized form of layer ``name``'s output, as in ``inbound_nodes``."""
+    return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}}
 
 
 def _refers_to(value, names):

@@ -43,7 +43,7 @@ class Switcher:
         """Calls ``new`` as the backbone called ``node``; copies the old weights once built."""
         args, kwargs = node.arguments(self.tensors)
         outputs = new(*args, **kwargs)
-        if weights_from is not None and weights_from.weights:
+        if weights_from is not None and getattr(weights_from, "weights", None):
             new.set_weights(weights_from.get_weights())
         return outputs
 

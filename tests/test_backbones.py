@@ -2,7 +2,15 @@ import keras
 import numpy as np
 import pytest
 
-from bap_tf.backbones import build_backbone, features_of, mobilenet_v2, resnet26, resnet50
+from bap_tf.backbones import (
+    build_backbone,
+    efficientnet_b0,
+    features_of,
+    mobilenet_v2,
+    mobilenet_v3_small,
+    resnet26,
+    resnet50,
+)
 
 
 def test_resnet26_has_the_decathlon_shape():
@@ -54,3 +62,25 @@ def test_missing_weights_file_is_named():
 def test_unknown_backbone_is_named():
     with pytest.raises(ValueError, match="Received: backbone='vgg'"):
         build_backbone("vgg", (32, 32, 3))
+
+
+def test_mobilenet_v3_small_wrapper_equals_keras_preprocessing_with_the_same_weights(tmp_path):
+    reference = keras.applications.MobileNetV3Small(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
+    path = str(tmp_path / "mobilenet_v3.weights.h5")
+    reference.save_weights(path)
+    ours = mobilenet_v3_small((32, 32, 3), weights=path)
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(ours(images), reference(images * 255.0), rtol=1e-4, atol=1e-4)
+
+
+def test_efficientnet_b0_wrapper_equals_keras_preprocessing_with_the_same_weights(tmp_path):
+    reference = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    normalization = reference.get_layer("normalization")
+    normalization.set_weights([np.array([0.4, 0.5, 0.6]), np.array([0.05, 0.06, 0.07]), np.array(0)])
+    path = str(tmp_path / "efficientnet.weights.h5")
+    reference.save_weights(path)
+    ours = efficientnet_b0((32, 32, 3), weights=path)
+    images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(ours(images), reference(images * 255.0), rtol=1e-4, atol=1e-4)

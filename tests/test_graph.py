@@ -42,3 +42,15 @@ def test_dict_inputs_are_read():
     graph = LayerGraph(keras.Model({"image": image, "scale": scale}, y))
     assert graph.input_names == ["image", "scale"]
     assert graph.output_names == ["conv"]
+
+
+def test_nested_sequential_is_inlined_as_a_chain():
+    stem = keras.Sequential([keras.layers.Conv2D(2, 1, name="stem_conv"), keras.layers.ReLU(name="stem_relu")], name="stem")
+    image = keras.Input((4, 4, 3), name="image")
+    y = keras.layers.ReLU(name="out")(stem(image) + 1.0)
+    graph = LayerGraph(keras.Model(image, y))
+    names = list(graph.nodes)
+    assert names[:3] == ["image", "stem_conv", "stem_relu"] and names[-1] == "out"
+    add = graph[names[3]]  # the Keras 3 operation ``+ 1.0``, read from model.operations
+    assert add.inputs == ("stem_relu",) and add.call["args"][1] == 1.0
+    assert graph["out"].inputs == (add.name,)

@@ -51,3 +51,29 @@ def mobilenet_v2(input_shape=(224, 224, 3), alpha=1.0, weights=None, name="mobil
     image = keras.Input(shape=input_shape, name="image")
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(image)
     return _wrap(application, image, x, name)
+
+
+def mobilenet_v3_small(input_shape=(224, 224, 3), alpha=1.0, weights=None, name="mobilenet_v3_small"):
+    """MobileNetV3-Small features (hard-swish, squeeze-and-excitation); its preprocessing maps
+    [0, 1] to [-1, 1], which the application's own would do from 0-255."""
+    _check_weights(weights)
+    application = keras.applications.MobileNetV3Small(
+        include_top=False, weights=weights, input_shape=input_shape, alpha=alpha, pooling="avg",
+        include_preprocessing=False,
+    )
+    image = keras.Input(shape=input_shape, name="image")
+    x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(image)
+    return _wrap(application, image, x, name)
+
+
+def efficientnet_b0(input_shape=(224, 224, 3), weights=None, name="efficientnet_b0"):
+    """EfficientNet-B0 features (swish, squeeze-and-excitation). The application normalizes
+    0-255 inputs itself (its Normalization layer holds the ImageNet statistics of a weights
+    file), so the wrapper only scales [0, 1] to 0-255."""
+    _check_weights(weights)
+    application = keras.applications.EfficientNetB0(
+        include_top=False, weights=weights, input_shape=input_shape, pooling="avg"
+    )
+    image = keras.Input(shape=input_shape, name="image")
+    x = keras.layers.Rescaling(255.0, name="to_255")(image)
+    return _wrap(application, image, x, name)

@@ -16,7 +16,7 @@ from bap_tf.export.micro import DEFAULT_STEP, MicroModel, find_arena_bytes
 from bap_tf.metrics import accuracy
 
 
-def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arena_step=DEFAULT_STEP,
+def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arenas=None, arena_step=DEFAULT_STEP,
                batch_size=64):
     """Checks every domain of ``models`` against the exported files.
 
@@ -26,6 +26,8 @@ def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arena_
             integer labels ``(N,)``.
         android_path: the float32 Android file with a signature per domain, or None to skip.
         micro_paths: ``{domain: int8 .tflite path}``, or None to skip the int8 checks.
+        arenas: ``{domain: find_arena_bytes result}`` already measured (bap-export does), to run
+            TFLM in instead of searching again; a domain without one is searched.
         arena_step: resolution of the TFLM arena search, bytes.
 
     Returns:
@@ -46,13 +48,13 @@ def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arena_
         micro_path = None if micro_paths is None else micro_paths.get(domain)
         result["domains"][domain] = check_domain(
             model, images, labels, android=android, signature=domain, micro_path=micro_path,
-            arena_step=arena_step, batch_size=batch_size,
+            arena=(arenas or {}).get(domain), arena_step=arena_step, batch_size=batch_size,
         )
     return result
 
 
 def check_domain(model, images, labels, *, android=None, signature=None, micro_path=None,
-                 arena_step=DEFAULT_STEP, batch_size=64):
+                 arena=None, arena_step=DEFAULT_STEP, batch_size=64):
     """One domain's checks; ``android`` is a ``LiteRTModel`` (or path) run with ``signature``.
 
     Returns ``{"num_images", "accuracy": {"keras", "tflite_float", "tflite_int8", "tflm"},
@@ -90,14 +92,14 @@ def check_domain(model, images, labels, *, android=None, signature=None, micro_p
             "max_abs_logit_diff": float(np.max(np.abs(float_logits - keras_logits))),
         }
     if micro_path is not None:
-        _add_int8_checks(result, Path(micro_path), images, labels, keras_logits, arena_step,
+        _add_int8_checks(result, Path(micro_path), images, labels, keras_logits, arena, arena_step,
                          batch_size)
     return result
 
 
-def _add_int8_checks(result, path, images, labels, keras_logits, arena_step, batch_size):
+def _add_int8_checks(result, path, images, labels, keras_logits, arena, arena_step, batch_size):
     litert = LiteRTModel(path)
-    arena = find_arena_bytes(path, step=arena_step)
+    arena = arena or find_arena_bytes(path, step=arena_step)
     # Run TFLM in exactly the arena found: the probe showed that it allocates, this shows that
     # it serves the whole eval set.
     micro = MicroModel(path, arena_bytes=arena["arena_bytes"])

@@ -62,9 +62,12 @@ def evaluate(config, workdir):
     micro_paths = {d: workdir.root / e["path"] for d, e in manifest["int8"].items()}
     logging.info("Running the exported files in LiteRT and TFLM on %d test images per domain.",
                  min(len(v[1]) for v in eval_sets.values()))
+    # The arena bap-export measured for each file (the one its firmware sources reserve).
+    arenas = {d: {"arena_bytes": e["arena_bytes"], "reported_bytes": e.get("arena_reported_bytes")}
+              for d, e in manifest["int8"].items() if "arena_bytes" in e}
     checks = run_checks(
         union, eval_sets, android_path=workdir.root / android["path"] if android else None,
-        micro_paths=micro_paths or None,
+        micro_paths=micro_paths or None, arenas=arenas,
     )
     extra = {}
     if manifest["android"].get("dynamic") and manifest["android"].get("float32"):

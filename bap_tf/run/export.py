@@ -13,7 +13,7 @@
 Beside each int8 file go the firmware sources (``export.firmware``): ``<domain>_model_data.cc``
 / ``.h`` and ``<domain>_op_resolver.h``, whose arena constant comes from the smallest arena the
 file ran in, measured here with TFLM (``micro.find_arena_bytes``, a few child processes of a
-fraction of a second each).
+fraction of a second each); bap-eval runs TFLM in that arena rather than searching again.
 
 ``manifest.json`` lists what was written; bap-eval reads it.
 """
@@ -80,7 +80,8 @@ def _entry(workdir, path):
 
 def _micro_entry(workdir, path):
     """An int8 file's entry, with its measured arena and the firmware sources written beside it."""
-    arena = find_arena_bytes(path)["arena_bytes"]
-    sources = write_firmware_sources(path, arena)
-    return {**_entry(workdir, path), "arena_bytes": arena,
+    arena = find_arena_bytes(path)
+    sources = write_firmware_sources(path, arena["arena_bytes"])
+    return {**_entry(workdir, path), "arena_bytes": arena["arena_bytes"],
+            "arena_reported_bytes": arena["reported_bytes"],
             "firmware": {kind: os.path.relpath(p, workdir.root) for kind, p in sources.items()}}

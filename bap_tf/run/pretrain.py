@@ -25,7 +25,7 @@ from bap_tf.data.pipeline import default_steps_per_epoch
 from bap_tf.data.pocket import pocket_sources
 from bap_tf.run.callbacks import progress_verbosity, standard_callbacks
 from bap_tf.run.sources import pocket_cache_dir
-from bap_tf.run.strategy import check_batch_size, get_strategy
+from bap_tf.run.strategy import check_batch_size, get_strategy, lost_workers_reported
 from bap_tf.atomic import atomic_path, write_json
 
 
@@ -82,10 +82,11 @@ def pretrain(config, workdir, verbose="auto"):
         )
     logging.info("Pre-training %s (%d parameters) on %s for %d epochs of %d steps.",
                  config.backbone, classifier.count_params(), config.source, config.epochs, steps)
-    history = classifier.fit(
-        data, epochs=config.epochs, validation_data=test_data, shuffle=False,
-        callbacks=standard_callbacks(workdir, keep_backup=False, name="pretrain"), verbose=progress_verbosity(verbose),
-    )
+    with lost_workers_reported(strategy):
+        history = classifier.fit(
+            data, epochs=config.epochs, validation_data=test_data, shuffle=False,
+            callbacks=standard_callbacks(workdir, keep_backup=False, name="pretrain"), verbose=progress_verbosity(verbose),
+        )
     _, accuracy = classifier.evaluate(test_data, verbose=0)
     output = config.output or str(workdir.root / "backbone.weights.h5")
     with atomic_path(output) as temporary:

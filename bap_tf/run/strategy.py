@@ -6,6 +6,11 @@ splits each global batch evenly across the replicas, and ``check_batch_size`` ma
 replica gets whole rounds of the domains so that each one sees every domain equally.
 """
 
+import contextlib
+import json
+import os
+import re
+
 import tensorflow as tf
 
 from bap_tf.config import STRATEGIES
@@ -18,7 +23,7 @@ def get_strategy(name, tpu=""):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return KerasMultiWorkerStrategy()
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
@@ -31,6 +36,70 @@ def get_strategy(name, tpu=""):
             ) from None
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"strategy must be one of {list(STRATEGIES)}. Received: strategy={name!r}")
+
+
+class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``MultiWorkerMirroredStrategy`` with the ``reduce`` Keras 3's ``fit`` expects of it.
+
+    Keras 3 (TF issue 72388) hands the multi-worker ``reduce`` what it cannot take:
+    - a whole ``(x, y)`` batch before it builds the model, a nested structure ("unsupported
+      type (<class 'dict'>)");
+    - scalar logs with ``axis=0`` after every step ("Invalid reduction dimension 0 for input
+      with 0 dimensions");
+    - logs that are no per-replica values at all ("doesn't have device set").
+    Reducing leaf by leaf, scalars across replicas only, and passing through a value that is the
+    same on every replica gives what ``MirroredStrategy`` gives.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def reduce_leaf(leaf):
+            if not isinstance(leaf, tf.distribute.DistributedValues):
+                return leaf
+            scalar = self.experimental_local_results(leaf)[0].shape.rank == 0
+            return parent.reduce(reduce_op, leaf, None if scalar else axis)
+
+        return tf.nest.map_structure(reduce_leaf, value)
+
+
+class WorkerLostError(ConnectionError):
+    """A worker of a multi-worker run died or stopped answering; training stopped."""
+
+
+@contextlib.contextmanager
+def lost_workers_reported(strategy):
+    """Turns a multi-worker collective that failed because a peer is gone into ``WorkerLostError``.
+
+    TensorFlow notices a peer that died or stopped (no more heartbeats to the coordination
+    service, or ``MultiWorkerMirroredStrategy``'s health check) and aborts the collectives rather
+    than letting them wait forever; what reaches ``fit``'s caller is then a bare
+    ``UnavailableError`` from inside a graph. This names the worker and what to do instead.
+    """
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError) as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        raise WorkerLostError(describe_lost_worker(error)) from error
+
+
+def describe_lost_worker(error):
+    """The ``WorkerLostError`` message for a collective ``error``: which worker, and what to do."""
+    workers = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}).get("worker", [])
+    message = str(error.message)
+    lost = sorted({int(task) for task in re.findall(r"/job:worker/replica:\d+/task:(\d+)", message)})
+    named = [f"worker {task} ({workers[task]})" if task < len(workers) else f"worker {task}" for task in lost]
+    # TensorFlow's reason ("... stopped sending heartbeats") follows "aborted by:"; the rest of
+    # the message is the graph's traceback.
+    reason = " ".join(message.split("aborted by:", 1)[-1].strip().splitlines()[:2])
+    return (
+        f"{' and '.join(named) or 'A worker'} of the multi-worker run died or stopped answering, so "
+        f"training stopped instead of waiting for it. Expected every worker of TF_CONFIG's cluster "
+        f"{workers} to run until the end; start them all again (training resumes from the last "
+        f"finished epoch). Received: {type(error).__name__}: {reason[:400]}"
+    )
 
 
 def check_batch_size(strategy, batch_size, num_domains):

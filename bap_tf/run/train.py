@@ -26,7 +26,7 @@ from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
 from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
 from bap_tf.run.selection import SelectBestEpoch
-from bap_tf.run.strategy import check_batch_size, get_strategy
+from bap_tf.run.strategy import check_batch_size, get_strategy, lost_workers_reported
 from bap_tf.atomic import atomic_path, read_json, write_json
 from bap_tf.switching import build_switched_network
 
@@ -119,10 +119,11 @@ def train(config, workdir, verbose="auto"):
     else:
         callbacks += finish
     callbacks.append(JsonHistory(workdir.history))
-    model.fit(
-        data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
-        callbacks=callbacks, verbose=progress_verbosity(verbose),
-    )
+    with lost_workers_reported(strategy):
+        model.fit(
+            data, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
+            callbacks=callbacks, verbose=progress_verbosity(verbose),
+        )
     with atomic_path(workdir.model) as temporary:
         model.save(temporary)
     history = read_json(workdir.history) if workdir.history.exists() else {}

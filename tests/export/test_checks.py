@@ -60,3 +60,12 @@ def test_checks_reject_missing_or_mismatched_eval_sets(union_models, eval_sets):
     images, labels = eval_sets["birds"]
     with pytest.raises(ValueError, match="Received: 256 images, 10 labels"):
         check_domain(union_models["birds"], images, labels[:10])
+
+
+def test_a_measured_arena_is_used_instead_of_a_new_search(results, union_models, eval_sets, micro_files):
+    images, labels = eval_sets["cars"]
+    measured = {"arena_bytes": results["domains"]["cars"]["arena_bytes"] + 1024, "reported_bytes": None}
+    entry = check_domain(union_models["cars"], images[:16], labels[:16], micro_path=micro_files["cars"],
+                         arena=measured)
+    assert entry["arena_bytes"] == measured["arena_bytes"] and entry["arena_reported_bytes"] is None
+    assert entry["tflm_vs_tflite_int8"]["argmax_agreement"] >= 0.9

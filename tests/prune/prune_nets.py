@@ -37,9 +37,18 @@ def domains_of(network):
     return DOMAINS[: len(heads.num_classes)]
 
 
-def images(network, count=8, seed=0):
+def images(network, count=8, seed=0, smooth=False):
+    """Uniform noise images, or with ``smooth`` random colour fields (a 4x4 grid, upsampled)
+    plus some noise: deep backbones pool noise images to nearly the same features."""
     shape = network.input["image"].shape[1:]
-    return np.random.default_rng(seed).uniform(size=(count, *shape)).astype("float32")
+    rng = np.random.default_rng(seed)
+    if not smooth:
+        return rng.uniform(size=(count, *shape)).astype("float32")
+    grid = rng.uniform(size=(count, 4, 4, shape[-1]))
+    rows = np.arange(shape[0]) * 4 // shape[0]
+    cols = np.arange(shape[1]) * 4 // shape[1]
+    fields = grid[:, rows][:, :, cols]
+    return np.clip(fields + rng.normal(0.0, 0.1, size=fields.shape), 0.0, 1.0).astype("float32")
 
 
 def set_switches(network, fraction, rng, identical=False):
@@ -58,11 +67,16 @@ def set_gates(network, gates):
         layer.switches.assign(np.where(gates[layer.name], 0.5, -0.5).astype("float32"))
 
 
-def randomize(network, rng, count=16):
+def randomize(network, rng, count=16, perturb=1.0, smooth=False):
     """Domain BN statistics from a random batch under the current switches, then perturbed;
-    random gammas, betas and heads (scaled so logits are of order one)."""
+    random gammas, betas and heads (scaled so logits are of order one).
+
+    ``perturb`` scales the perturbation of the statistics: each BN's mismatch compounds
+    through the next ones, so backbones with 50+ BNs take less to keep activations of order one.
+    ``smooth``: calibrate on ``images(..., smooth=True)``.
+    """
     num_domains = len(domains_of(network))
-    batch = images(network, count * num_domains, seed=int(rng.integers(1 << 30)))
+    batch = images(network, count * num_domains, seed=int(rng.integers(1 << 30)), smooth=smooth)
     domain = np.repeat(np.arange(num_domains), count).astype("int32")
     norms = [layer for layer in network.layers if isinstance(layer, DomainBatchNormalization)]
     momenta = [layer.momentum for layer in norms]
@@ -71,7 +85,15 @@ def randomize(network, rng, count=16):
         layer.gamma.assign(rng.uniform(0.6, 1.4, shape).astype("float32"))
         layer.beta.assign(rng.normal(0.0, 0.2, shape).astype("float32"))
         layer.momentum = 0.0
-    network({"image": batch, "domain": domain}, training=True)  # moving stats := batch stats
+    # Moving stats := batch stats. Dropout off meanwhile: stochastic depth (EfficientNet)
+    # would give statistics of dropped branches that inference never sees.
+    dropouts = [layer for layer in network.layers if isinstance(layer, keras.layers.Dropout)]
+    rates = [layer.rate for layer in dropouts]
+    for layer in dropouts:
+        layer.rate = 0.0
+    network({"image": batch, "domain": domain}, training=True)
+    for layer, rate in zip(dropouts, rates):
+        layer.rate = rate
     for layer, momentum in zip(norms, momenta):
         layer.momentum = momentum
         shape = layer.gamma.shape
@@ -79,8 +101,8 @@ def randomize(network, rng, count=16):
         # A channel nearly constant over the batch would divide rounding noise by a tiny
         # deviation; a floor tied to the layer's activation scale keeps every BN well posed.
         floor = 0.1 * np.mean(variance + mean**2, axis=1, keepdims=True) + 1e-3
-        layer.moving_mean.assign(mean + rng.normal(0.0, 0.1, shape) * np.sqrt(variance))
-        layer.moving_variance.assign(((variance + floor) * rng.uniform(0.7, 1.4, shape)).astype("float32"))
+        layer.moving_mean.assign(mean + rng.normal(0.0, 0.1 * perturb, shape) * np.sqrt(variance))
+        layer.moving_variance.assign(((variance + floor) * rng.uniform(1 - 0.3 * perturb, 1 + 0.4 * perturb, shape)).astype("float32"))
     heads = network.get_layer(switching.HEADS_NAME)
     features = feature_model(network)({"image": batch, "domain": domain}).numpy()
     scale = 1.0 / (np.sqrt(features.shape[1]) * (np.sqrt(np.mean(features**2)) + 1e-6))
@@ -110,7 +132,8 @@ def max_difference(network, rewriter, union, batch, own=None):
     for index, (name, _) in enumerate(domains_of(network)):
         reference = masked_logits(network, batch, index)
         # The comparison means something only if the logits depend on the image.
-        assert reference.std(axis=0).max() > 0.05, reference
+        # (random deep backbones pool images to similar features: ten times the tolerance).
+        assert reference.std(axis=0).max() > 10 * TOLERANCE, reference.std(axis=0)
         worst["union"] = max(worst["union"], float(np.abs(union[name](batch).numpy() - reference).max()))
         worst["domain"] = max(worst["domain"], float(np.abs(own[name](batch).numpy() - reference).max()))
     return worst
