@@ -10,9 +10,9 @@ from benchmarks import frontier, pocket_runs
 
 def test_each_recipe_gets_its_own_run_name():
     plain = pocket_runs.run_flags("jaccard", 0.5, 1, False)
-    tuned = pocket_runs.run_flags("jaccard", 0.5, 1, False, {"finetune_epochs": 4, "validation_fraction": 0.1})
+    tuned = pocket_runs.run_flags("jaccard", 0.5, 1, False, {"finetune_epochs": 2, "validation_fraction": 0.1})
     assert pocket_runs.run_name(plain, False) == "pocket_jaccard_b0.5_s1"
-    assert pocket_runs.run_name(tuned, False) == "pocket_jaccard_b0.5_s1_finetune_epochs4_validation_fraction0.1"
+    assert pocket_runs.run_name(tuned, False) == "pocket_jaccard_b0.5_s1_finetune_epochs2_validation_fraction0.1"
     # Quick mode's own settings are the mode's, not a recipe's.
     assert pocket_runs.run_name(pocket_runs.run_flags("none", 1.0, 0, True), True) == "pocket_none_b1_s0"
 
