@@ -140,8 +140,7 @@ def markdown(record):
         for p in sorted(curve, key=lambda e: -e["budget"]):
             rows.append([f"`{loss}`", f"{p['budget']:g}", str(p["seeds"]),
                          *(common.fmt(p["accuracy"][d]) for d in domains),
-                         f"{common.fmt(p['mean_accuracy'])} ± {common.fmt(p['mean_accuracy_std'])}",
-                         f"{common.fmt(p['macs_ratio'])} ± {common.fmt(p['macs_ratio_std'])}"])
+                         _pm(p, "mean_accuracy"), _pm(p, "macs_ratio")])
     lines = [
         f"### Accuracy-vs-MACs frontier, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
         common.markdown_table(["sharing loss", "budget β", "seeds", *domains, "mean accuracy", "union MACs / backbone"], rows),
@@ -157,12 +156,20 @@ def markdown(record):
         else:
             verdicts.append(f"`{loss}` {'above' if entry['above'] else 'not above'} `none` at "
                             f"{len(entry['macs_levels'])} levels (smallest gap {entry['min_gap'] * 100:+.1f} points)")
-    met = any(entry and entry["above"] for entry in comparison.values())
-    lines += [f"Target: the best sharing loss above `none` at every union-MACs level both reach: {common.verdict(met)} "
+    compared = [entry for entry in comparison.values() if entry]
+    verdict = common.verdict(any(entry["above"] for entry in compared)) if compared else "**not measured yet**"
+    lines += [f"Target: the best sharing loss above `none` at every union-MACs level both reach: {verdict} "
               f"({'; '.join(verdicts) or 'no comparison yet'}).", "", f"![frontier]({record['plot_name']})"]
     if record.get("partial"):
         lines += ["", f"**Partial**: {record['partial']}"]
     return "\n".join(lines)
+
+
+def _pm(point, key):
+    """``mean ± std`` over seeds, or the one seed's value."""
+    if point["seeds"] < 2:
+        return common.fmt(point[key])
+    return f"{common.fmt(point[key])} ± {common.fmt(point[key + '_std'])}"
 
 
 def main():
@@ -175,8 +182,8 @@ def main():
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick)}
     record = common.start_record(NAME, args.quick, settings)
     record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
-    record["shared_baselines"] = [] if args.recorded_only else [
-        pocket_runs.shared_baselines(seed, args.quick) for seed in record["seeds"]]
+    shared = (pocket_runs.shared_baselines(seed, args.quick, measure=not args.recorded_only) for seed in record["seeds"])
+    record["shared_baselines"] = [b for b in shared if b]
     if missing:
         record["partial"] = (f"{len(record['runs'])} of {len(record['runs']) + len(missing)} runs recorded; "
                              f"missing: {', '.join(missing)}")

@@ -15,6 +15,7 @@ from what the flags ask for now.
 """
 
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -67,7 +68,7 @@ def run_name(flags, quick):
     name = f"pocket_{flags['sharing_loss']}_b{flags['budget']:g}_s{flags['seed']}"
     base = run_flags(flags["sharing_loss"], flags["budget"], flags["seed"], quick)
     for flag in sorted(flags):
-        if flag not in REPORT_ONLY_FLAGS and base.get(flag) != flags[flag]:
+        if flag not in REPORT_ONLY_FLAGS | {"flagfile"} and base.get(flag) != flags[flag]:
             name += f"_{flag}{flags[flag]}"
     return name
 
@@ -113,8 +114,6 @@ def _done_stages(workdir, flags):
     if not marker.exists():
         return []
     saved = _read(marker)
-    if _without(saved.get("flags", {})) != _without(flags):
-        return []
     then, now = _without(saved.get("effective_flags", {})), _without(effective_flags(flags))
     stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
     if stale:
@@ -192,7 +191,7 @@ def _share_training(workdir, flags, quick, runs_dir):
         if source == workdir or "train" not in saved.get("stages", []):
             continue
         theirs = _without(saved.get("effective_flags", {}), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
-        if theirs != wanted or _without(saved["effective_flags"]) != _without(effective_flags(saved["flags"])):
+        if theirs != wanted:
             continue
         workdir.mkdir(parents=True, exist_ok=True)
         for name in TRAIN_FILES:
@@ -223,15 +222,17 @@ def shared_reference(runs_dir=RUNS):
     return path
 
 
-def shared_baselines(seed, quick, runs_dir=RUNS):
+def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
     """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
     eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
-    child process, a few minutes) when missing or made with other flags."""
-    flags = {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
-             if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
+    child process, a few minutes) when missing or made with other flags (``measure=False``:
+    None then)."""
+    flags = baseline_flags(seed, quick, runs_dir)
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
     if path.exists() and _read(path).get("effective_flags") == effective_flags(flags):
         return _read(path)
+    if not measure:
+        return None
     print(f"  measuring the baselines of seed {seed}: {path}", flush=True)
     argv = [f"--{name}={value}" for name, value in flags.items()]
     code = f"from benchmarks.pocket_runs import write_baselines; write_baselines({str(path)!r}, {argv!r})"
@@ -241,6 +242,12 @@ def shared_baselines(seed, quick, runs_dir=RUNS):
     record["effective_flags"] = effective_flags(flags)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def baseline_flags(seed, quick, runs_dir=RUNS):
+    """The flags the baselines depend on: the main job's, without budget and sharing loss."""
+    return {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
+            if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
 
 
 def write_baselines(path, argv):
@@ -307,7 +314,16 @@ RECORDS = "pocket_runs"  # under the results directory: <mode>/<run name>.json
 
 
 def record_path(flags, quick, results_dir):
-    return Path(results_dir) / RECORDS / ("quick" if quick else "full") / f"{run_name(flags, quick)}.json"
+    """``<run name>-<digest>.json``: the digest of the effective flags keeps the records of one
+    run name made under different flagfiles (e.g. before and after a change of defaults)."""
+    return (Path(results_dir) / RECORDS / ("quick" if quick else "full")
+            / f"{run_name(flags, quick)}-{flags_digest(effective_flags(flags))}.json")
+
+
+def flags_digest(effective):
+    """8 hex digits naming a set of effective flags (report-only flags left out)."""
+    text = json.dumps(_without(effective), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def summarize_report(report, timings):
@@ -337,7 +353,12 @@ def find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS, e
     flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
     path = record_path(flags, quick, results_dir)
     if not path.exists():
-        return None
+        # The same run recorded under another name (another benchmark's, or before a default
+        # changed): the digest of the effective flags says it is the same run.
+        same = sorted(path.parent.glob(f"*-{path.stem.rsplit('-', 1)[1]}.json"))
+        if not same:
+            return None
+        path = same[0]
     record = _read(path)
     if _without(record.get("effective_flags", {})) != _without(effective_flags(flags)):
         print(f"  {path.name} was recorded with other flags: it does not count", flush=True)
@@ -353,28 +374,32 @@ def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS,
     ``summarize_report``; it is written as soon as the run ends, so a long benchmark killed
     halfway loses only the run in progress.
     """
-    from benchmarks import common
-    from bap_tf.atomic import write_json
-
     record = find_record(sharing_loss, budget, seed, quick, results_dir, runs_dir, extra)
     if record is not None:
         return record
     flags = run_flags(sharing_loss, budget, seed, quick, extra, runs_dir)
-    path = record_path(flags, quick, results_dir)
-    wanted = _without(effective_flags(flags))
     load = [round(v, 2) for v in os.getloadavg()]
     run = run_pocket(sharing_loss, budget, seed, quick, runs_dir=runs_dir, extra=extra)
+    marker = _read(run["workdir"] / MARKER)
+    return write_record(flags, quick, results_dir, run["report"], run["timings"], load,
+                        train_shared_from=marker.get("train_shared_from"))
+
+
+def write_record(flags, quick, results_dir, report, timings, load, **extra):
+    """Writes (and returns) the record of a finished run of ``flags`` (see ``pocket_record``);
+    ``load``: the load average when it started."""
+    from benchmarks import common
+    from bap_tf.atomic import write_json
+
     machine = common.machine_info()
     machine["load_average_1_5_15_at_start"] = load
-    marker = _read(run["workdir"] / MARKER)
     record = {
         "run": run_name(flags, quick), "mode": "quick" if quick else "full",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "code": common.code_version(), "machine": machine, "effective_flags": wanted,
-        "train_shared_from": marker.get("train_shared_from"),
-        **summarize_report(run["report"], run["timings"]),
+        "code": common.code_version(), "machine": machine, "effective_flags": _without(effective_flags(flags)),
+        **extra, **summarize_report(report, timings),
     }
-    write_json(path, record)
+    write_json(record_path(flags, quick, results_dir), record)
     return record
 
 
