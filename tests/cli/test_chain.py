@@ -114,7 +114,7 @@ def _measured(report):
 def test_same_flags_and_seed_give_the_same_switches_and_report(chain, tmp_path, pocket_cache):
     import keras
 
-    import bap_tf  # noqa: F401  (registers the classes load_model reads)
+    import bap_tf.model  # noqa: F401  (registers the classes load_model reads)
 
     workdir, _ = chain
     again = tmp_path / "again"

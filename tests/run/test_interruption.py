@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-import bap_tf  # noqa: F401  (registers the classes load_model reads)
+import bap_tf.model  # noqa: F401  (registers the classes load_model reads)
 
 from bap_tf.data import pocket
 
