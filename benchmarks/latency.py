@@ -59,6 +59,7 @@ VARIANTS = {
 }
 ROUND_S = {True: 0.08, False: 0.25}  # quick: wall time per file per round
 INT8_CALIBRATION = 32  # random images
+PROFILE_ROUNDS, PROFILE_ROUND_S = 4, 0.02  # per operator: rounds, seconds per round
 
 
 def _convert_android(models, path):
@@ -427,7 +428,7 @@ def main():
         for entry in picks:
             label = f"{shape} {entry['variant'] or 'backbone'} {entry['layout'] or ''} {entry['format']}".replace("  ", " ")
             print(f"profiling {label}", flush=True)
-            record["profiles"][label] = profile(entry, max(3, rounds // 2), round_s / 4)
+            record["profiles"][label] = profile(entry, PROFILE_ROUNDS, PROFILE_ROUND_S)
     record["load_average"]["after"] = list(os.getloadavg())
     png = plot(record, common.results_path(NAME, args.quick, "png", args.results_dir))
     record["plot"] = str(png.relative_to(common.ROOT)) if png.is_relative_to(common.ROOT) else str(png)

@@ -2,6 +2,7 @@
 Keras models' logits in LiteRT (one conversion holds both layouts, to stay cheap)."""
 
 import numpy as np
+import pytest
 
 from bap_tf import backbones, switching
 from bap_tf.export.convert import export_android
@@ -24,6 +25,7 @@ def _network():
     return network
 
 
+@pytest.mark.slow  # one conversion (~10-15 s on 2 idle cores)
 def test_shared_and_per_domain_layouts_match_keras_with_rounding(tmp_path):
     network = _network()
     rewriter = Rewriter(network, DOMAINS, channel_multiple=4, dense_reads=True)
