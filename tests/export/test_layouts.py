@@ -40,3 +40,14 @@ def test_shared_and_per_domain_layouts_match_keras_with_rounding(tmp_path):
         np.testing.assert_allclose(runtime.logits(images, key), expected, atol=1e-4, err_msg=key)
     for name in union:  # the two layouts give the same logits: the masked network's
         np.testing.assert_allclose(union[name].predict(images, verbose=0), own[name].predict(images, verbose=0), atol=1e-4)
+    # The latency benchmark's per-operator profile cuts every operator out of the file: each runs
+    # alone, and their MACs are the cost model's.
+    from bap_tf.prune.report import model_cost
+    from benchmarks import op_profile
+
+    ops = op_profile.ops_of(path.read_bytes(), "birds_own")
+    assert {name for _, name, _, _, _ in ops} >= {"CONV_2D", "FULLY_CONNECTED"}
+    assert "GATHER" not in {name for _, name, _, _, _ in ops}
+    for _, _, _, _, data in ops:
+        op_profile.invoker(data, threads=1)()
+    assert sum(macs for _, _, macs, _, _ in ops) == model_cost(own["birds"], rewriter.dependency.switched).total.macs
