@@ -153,7 +153,6 @@ def shape_entries(shape, cache, variants):
 
 def files_of_run(run, baseline=False):
     """Entries of one trained pocket run's float32 files (``--trained_runs``)."""
-    from bap_tf.export.convert import export_android  # noqa: F401  (imported by _convert_android)
     from benchmarks import run_models
 
     workdir = run["workdir"]
