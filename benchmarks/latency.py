@@ -30,8 +30,8 @@ cut out into a one-operator model and timed alone, in alternating rounds with th
 reported per operator kind (ms, share, MACs, ms per GMAC) and for convolutions by whether their
 output channels are a multiple of XNNPACK's tile (32 floats on AVX-512).
 
-    python -m benchmarks.latency           # both shapes, 4 variants: ~15 min on 2 cores (conversions)
-    python -m benchmarks.latency --quick   # fewer rounds and runs: ~8 min
+    python -m benchmarks.latency           # both shapes, 4 variants: 23 min on 2 cores at load 7 (mostly conversions)
+    python -m benchmarks.latency --quick   # fewer rounds: a few minutes less (the conversions are the same)
 Files are cached in ``runs/benchmarks/latency_<shape>/``; delete it after changing the rewriter.
 """
 
