@@ -39,6 +39,8 @@ STAGES = ("train", "prune", "export", "eval")
 QUANTIZE_VARIANTS = ("float32", "dynamic", "int8", "qat")
 PRETRAIN_SOURCES = (POCKET_SOURCE, "imagenet")
 FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_LAYERS
+# The Android file: the union model with its weights stored once, or each domain's own model.
+ANDROID_LAYOUTS = ("shared", "per_domain")  # bap_tf.run.export
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -158,8 +160,11 @@ class ExperimentConfig:
     finetune_epochs: int = 4  # fine-tuning of the reduced models after pruning; 0: none
     finetune_learning_rate: float = 1e-4
     finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
+    channel_multiple: int = 1  # kept streams rounded up to a multiple (XNNPACK tiles: 16, 32)
+    dense_reads: bool = False  # zero kernel rows instead of channel gathers
     # -- export ---------------------------------------------------------------------------
     quantize: tuple = ("float32", "dynamic", "int8")
+    android_layout: str = "shared"  # shared (smallest file) | per_domain (fastest)
     calibration_examples: int = 256  # int8 calibration images per domain
     qat_epochs: int = 1
     # -- eval -----------------------------------------------------------------------------
@@ -183,6 +188,7 @@ class ExperimentConfig:
         _check_choice("sharing_loss", self.sharing_loss, SHARING_LOSSES)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("finetune_layers", self.finetune_layers, FINETUNE_LAYERS)
+        _check_choice("android_layout", self.android_layout, ANDROID_LAYOUTS)
         if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:
@@ -193,7 +199,8 @@ class ExperimentConfig:
             _check_number(name, getattr(self, name), strict=True)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("width", 1), ("steps_per_epoch", 0),
                               ("seed", 0), ("finetune_epochs", 0), ("calibration_examples", 1),
-                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0)):
+                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0),
+                              ("channel_multiple", 1)):
             _check_int(name, getattr(self, name), minimum)
         _check_number("validation_fraction", self.validation_fraction)
         if self.validation_fraction >= 0.5:

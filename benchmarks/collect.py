@@ -12,6 +12,7 @@ from bap_tf.atomic import write_text
 from benchmarks import common
 
 README = common.RESULTS.parent / "README.md"
+PLOTS = {"budget_sweep": "accuracy vs MACs", "latency": "latency vs MACs"}
 ORDER = ("main_job", "recipes", "frontier", "sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
 SECTION = "## Latest results"
 
@@ -48,14 +49,14 @@ def targets():
         ])
     latency = latest("latency")
     if latency:
-        for group, by_threads in latency["summary"].items():
-            for threads, entry in by_threads.items():
-                rows.append([
-                    f"latency ({group}): latency ratio ÷ MACs ratio ≤ 1.15, {threads} thread{'s' if threads != '1' else ''}",
-                    latency["mode"],
-                    f"{entry['best']:.2f}–{entry['worst']:.2f}; {entry['missed']} of {entry['count']} models above",
-                    common.verdict(entry["met"]),
-                ])
+        for shape, by_variant in latency["summary"].items():
+            for variant, by_model in by_variant.items():
+                if "threads" in by_model:  # a results file from before variants: not comparable
+                    continue
+                for model, entry in by_model.items():
+                    worst = "; ".join(f"{t} thr {c['worst']:.2f}" for t, c in entry["threads"].items())
+                    rows.append([f"latency ({shape}, `{variant}`, {model}): latency ratio ÷ MACs ratio ≤ {entry['target']}",
+                                 latency["mode"], f"worst {worst}", common.verdict(entry["met"])])
     overhead = latest("training_overhead")
     if overhead:
         s = overhead["summary"]
@@ -72,11 +73,11 @@ def main():
             parts += [f"### {name}", "", f"Not run yet: `python -m benchmarks.{name}`.", ""]
             continue
         parts += [text, "", f"(`{path.relative_to(common.ROOT)}`; JSON beside it.)", ""]
-        if name == "budget_sweep":
+        if name in PLOTS:
             for quick in (False, True):
                 plot = common.results_path(name, quick, "png")
                 if plot.exists() and path.stem.endswith("-quick") == quick:
-                    parts += [f"![accuracy vs MACs]({plot.relative_to(README.parent)})", ""]
+                    parts += [f"![{PLOTS[name]}]({plot.relative_to(README.parent)})", ""]
     readme = README.read_text()
     head = readme.split(SECTION)[0].rstrip() + "\n\n"
     write_text(README, head + "\n".join(parts).rstrip() + "\n")

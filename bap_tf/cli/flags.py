@@ -114,7 +114,17 @@ def define_experiment_flags(fv=FLAGS):
     _positive("finetune_learning_rate", fv)
     flags.DEFINE_enum("finetune_layers", _E.finetune_layers, config_lib.FINETUNE_LAYERS, "What the fine-tuning "
                       "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
+    flags.DEFINE_integer("channel_multiple", _E.channel_multiple, "Round every kept channel stream of the reduced "
+                         "models up to a multiple of this (XNNPACK computes whole tiles of 16 float32 channels on "
+                         "AVX2, 32 on AVX-512); the extra channels count in the reported params and MACs. 1: off.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_boolean("dense_reads", _E.dense_reads, "Convs read their input's whole kept stream with zero kernel "
+                         "rows for the channels they drop, instead of a channel gather (which XNNPACK does not run).",
+                         flag_values=fv)
     # -- export
+    flags.DEFINE_enum("android_layout", _E.android_layout, config_lib.ANDROID_LAYOUTS, "The Android file: shared "
+                      "(the union model, weights stored once: smallest) or per_domain (each domain's own model as "
+                      "its signature, BatchNorms folded, no masks: fastest, larger).", flag_values=fv)
     flags.DEFINE_list("quantize", list(_E.quantize), "Comma list of export variants: float32 and dynamic (the "
                       "Android multi-signature file), int8 (per-domain full-int8 files for microcontrollers), "
                       "qat (the same after quantization-aware fine-tuning; needs the [qat] extra).", flag_values=fv)

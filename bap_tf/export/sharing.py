@@ -11,6 +11,11 @@ reads a shared layer becomes ``ChannelAffine``, a 1x1 depthwise convolution with
 ``gamma / sqrt(var + eps)`` and bias ``beta - mean * kernel``. TFLite does not fold one
 convolution into another, so the shared kernel stays bit-identical across signatures and is
 stored once; the affine costs one DEPTHWISE_CONV_2D per BN (the BN's MUL and ADD, as one op).
+
+A domain's ``ChannelMask`` that reads such a BN through channel-wise layers keeping zeros (ReLU,
+padding, pooling), with nothing else reading them, is folded into the affine: its kernel and
+bias are multiplied by the 0/1 mask (``f(m * y) = m * f(y)`` for such layers), which saves one
+MUL per block and changes no output.
 """
 
 import collections
@@ -18,6 +23,7 @@ import collections
 import keras
 import numpy as np
 
+from bap_tf import layers as bap_layers
 from bap_tf.graph import keras_histories
 
 
@@ -28,12 +34,16 @@ class ChannelAffine(keras.layers.DepthwiseConv2D):
         super().__init__(kernel_size=1, **kwargs)
 
     @classmethod
-    def from_batchnorm(cls, batchnorm):
+    def from_batchnorm(cls, batchnorm, mask=None):
+        """The BN as an affine; ``mask`` (0/1 per channel) multiplies its output."""
         gamma, beta, mean, variance = _batchnorm_parameters(batchnorm)
         scale = gamma / np.sqrt(variance + batchnorm.epsilon)
+        bias = beta - mean * scale
+        if mask is not None:
+            scale, bias = scale * mask, bias * mask
         layer = cls(name=f"{batchnorm.name}_affine")
         layer.build((None, None, None, scale.shape[0]))
-        layer.set_weights([scale.reshape(1, 1, -1, 1), beta - mean * scale])
+        layer.set_weights([scale.reshape(1, 1, -1, 1), bias])
         return layer
 
     def call(self, inputs, training=None, mask=None):
@@ -84,14 +94,43 @@ def keep_shared_kernels(models):
         if not replace:
             clones[name] = model
             continue
+        folded = foldable_masks(model, replace, producers)  # {BN name: mask layer}
+        dropped = {mask.name for mask in folded.values()}
 
-        def clone_layer(layer, replace=replace):
+        def clone_layer(layer, replace=replace, folded=folded, dropped=dropped):
             if layer.name in replace:
-                return ChannelAffine.from_batchnorm(layer)
+                mask = folded.get(layer.name)
+                return ChannelAffine.from_batchnorm(layer, None if mask is None else np.asarray(mask.mask))
+            if layer.name in dropped:
+                return keras.layers.Identity(name=layer.name)
             return layer
 
         clones[name] = keras.models.clone_model(model, clone_function=clone_layer)
     return clones
+
+
+def foldable_masks(model, batchnorms, producers):
+    """``{BN name: ChannelMask}`` for each mask that reads one of ``batchnorms`` through
+    channel-wise layers that map 0 to 0, each read by nothing else (see the module docstring)."""
+    readers = collections.Counter(name for names in producers.values() for name in names)
+    by_name = {layer.name: layer for layer in model.layers}
+    result = {}
+    for mask in (layer for layer in model.layers if isinstance(layer, bap_layers.ChannelMask)):
+        name = producers.get(mask.name, [None])[0]
+        while name in by_name and name not in batchnorms and readers[name] == 1 and _keeps_zeros(by_name[name]):
+            name = producers.get(name, [None])[0]
+        if name in batchnorms and readers[name] == 1 and len(by_name[name].moving_mean.shape) == 1 \
+                and by_name[name].moving_mean.shape[0] == len(mask.mask):
+            result[name] = mask
+    return result
+
+
+def _keeps_zeros(layer):
+    """Whether a layer is channel-wise and maps an all-zero channel to zeros."""
+    if isinstance(layer, keras.layers.Activation):
+        return float(np.abs(keras.ops.convert_to_numpy(layer.activation(np.zeros(1, "float32")))).max()) == 0.0
+    return isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.ZeroPadding2D,
+                              keras.layers.MaxPooling2D, keras.layers.AveragePooling2D))
 
 
 def inbound_layer_names(model):

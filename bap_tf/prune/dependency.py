@@ -14,6 +14,16 @@ feeds the heads or a model output, is read by an unswitched conv or passes a lay
 per-channel constants in its config). A producer's filter therefore goes only when no
 consumer reads that channel.
 
+Two options shape the plan for the hardware that runs it (XNNPACK packs a convolution's output
+channels in tiles of 16 or 32 floats and computes whole tiles; it runs no ``GATHER``):
+
+- ``channel_multiple=k`` rounds every stream that may shrink up to a multiple of ``k`` channels
+  (or its full width), adding the channels the switches rank highest; nothing reads the added
+  channels (their readers' kernel rows are zero), so the logits do not change, and the cost
+  model counts them, so the rounding is paid for in the reported params and MACs;
+- ``dense_reads=True`` makes each switched conv read its input's whole kept stream, with zero
+  kernel rows for the channels its keep-set drops, instead of gathering the channels it reads.
+
 The graph is computed once per network; ``describe()`` prints the groups for debugging.
 """
 
@@ -48,10 +58,12 @@ class PrunePlan:
     """Which channels survive, for one keep-set of gates.
 
     ``kept[g]``: sorted channel indices group ``g`` keeps. ``reads[conv]``: sorted input
-    channels a conv reads (a subset of its input's kept channels). ``zeroed``: convs no
-    kept gate reaches; each reads one kept channel with a zero kernel slice, so it outputs its
-    bias exactly as the masked conv does. ``spaces[name]``: the groups of a node's output, in
-    channel order, and ``sizes[g]`` their channel counts.
+    channels a conv reads (a subset of its input's kept channels). ``zero_rows[conv]``: bool
+    over ``reads[conv]``, True where the conv reads a channel with a zero kernel row (a channel
+    its keep-set drops, read anyway: ``dense_reads``, or a conv no kept gate reaches). ``zeroed``:
+    the convs no kept gate reaches; they read kept channels with a zero kernel, so they output
+    their bias exactly as the masked conv does. ``spaces[name]``: the groups of a node's output,
+    in channel order, and ``sizes[g]`` their channel counts.
     """
 
     kept: dict
@@ -59,6 +71,7 @@ class PrunePlan:
     zeroed: frozenset
     spaces: dict
     sizes: dict
+    zero_rows: dict = dataclasses.field(default_factory=dict)
 
     def channels(self, name):
         """Kept channel indices of node ``name``'s output (in its unpruned channel numbering)."""
@@ -261,13 +274,24 @@ class DependencyGraph:
             checked[name] = value
         return checked
 
-    def plan(self, keep):
+    def plan(self, keep, channel_multiple=1, dense_reads=False, scores=None):
         """Which channels survive when each switched conv reads only ``keep[name]`` (bool ``(C_in,)``).
 
         Pass the union over domains for the multi-domain model, or one domain's gates for its
         own model. Returns a ``PrunePlan``.
+
+        Args:
+          keep: ``{switched conv: bool (C_in,)}``.
+          channel_multiple: round every stream that may shrink up to a multiple of this many
+            channels (or to its full width); 1 rounds nothing.
+          dense_reads: each switched conv reads its input's whole kept stream (zero kernel rows
+            for the channels ``keep`` drops) instead of gathering the channels it reads.
+          scores: optional ``{switched conv: float (C_in,)}``; rounding adds the channels whose
+            best score among their readers is highest (by default the lowest-numbered ones).
         """
+        check_channel_multiple(channel_multiple)
         needed = {group.index: np.zeros(group.channels, bool) for group in self.groups}
+        rank = {group.index: np.full(group.channels, -np.inf) for group in self.groups}
         reads = {}
         for name in self.switched:
             mask = np.asarray(keep[name]).astype(bool)
@@ -276,27 +300,54 @@ class DependencyGraph:
                     f"keep['{name}'] must have shape ({self.input_channels(name)},). Received: shape={mask.shape}"
                 )
             reads[name] = np.flatnonzero(mask)
+            score = None if scores is None else np.asarray(scores[name], dtype=float)
             offset = 0
             for g in self._reads[name]:
-                needed[g] |= mask[offset : offset + self.groups[g].channels]
-                offset += self.groups[g].channels
+                width = self.groups[g].channels
+                needed[g] |= mask[offset : offset + width]
+                if score is not None:
+                    rank[g] = np.maximum(rank[g], score[offset : offset + width])
+                offset += width
         kept = {}
         for group in self.groups:
             if group.pinned:
                 kept[group.index] = np.arange(group.channels)
             else:
                 # A stream nobody reads still needs one channel for its producers to exist.
-                kept[group.index] = np.flatnonzero(needed[group.index]) if needed[group.index].any() else np.arange(1)
+                chosen = np.flatnonzero(needed[group.index]) if needed[group.index].any() else np.arange(1)
+                kept[group.index] = _round_up(chosen, group.channels, channel_multiple, rank[group.index])
         plan = PrunePlan(kept, reads, frozenset(), self.spaces, {g.index: g.channels for g in self.groups})
-        zeroed = set()
+        zeroed, zero_rows = set(), {}
         for name, space in self._reads.items():
             available = plan.channels(self.inputs[name][0])
             if name not in reads:  # unswitched conv: reads its (whole) input
                 reads[name] = available
-            elif reads[name].size == 0:
-                reads[name] = available[:1]
+                continue
+            if reads[name].size == 0:
                 zeroed.add(name)
-        return dataclasses.replace(plan, zeroed=frozenset(zeroed))
+            if dense_reads or reads[name].size == 0:
+                live = np.isin(available, reads[name])
+                reads[name] = available if dense_reads else available[:1]
+                zero_rows[name] = ~live if dense_reads else np.ones(1, bool)
+        return dataclasses.replace(plan, zeroed=frozenset(zeroed), zero_rows=zero_rows)
+
+
+def check_channel_multiple(value):
+    """Refuses anything but a positive integer, in the Keras form."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"channel_multiple must be a positive integer. Received: channel_multiple={value!r}")
+    return int(value)
+
+
+def _round_up(chosen, width, multiple, rank):
+    """``chosen`` plus the best-ranked other channels, up to a multiple of ``multiple`` (at most
+    ``width``); ties and unranked channels go by index."""
+    target = min(width, -(-len(chosen) // multiple) * multiple)
+    if target == len(chosen):
+        return chosen
+    others = np.setdiff1d(np.arange(width), chosen)
+    extra = others[np.argsort(-rank[others], kind="stable")][: target - len(chosen)]
+    return np.sort(np.concatenate([chosen, extra]))
 
 
 def union_keep(gates):

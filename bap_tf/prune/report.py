@@ -57,11 +57,14 @@ def backbone_cost(network):
     return ModelCost(costs.cost_by_part(costs.backbone_layers(network), switched))
 
 
-def prune_report(rewriter, union_models, domain_models=None):
+def prune_report(rewriter, union_models, domain_models=None, budget=None):
     """JSON-ready costs: backbone, union-pruned model, per-domain models, and ratios to the backbone.
 
     Per-domain costs of the union model (``union_per_domain``) count the shared layers plus
     that domain's own layers, i.e. what one domain's model of the union costs to run.
+    ``budget``: optional ``(fraction, metric)``; adds ``budget_check``, per domain's own model
+    its switched convs' ``metric`` over the backbone's, whether that is within the budget and
+    by how much it exceeds it (channel rounding spends budget the switches did not ask for).
     """
     switched = rewriter.dependency.switched
     backbone = backbone_cost(rewriter.network)
@@ -77,6 +80,14 @@ def prune_report(rewriter, union_models, domain_models=None):
         report["domain_ratio"] = {
             name: _ratios(model_cost(model, switched), backbone) for name, model in domain_models.items()
         }
+        if budget is not None:
+            fraction, metric = budget
+            report["budget_check"] = {}
+            for name, ratios in report["domain_ratio"].items():
+                ratio = ratios[f"switched_{metric}"]
+                report["budget_check"][name] = {"budget": fraction, "metric": metric, "ratio": ratio,
+                                                "met": ratio <= fraction + 1e-9,
+                                                "exceeded_by": max(0.0, ratio - fraction)}
     return report
 
 

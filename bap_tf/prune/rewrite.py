@@ -18,7 +18,7 @@ from bap_tf import layers as bap_layers
 from bap_tf.domains import as_domain_specs, domain_index
 from bap_tf.prune import dependency as dep
 from bap_tf.rules.base import copy_layer
-from bap_tf.switching import HEADS_NAME, gate_values
+from bap_tf.switching import HEADS_NAME, gate_values, switched_layers
 
 
 class Rewriter:
@@ -29,10 +29,17 @@ class Rewriter:
       domains: its ``DomainSpec``s (or ``(name, num_classes)`` pairs) in domain-index order.
       gates: optional ``{switched conv: bool (num_domains, in_channels)}``; by default the
         network's own binarized switches (``switching.gate_values``).
+      channel_multiple: round every stream that may shrink up to a multiple of this many
+        channels (XNNPACK's tile: 16 float32 on AVX2, 32 on AVX-512), adding the channels the
+        switches rank highest; 1 rounds nothing (``DependencyGraph.plan``).
+      dense_reads: convs read their input's whole kept stream with zero kernel rows for the
+        channels they drop, instead of a ``ChannelGather`` (which XNNPACK does not run).
     """
 
-    def __init__(self, network, domains, gates=None):
+    def __init__(self, network, domains, gates=None, channel_multiple=1, dense_reads=False):
         self.network = network
+        self.channel_multiple = dep.check_channel_multiple(channel_multiple)
+        self.dense_reads = bool(dense_reads)
         self.domains = as_domain_specs(domains)
         self.dependency = dep.DependencyGraph(network)
         heads = [n.layer for n in self.dependency.nodes if isinstance(n.layer, bap_layers.DomainHeads)]
@@ -55,11 +62,13 @@ class Rewriter:
                     f"gates['{name}'] has {value.shape[0]} domain rows, expected {len(self.domains)}."
                 )
         self._weights = {}
+        # Which extra channels rounding keeps: the best switch value over the domains.
+        self.scores = {layer.name: np.asarray(layer.switches.numpy()).max(axis=0) for layer in switched_layers(network)}
 
     @classmethod
-    def from_model(cls, model, gates=None):
-        """From a ``BudgetAwareModel`` (its ``.network`` and ``.domains``)."""
-        return cls(model.network, model.domains, gates)
+    def from_model(cls, model, gates=None, **options):
+        """From a ``BudgetAwareModel`` (its ``.network`` and ``.domains``); ``options`` as above."""
+        return cls(model.network, model.domains, gates, **options)
 
     @property
     def domain_names(self):
@@ -70,10 +79,13 @@ class Rewriter:
 
     # -- plans ----------------------------------------------------------------------------
     def union_plan(self):
-        return self.dependency.plan(dep.union_keep(self.gates))
+        return self._plan(dep.union_keep(self.gates))
 
     def domain_plan(self, domain):
-        return self.dependency.plan(dep.domain_keep(self.gates, self.domain_index(domain)))
+        return self._plan(dep.domain_keep(self.gates, self.domain_index(domain)))
+
+    def _plan(self, keep):
+        return self.dependency.plan(keep, self.channel_multiple, self.dense_reads, self.scores)
 
     def union_masks(self, plan=None):
         """``{domain: {conv: 0/1 mask over the conv's read channels}}``, all-ones masks left out."""
@@ -85,6 +97,9 @@ class Rewriter:
                 if name in plan.zeroed:
                     continue  # no domain reads it: the zero kernel slice already does the masking
                 mask = self.gates[name][index][plan.reads[name]]
+                zero_rows = plan.zero_rows.get(name)
+                if zero_rows is not None:
+                    mask = mask | zero_rows  # a zero kernel row needs no mask
                 if not mask.all():
                     masks[spec.name][name] = mask.astype("float32")
         return masks

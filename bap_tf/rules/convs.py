@@ -72,9 +72,10 @@ class ConvRule(Rule):
         return deps.new_space(node)
 
     def rebuild(self, node, walk):
-        """Conv2D with filters = kept output channels and kernel[:, :, reads, kept]; a
-        ChannelGather first where it reads a strict subset of its input's kept channels, and in
-        the union model the domain's ChannelMask where the domain reads fewer."""
+        """Conv2D with filters = kept output channels and kernel[:, :, reads, kept] (zero rows
+        where the plan reads a dropped channel anyway); a ChannelGather first where it reads a
+        strict subset of its input's kept channels, and in the union model the domain's
+        ChannelMask where the domain reads fewer."""
         layer, plan = node.layer, walk.plan
         x = walk.inputs(node)[0]
         reads, available = plan.reads[node.name], plan.channels(walk.input_name(node))
@@ -91,8 +92,9 @@ class ConvRule(Rule):
         reads, outputs = plan.reads[layer.name], plan.channels(layer.name)
         # By attribute, not get_weights(): a switched conv lists its trainable switches first.
         kernel = walk.array(layer, "kernel")[:, :, reads, :][..., outputs]
-        if layer.name in plan.zeroed:
-            kernel = np.zeros_like(kernel)
+        zero_rows = plan.zero_rows.get(layer.name)
+        if zero_rows is not None:
+            kernel = np.where(zero_rows[None, None, :, None], 0.0, kernel).astype(kernel.dtype)
         weights = [kernel] + ([walk.array(layer, "bias")[outputs]] if layer.use_bias else [])
         if isinstance(layer, bap_layers.SwitchedConv2D):
             new = keras.layers.Conv2D(

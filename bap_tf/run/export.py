@@ -2,9 +2,10 @@
 
 ``--quantize`` picks the variants:
 
-- ``float32`` / ``dynamic``: ``android_<variant>.tflite``, the union-pruned multi-domain model
-  for Android, one signature per domain (shared weights stored once); ``dynamic`` has int8
-  weights and float activations;
+- ``float32`` / ``dynamic``: ``android_<variant>.tflite``, one signature per domain, in the
+  ``android_layout`` chosen: ``shared``, the union-pruned multi-domain model (shared weights
+  stored once, smallest), or ``per_domain``, each domain's own pruned model (BatchNorms folded,
+  no masks: fastest); ``dynamic`` has int8 weights and float activations;
 - ``int8``: ``int8/<domain>.tflite``, each domain's own pruned model in full integer int8
   (post-training quantization calibrated on its training images), for microcontrollers;
 - ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the
@@ -47,8 +48,9 @@ def export(config, workdir):
     union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     manifest = {"android": {}, "int8": {}, "qat": {}}
     for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
-        logging.info("Converting the union model to %s TFLite for Android.", variant)
-        path = export_android(union, workdir.android(variant), variant=variant)
+        logging.info("Converting the %s layout to %s TFLite for Android.", config.android_layout, variant)
+        models = union if config.android_layout == "shared" else domain_models
+        path = export_android(models, workdir.android(variant), variant=variant)
         manifest["android"][variant] = _entry(workdir, path)
     micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
     if micro_variants:

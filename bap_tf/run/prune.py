@@ -42,11 +42,16 @@ def prune(config, workdir):
     """Builds, checks, optionally fine-tunes and saves the reduced models; returns ``PruneResult``."""
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
-    rewriter = Rewriter.from_model(masked)
+    rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=config.dense_reads)
     union = rewriter.union_models()
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
-    costs = prune_report(rewriter, union, domain_models)
+    costs = prune_report(rewriter, union, domain_models, budget=(config.budget, config.budget_metric))
+    for name, check in costs["budget_check"].items():
+        if not check["met"]:
+            logging.warning("%s's reduced model exceeds the budget %.3f by %.3f (%s ratio %.3f of the switched convs; "
+                            "channel_multiple=%d).", name, config.budget, check["exceeded_by"], config.budget_metric,
+                            check["ratio"], config.channel_multiple)
     costs["max_abs_logit_diff"] = _equivalence(masked, union, domain_models, test_sources, config)
     worst = max(max(v.values()) for v in costs["max_abs_logit_diff"].values())
     if worst > EQUIVALENCE_TOLERANCE:

@@ -46,6 +46,8 @@ def test_constants_repeated_in_config_match_the_library():
         ({"test_fraction": 0}, r"Received: test_fraction=0"),
         ({"dataset": "imagenet_sketch", "domains": ("cubs", "sketch")}, r"folders_root must be a folder holding sketch/train"),
         ({"learning_rate": 0.0}, r"learning_rate must be a finite number > 0\. Received: learning_rate=0\.0"),
+        ({"channel_multiple": 0}, r"channel_multiple must be an integer >= 1\. Received: channel_multiple=0"),
+        ({"android_layout": "fast"}, r"android_layout must be one of .*Received: android_layout='fast'"),
     ],
 )
 def test_bad_values_are_named(overrides, message):

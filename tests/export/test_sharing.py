@@ -53,3 +53,28 @@ def test_export_clones_replace_only_the_bns_after_shared_layers(union_models, ev
 def test_models_without_sharing_are_exported_as_they_are(union_models):
     single = {"birds": union_models["birds"]}
     assert keep_shared_kernels(single)["birds"] is union_models["birds"]
+
+
+def test_masks_after_a_domain_batchnorm_fold_into_its_affine():
+    """BN -> ReLU -> mask -> shared conv: the mask becomes part of the affine (one op fewer);
+    a mask whose input something else reads too stays."""
+    from bap_tf.layers import ChannelMask
+
+    stem = keras.layers.Conv2D(4, 3, padding="same", name="stem")
+    pointwise = keras.layers.Conv2D(4, 1, name="pointwise")
+    models = {}
+    for domain, mask in (("birds", [1, 0, 1, 0]), ("cars", [0, 1, 1, 1])):
+        image = keras.Input((tiny_models.IMAGE_SIZE, tiny_models.IMAGE_SIZE, 3), name="image")
+        features = stem(image)
+        x = keras.layers.BatchNormalization(name=f"{domain}_bn")(features)
+        x = keras.layers.ReLU(name=f"{domain}_relu")(x)
+        y = pointwise(ChannelMask(mask, name=f"{domain}_mask")(x))
+        y = ChannelMask(mask, name=f"{domain}_mask2")(keras.layers.Add(name=f"{domain}_add")([y, features]))
+        logits = keras.layers.Dense(2, name=f"{domain}_head")(keras.layers.GlobalAveragePooling2D(name=f"{domain}_gap")(y))
+        models[domain] = keras.Model(image, logits)
+        tiny_models.randomize_batchnorm(models[domain], np.random.default_rng(len(domain)))
+    images = tiny_models.make_images(8, seed=3)
+    for domain, clone in keep_shared_kernels(models).items():
+        masks = [layer.name for layer in clone.layers if isinstance(layer, ChannelMask)]
+        assert masks == [f"{domain}_mask2"]  # the first folded; the second reads an Add
+        np.testing.assert_allclose(clone.predict(images, verbose=0), models[domain].predict(images, verbose=0), atol=1e-5)

@@ -131,3 +131,38 @@ def test_conv_no_domain_reads_outputs_its_bias(networks):
     assert kernel.shape[2] == 1 and not kernel.any()
     worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=5))
     assert max(worst.values()) <= prune_nets.TOLERANCE
+
+
+@pytest.mark.parametrize("arch,multiple,dense", [("resnet26", 4, True), ("mobilenet_v2", 8, False)])
+def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple, dense):
+    """Hardware options change the channel counts and the gathers, never the logits; the
+    rounding is counted in the costs."""
+    network = networks(arch)
+    rng = np.random.default_rng(11)
+    prune_nets.set_switches(network, 0.4, rng)
+    prune_nets.randomize(network, rng)
+    domains = prune_nets.domains_of(network)
+    plain = Rewriter(network, domains)
+    rewriter = Rewriter(network, domains, channel_multiple=multiple, dense_reads=dense)
+    union, own = rewriter.union_models(), rewriter.domain_models()
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=6), own)
+    assert max(worst.values()) <= prune_nets.TOLERANCE
+    graph = rewriter.dependency
+    for plan in (rewriter.union_plan(), rewriter.domain_plan("cars")):
+        for group in graph.groups:
+            count = len(plan.kept[group.index])
+            assert count % multiple == 0 or count == group.channels, (group.index, count)
+    if dense:
+        assert not prune_nets.layers_of_type(own, ChannelGather)
+        assert not prune_nets.layers_of_type(union, ChannelGather)
+    switched = graph.switched
+    rounded, unrounded = report.model_cost(own["cars"], switched), report.model_cost(plain.domain_model("cars"), switched)
+    assert rounded.total.macs >= unrounded.total.macs
+    if multiple > 1 or dense:
+        assert rounded.total.macs > unrounded.total.macs  # the extra channels are paid for
+
+
+def test_channel_multiple_must_be_a_positive_integer(networks):
+    network = networks("resnet26")
+    with pytest.raises(ValueError, match=r"Received: channel_multiple=0"):
+        Rewriter(network, prune_nets.domains_of(network), channel_multiple=0)
