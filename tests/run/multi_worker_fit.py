@@ -38,7 +38,9 @@ def main(name, output, steps, more_epochs=0):
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(PER_DOMAIN * len(DOMAINS))
     with lost_workers_reported(strategy):
         model.fit(dataset, epochs=1, verbose=0)
-        np.savez(output, **{v.path: v.numpy() for v in model.weights})
+        # Keyed without the model's own name: Keras numbers it after the models the process
+        # built before (a test process has built others), the workers' not.
+        np.savez(output, **{v.path.split("/", 1)[1]: v.numpy() for v in model.weights})
         print("saved", flush=True)
         if more_epochs:
             model.fit(dataset, epochs=more_epochs, verbose=0)
