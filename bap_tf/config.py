@@ -40,7 +40,7 @@ QUANTIZE_VARIANTS = ("float32", "dynamic", "int8", "qat")
 PRETRAIN_SOURCES = (POCKET_SOURCE, "imagenet")
 FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_LAYERS
 # The Android file: the union model with its weights stored once, or each domain's own model.
-ANDROID_LAYOUTS = ("shared", "per_domain")  # bap_tf.run.export
+ANDROID_LAYOUTS = ("per_domain", "shared")  # bap_tf.run.export
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -164,7 +164,7 @@ class ExperimentConfig:
     dense_reads: bool = False  # zero kernel rows instead of channel gathers
     # -- export ---------------------------------------------------------------------------
     quantize: tuple = ("float32", "dynamic", "int8")
-    android_layout: str = "shared"  # shared (smallest file) | per_domain (fastest)
+    android_layout: str = "per_domain"  # per_domain (fastest, gathers absorbed) | shared (smallest file)
     calibration_examples: int = 256  # int8 calibration images per domain
     qat_epochs: int = 1
     # -- eval -----------------------------------------------------------------------------

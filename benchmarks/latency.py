@@ -113,6 +113,7 @@ def shape_entries(shape, cache, variants):
     """The files of one shape: baselines, then per variant both Android layouts and int8 files."""
     import numpy as np
 
+    from bap_tf.export.absorb import android_models
     from bap_tf.prune import Rewriter
     from bap_tf.prune.report import model_cost
     from bap_tf.switching import gate_values
@@ -138,13 +139,14 @@ def shape_entries(shape, cache, variants):
     for variant in variants:
         rewriter = Rewriter(network, domains, **VARIANTS[variant])
         union, own = rewriter.union_models(), rewriter.domain_models()
+        signatures = android_models("per_domain", union, own)  # as the export stage writes it
         shared = _convert_android(union, cache / f"{variant}_shared_float32.tflite")
-        separate = _convert_android(own, cache / f"{variant}_per_domain_float32.tflite")
+        separate = _convert_android(signatures, cache / f"{variant}_per_domain_absorbed_float32.tflite")
         for d, _ in domains:
             entries.append(_entry("Android file, shared weights", variant, "shared", "float32", d, shared, d, cost(union[d])))
         for d, _ in domains:
             entries.append(_entry("per-domain model (Android file, per-domain layout)", variant, "per_domain",
-                                  "float32", d, separate, d, cost(own[d])))
+                                  "float32", d, separate, d, cost(signatures[d])))
         for d, _ in domains:
             path = _convert_micro(own[d], cache / f"{variant}_{d}_int8.tflite", size)
             entries.append(_entry("per-domain model, int8", variant, None, "int8", d, path, "serving_default", cost(own[d])))
@@ -153,6 +155,7 @@ def shape_entries(shape, cache, variants):
 
 def files_of_run(run, baseline=False):
     """Entries of one trained pocket run's float32 files (``--trained_runs``)."""
+    from bap_tf.export.absorb import android_models
     from benchmarks import run_models
 
     workdir = run["workdir"]
@@ -168,11 +171,12 @@ def files_of_run(run, baseline=False):
     variant = f"trained b{config.budget:g}"
     android = workdir / "export" / "android_float32.tflite"
     union_path = android if android.exists() else _convert_android(union, cache / "union_float32.tflite")
-    separate = _convert_android(domain_models, cache / "per_domain_float32.tflite")
+    signatures = android_models("per_domain", union, domain_models)
+    separate = _convert_android(signatures, cache / "per_domain_absorbed_float32.tflite")
     for name in config.domains:
         entries.append(_entry("Android file, shared weights", variant, "shared", "float32", name, union_path, name,
                               run_models.cost(union[name], masked)))
-    for name, model in domain_models.items():
+    for name, model in signatures.items():
         entries.append(_entry("per-domain model (Android file, per-domain layout)", variant, "per_domain", "float32",
                               name, separate, name, run_models.cost(model, masked)))
     return entries

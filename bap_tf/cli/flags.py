@@ -122,9 +122,10 @@ def define_experiment_flags(fv=FLAGS):
                          "rows for the channels they drop, instead of a channel gather (which XNNPACK does not run).",
                          flag_values=fv)
     # -- export
-    flags.DEFINE_enum("android_layout", _E.android_layout, config_lib.ANDROID_LAYOUTS, "The Android file: shared "
-                      "(the union model, weights stored once: smallest) or per_domain (each domain's own model as "
-                      "its signature, BatchNorms folded, no masks: fastest, larger).", flag_values=fv)
+    flags.DEFINE_enum("android_layout", _E.android_layout, config_lib.ANDROID_LAYOUTS, "The Android file: per_domain "
+                      "(each domain's own model as its signature, gathers absorbed into the convs, BatchNorms "
+                      "folded, no masks: fastest on XNNPACK, larger) or shared (the union model, weights stored "
+                      "once: smallest, slower).", flag_values=fv)
     flags.DEFINE_list("quantize", list(_E.quantize), "Comma list of export variants: float32 and dynamic (the "
                       "Android multi-signature file), int8 (per-domain full-int8 files for microcontrollers), "
                       "qat (the same after quantization-aware fine-tuning; needs the [qat] extra).", flag_values=fv)

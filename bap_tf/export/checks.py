@@ -16,8 +16,8 @@ from bap_tf.export.micro import DEFAULT_STEP, MicroModel, find_arena_bytes
 from bap_tf.metrics import accuracy
 
 
-def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arenas=None, arena_step=DEFAULT_STEP,
-               batch_size=64):
+def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, micro_models=None, arenas=None,
+               arena_step=DEFAULT_STEP, batch_size=64):
     """Checks every domain of ``models`` against the exported files.
 
     Args:
@@ -26,6 +26,9 @@ def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arenas
             integer labels ``(N,)``.
         android_path: the float32 Android file with a signature per domain, or None to skip.
         micro_paths: ``{domain: int8 .tflite path}``, or None to skip the int8 checks.
+        micro_models: ``{domain: keras.Model}`` the int8 files were converted from, when not
+            ``models`` (the Android file's shared layout holds the union models, the int8 files
+            each domain's own).
         arenas: ``{domain: find_arena_bytes result}`` already measured (bap-export does), to run
             TFLM in instead of searching again; a domain without one is searched.
         arena_step: resolution of the TFLM arena search, bytes.
@@ -48,14 +51,16 @@ def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, arenas
         micro_path = None if micro_paths is None else micro_paths.get(domain)
         result["domains"][domain] = check_domain(
             model, images, labels, android=android, signature=domain, micro_path=micro_path,
-            arena=(arenas or {}).get(domain), arena_step=arena_step, batch_size=batch_size,
+            micro_model=(micro_models or {}).get(domain), arena=(arenas or {}).get(domain), arena_step=arena_step,
+            batch_size=batch_size,
         )
     return result
 
 
-def check_domain(model, images, labels, *, android=None, signature=None, micro_path=None,
+def check_domain(model, images, labels, *, android=None, signature=None, micro_path=None, micro_model=None,
                  arena=None, arena_step=DEFAULT_STEP, batch_size=64):
-    """One domain's checks; ``android`` is a ``LiteRTModel`` (or path) run with ``signature``.
+    """One domain's checks; ``android`` is a ``LiteRTModel`` (or path) run with ``signature``,
+    compared with ``model``; the int8 file at ``micro_path`` with ``micro_model`` (default ``model``).
 
     Returns ``{"num_images", "accuracy": {"keras", "tflite_float", "tflite_int8", "tflm"},
     "tflite_float_vs_keras": {"argmax_agreement", "max_abs_logit_diff"},
@@ -92,6 +97,8 @@ def check_domain(model, images, labels, *, android=None, signature=None, micro_p
             "max_abs_logit_diff": float(np.max(np.abs(float_logits - keras_logits))),
         }
     if micro_path is not None:
+        if micro_model is not None and micro_model is not model:
+            keras_logits = np.asarray(micro_model.predict(images, batch_size=batch_size, verbose=0), np.float32)
         _add_int8_checks(result, Path(micro_path), images, labels, keras_logits, arena, arena_step,
                          batch_size)
     return result

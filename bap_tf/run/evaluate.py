@@ -65,9 +65,13 @@ def evaluate(config, workdir):
     # The arena bap-export measured for each file (the one its firmware sources reserve).
     arenas = {d: {"arena_bytes": e["arena_bytes"], "reported_bytes": e.get("arena_reported_bytes")}
               for d, e in manifest["int8"].items() if "arena_bytes" in e}
+    # Each file is compared with the Keras models it was converted from: the int8 files with each
+    # domain's own model, the Android file with those too or, in the shared layout, the union's.
+    domain_models = workdir.load_domain_models(config)
+    android_sources = union if android and android.get("layout", "shared") == "shared" else domain_models
     checks = run_checks(
-        union, eval_sets, android_path=workdir.root / android["path"] if android else None,
-        micro_paths=micro_paths or None, arenas=arenas,
+        android_sources, eval_sets, android_path=workdir.root / android["path"] if android else None,
+        micro_paths=micro_paths or None, micro_models=domain_models, arenas=arenas,
     )
     extra = {}
     if manifest["android"].get("dynamic") and manifest["android"].get("float32"):

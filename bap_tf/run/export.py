@@ -3,9 +3,11 @@
 ``--quantize`` picks the variants:
 
 - ``float32`` / ``dynamic``: ``android_<variant>.tflite``, one signature per domain, in the
-  ``android_layout`` chosen: ``shared``, the union-pruned multi-domain model (shared weights
-  stored once, smallest), or ``per_domain``, each domain's own pruned model (BatchNorms folded,
-  no masks: fastest); ``dynamic`` has int8 weights and float activations;
+  ``android_layout`` chosen: ``per_domain`` (default), each domain's own pruned model with its
+  channel gathers absorbed into the convs (``export.absorb``: BatchNorms folded, no masks, no
+  GATHER: fastest on XNNPACK), or ``shared``, the union-pruned multi-domain model (shared weights
+  stored once: smallest); ``dynamic`` has int8 weights and float activations; the manifest gives
+  each signature's MACs;
 - ``int8``: ``int8/<domain>.tflite``, each domain's own pruned model in full integer int8
   (post-training quantization calibrated on its training images), for microcontrollers;
 - ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the
@@ -25,6 +27,8 @@ import os
 from absl import logging
 from tqdm import tqdm
 
+from bap_tf import costs
+from bap_tf.export.absorb import android_models
 from bap_tf.export.convert import export_android, export_micro
 from bap_tf.export.firmware import write_firmware_sources
 from bap_tf.export.micro import find_arena_bytes
@@ -47,11 +51,13 @@ def export(config, workdir):
     """Writes the variants of ``config.quantize`` and manifest.json; returns an ``ExportResult``."""
     union, domain_models = workdir.load_union(config), workdir.load_domain_models(config)
     manifest = {"android": {}, "int8": {}, "qat": {}}
-    for variant in (v for v in ANDROID_VARIANTS if v in config.quantize):
+    android_variants = [v for v in ANDROID_VARIANTS if v in config.quantize]
+    models = android_models(config.android_layout, union, domain_models) if android_variants else {}
+    for variant in android_variants:
         logging.info("Converting the %s layout to %s TFLite for Android.", config.android_layout, variant)
-        models = union if config.android_layout == "shared" else domain_models
         path = export_android(models, workdir.android(variant), variant=variant)
-        manifest["android"][variant] = _entry(workdir, path)
+        manifest["android"][variant] = {**_entry(workdir, path), "layout": config.android_layout,
+                                        "macs": {name: int(costs.count_model(m).macs) for name, m in models.items()}}
     micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
     if micro_variants:
         train_sources = {s.name: s for s in data_sources.domain_sources(config, "train", workdir)}

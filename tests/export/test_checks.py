@@ -69,3 +69,16 @@ def test_a_measured_arena_is_used_instead_of_a_new_search(results, union_models,
                          arena=measured)
     assert entry["arena_bytes"] == measured["arena_bytes"] and entry["arena_reported_bytes"] is None
     assert entry["tflm_vs_tflite_int8"]["argmax_agreement"] >= 0.9
+
+
+def test_int8_files_are_compared_with_their_own_keras_source(union_models, eval_sets, micro_files):
+    """The shared layout's Android file comes from the union models, the int8 files from each
+    domain's own: ``micro_model`` is what the int8 file is held against."""
+    import keras
+
+    images, labels = eval_sets["cars"]
+    source = union_models["cars"]
+    negated = keras.Sequential([keras.Input(source.input_shape[1:]), source, keras.layers.Rescaling(-1.0)])
+    entry = check_domain(source, images[:32], labels[:32], micro_path=micro_files["cars"], micro_model=negated)
+    assert entry["accuracy"]["keras"] == 1.0  # the Android file's source: unchanged
+    assert entry["tflite_int8_vs_keras"]["argmax_agreement"] < 0.5  # held against the negated model
