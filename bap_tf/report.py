@@ -12,7 +12,8 @@ file atomically. Fields of ``report.json`` (``REPORT_VERSION`` 1), fractions in 
   leaves them out); ratios are to the backbone;
 - ``union_fraction``: the switchable cost the union of the domains keeps (the budget metric);
 - ``domains {name: {...}}``: ``accuracy_masked`` (trained masked model, Keras),
-  ``accuracy_pruned`` (union-pruned model, Keras), ``accuracy_tflite`` (Android file, LiteRT;
+  ``accuracy_pruned`` (union-pruned model, Keras), ``accuracy_own`` (the domain's own pruned
+  model, Keras: what the int8 file and the default Android layout hold), ``accuracy_tflite`` (Android file, LiteRT;
   float32, or dynamic when only that was exported), ``accuracy_tflite_dynamic``,
   ``accuracy_tflite_int8`` (the domain's int8 file, LiteRT), ``accuracy_tflm`` (same file,
   TFLM), ``accuracy_qat``, ``kept_fraction``, ``params`` / ``macs`` (the domain's own pruned
@@ -53,7 +54,8 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
     Args:
       config: the run's ``ExperimentConfig``.
       costs: ``bap_tf.prune.report.prune_report`` output (the prune stage's costs.json).
-      accuracy: ``{"masked": {domain: acc}, "pruned": {domain: acc}}``, Keras, whole test split.
+      accuracy: ``{"masked": {domain: acc}, "pruned": {domain: acc}, "own": {domain: acc}}``, Keras,
+        whole test split (``own``: each domain's own pruned model; optional).
       num_test: ``{domain: test images}``.
       checks: ``bap_tf.export.checks.run_checks`` output.
       extra_accuracy: ``{"dynamic": {domain: acc}, "qat": {domain: acc}}`` (either may be absent).
@@ -75,6 +77,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         domains[name] = {
             "accuracy_masked": accuracy["masked"][name],
             "accuracy_pruned": accuracy["pruned"][name],
+            "accuracy_own": accuracy.get("own", {}).get(name),
             "accuracy_tflite": device_accuracy.get("tflite_float"),
             "accuracy_tflite_dynamic": extra_accuracy.get("dynamic", {}).get(name, _dynamic_only(manifest, device_accuracy)),
             "accuracy_tflite_int8": device_accuracy.get("tflite_int8"),
@@ -282,6 +285,12 @@ def _baseline_table(report):
     add("this run, masked (trained switches)", {d: v["accuracy_masked"] for d, v in domains.items()}, "–", "–")
     add("this run, union-pruned (Keras)", {d: v["accuracy_pruned"] for d, v in domains.items()},
         _count(report["pruned"]["params"]) + " (all domains)", _count(report["pruned"]["macs"]) + " (union)")
+    if all(v.get("accuracy_own") is not None for v in domains.values()):
+        params = [v["params"] for v in domains.values()]
+        macs = [v["macs"] for v in domains.values()]
+        add("this run, each domain's own pruned model (Keras)", {d: v["accuracy_own"] for d, v in domains.items()},
+            _count(sum(params)) + " (all domains)" if None not in params else "–",
+            f"{_count(min(macs))}–{_count(max(macs))}" if None not in macs else "–")
     for key, label in (("accuracy_tflite", "Android file"), ("accuracy_tflite_int8", "int8 file (LiteRT)"),
                        ("accuracy_tflm", "int8 file (TFLM)")):
         if any(v[key] is not None for v in domains.values()):

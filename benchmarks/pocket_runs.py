@@ -332,6 +332,8 @@ def summarize_report(report, timings):
     summary = {
         "accuracy": {d: v["accuracy_pruned"] for d, v in domains.items()},
         "accuracy_masked": {d: v["accuracy_masked"] for d, v in domains.items()},
+        # Each domain's own pruned model (reports from before it was measured lack it).
+        "accuracy_own": {d: v.get("accuracy_own") for d, v in domains.items()},
         "mean_accuracy": report["mean_accuracy_pruned"],
         "mean_accuracy_masked": sum(v["accuracy_masked"] for v in domains.values()) / len(domains),
         "kept_fraction": {d: v["kept_fraction"] for d, v in domains.items()},

@@ -39,7 +39,8 @@ def _inputs(exported=True):
         d: {"model_kb": 39.1, "arena_kb": 20.0, "flash_margin_kb": 984.9, "ram_margin_kb": 236.0,
             "fits_flash": True, "fits_ram": True, "fits": True} for d in DOMAINS}} if exported else None
     return dict(
-        config=config, costs=costs, accuracy={"masked": {"digits": 0.9, "letters": 0.7}, "pruned": {"digits": 0.9, "letters": 0.7}},
+        config=config, costs=costs, accuracy={"masked": {"digits": 0.9, "letters": 0.7}, "pruned": {"digits": 0.9, "letters": 0.7},
+                                        "own": {"digits": 0.95, "letters": 0.75}},
         num_test={"digits": 450, "letters": 520}, checks=checks, extra_accuracy={}, manifest=manifest, mcu=mcu,
         kept_fractions={"digits": 0.49, "letters": 0.5}, union_fraction=0.62,
         layers=[{"name": f"stage1_block1_{i}_conv", "in_channels": 8, "kept": {"digits": 4, "letters": 3}, "union": 6} for i in (1, 2)],
@@ -60,6 +61,7 @@ def test_report_fields_and_scores():
                 "kept_fraction", "params", "macs", "tflite_int8_bytes", "tflm_arena_bytes"):
         assert digits[key] is not None, key
     assert (digits["params"], digits["macs"], digits["tflm_arena_bytes"]) == (400, 45_000, 20_480)
+    assert digits["accuracy_own"] == 0.95
     # digits: error 0.1 vs reference 0.2 -> 562.5; letters: 0.3 vs 0.4 -> 1000 * (0.5 / 0.8)**2 = 390.625
     assert digits["s_score"] == pytest.approx(562.5)
     assert report["s_score"] == pytest.approx(562.5 + 390.625)
@@ -74,6 +76,9 @@ def test_write_report_files_are_complete_and_atomic(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["s_score"] == pytest.approx(report["s_score"])
     markdown = (tmp_path / "report.md").read_text()
     assert "S-score: 953" in markdown and "file: refs.json" in markdown and "every domain fits" in markdown
+    # Each domain's own model (what the int8 files and the default Android layout hold): mean 0.85,
+    # params of both domains, MACs from the smallest to the largest.
+    assert "| this run, each domain's own pruned model (Keras) | 0.950 | 0.750 | 0.850 | 850 (all domains) | 45.00k–50.00k |" in markdown
     for name in ("kept_channels", "accuracy_vs_cost"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     leftovers = [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")]

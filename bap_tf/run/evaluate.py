@@ -3,7 +3,8 @@
 Reads the masked model, the reduced models and the export manifest from the workdir (a stage
 that did not run leaves its entries ``null``), then measures per domain:
 
-- Keras accuracy of the masked model and of the union-pruned model on the whole test split;
+- Keras accuracy of the masked model, of the union-pruned model and of each domain's own
+  pruned model (what the int8 files and the default Android layout hold) on the whole test split;
 - on ``eval_examples`` test images (a seeded sample; all by default), the exported files run
   where they will run: the Android file in LiteRT (one signature per domain), each int8 file in
   LiteRT and in TensorFlow Lite Micro, with the smallest TFLM arena it runs in;
@@ -43,18 +44,21 @@ def evaluate(config, workdir):
     """Measures everything listed in the module docstring and writes the report."""
     masked = workdir.load_masked_model(config)
     union = workdir.load_union(config)
+    domain_models = workdir.load_domain_models(config)
     costs = read_json(workdir.require(workdir.costs, "prune"))
     manifest = workdir.read_manifest()
     test_sources = data_sources.domain_sources(config, "test", workdir)
 
-    accuracy = {"masked": {}, "pruned": {}}
+    accuracy = {"masked": {}, "pruned": {}, "own": {}}
     num_test = {}
     datasets = eval_datasets(test_sources, batch_size=max(config.batch_size, 64), image_size=config.image_size)
     for index, (name, dataset) in enumerate(tqdm(datasets.items(), desc="Keras accuracy", unit="domain")):
         labels = np.concatenate([y.numpy() for _, y in dataset])
         logits = masked.predict(dataset, verbose=0)[:, : masked.domains[index].num_classes]
         accuracy["masked"][name] = metrics.accuracy(logits, labels)
-        accuracy["pruned"][name] = metrics.accuracy(union[name].predict(dataset.map(lambda x, y: x["image"]), verbose=0), labels)
+        images = dataset.map(lambda x, y: x["image"])
+        accuracy["pruned"][name] = metrics.accuracy(union[name].predict(images, verbose=0), labels)
+        accuracy["own"][name] = metrics.accuracy(domain_models[name].predict(images, verbose=0), labels)
         num_test[name] = int(labels.shape[0])
 
     eval_sets = {s.name: device_eval_set(s, config) for s in test_sources}
@@ -67,7 +71,6 @@ def evaluate(config, workdir):
               for d, e in manifest["int8"].items() if "arena_bytes" in e}
     # Each file is compared with the Keras models it was converted from: the int8 files with each
     # domain's own model, the Android file with those too or, in the shared layout, the union's.
-    domain_models = workdir.load_domain_models(config)
     android_sources = union if android and android.get("layout", "shared") == "shared" else domain_models
     checks = run_checks(
         android_sources, eval_sets, android_path=workdir.root / android["path"] if android else None,
