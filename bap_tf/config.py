@@ -160,6 +160,9 @@ class ExperimentConfig:
     finetune_epochs: int = 4  # fine-tuning of the reduced models after pruning; 0: none
     finetune_learning_rate: float = 1e-4
     finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
+    # In the union model each domain reads every channel the union keeps (no channel masks):
+    # the shared convs compute them anyway; the fine-tuning adapts its BatchNorms and head.
+    whole_union: bool = False
     channel_multiple: int = 1  # kept streams rounded up to a multiple (XNNPACK tiles: 16, 32)
     dense_reads: bool = False  # zero kernel rows instead of channel gathers
     # -- export ---------------------------------------------------------------------------
@@ -205,6 +208,9 @@ class ExperimentConfig:
         _check_number("validation_fraction", self.validation_fraction)
         if self.validation_fraction >= 0.5:
             _fail("validation_fraction", self.validation_fraction, "a fraction in [0, 0.5)")
+        if self.whole_union and not self.finetune_epochs:
+            _fail("whole_union", self.whole_union, "used with finetune_epochs > 0 (each domain's BatchNorms and head "
+                  "must adapt to the channels it gains)")
         if self.warmup_epochs >= self.epochs:
             _fail("warmup_epochs", self.warmup_epochs, f"fewer than epochs={self.epochs} (the switches must train)")
         if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) or not 0 < self.test_fraction < 1:

@@ -32,7 +32,9 @@ RECIPES = {
     # recipe after it changes one thing of the default (``jaccard + finetune 4``): the
     # fine-tuning's learning rate at 1e-3 (the per-domain baseline's) instead of 1e-4; only
     # BatchNorms and heads fine-tuned (at 1e-3); a 1-epoch warm-up of the BatchNorms and heads;
-    # the sharing weight alpha capped at 2; 8 epochs of fine-tuning.
+    # the sharing weight alpha capped at 2; 8 epochs of fine-tuning; each domain reading every
+    # channel the union keeps in the union model (no masks: the shared convs compute them
+    # anyway), adapted by the fine-tuning.
     "jaccard + finetune 4 + selection": ("jaccard", {**BASE, "finetune_epochs": 4, "validation_fraction": 0.1}),
     "jaccard + finetune 4 at 1e-3": ("jaccard", {**BASE, "finetune_epochs": 4, "finetune_learning_rate": 1e-3}),
     "jaccard + finetune 4 BN + heads at 1e-3": (
@@ -40,6 +42,7 @@ RECIPES = {
     "jaccard + finetune 4 + warm-up": ("jaccard", {**BASE, "finetune_epochs": 4, "warmup_epochs": 1}),
     "jaccard + finetune 4 + alpha <= 2": ("jaccard", {**BASE, "finetune_epochs": 4, "max_sharing_weight": 2.0}),
     "jaccard + finetune 8": ("jaccard", {**BASE, "finetune_epochs": 8}),
+    "jaccard + finetune 4 + whole union": ("jaccard", {**BASE, "finetune_epochs": 4, "whole_union": "true"}),
 }
 
 

@@ -114,6 +114,9 @@ def define_experiment_flags(fv=FLAGS):
     _positive("finetune_learning_rate", fv)
     flags.DEFINE_enum("finetune_layers", _E.finetune_layers, config_lib.FINETUNE_LAYERS, "What the fine-tuning "
                       "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
+    flags.DEFINE_boolean("whole_union", _E.whole_union, "In the union-pruned model every domain reads all the "
+                         "channels the union keeps (no per-domain channel masks: the shared convs compute them "
+                         "anyway), and the fine-tuning adapts it; needs --finetune_epochs > 0.", flag_values=fv)
     flags.DEFINE_integer("channel_multiple", _E.channel_multiple, "Round every kept channel stream of the reduced "
                          "models up to a multiple of this (XNNPACK computes whole tiles of 16 float32 channels on "
                          "AVX2, 32 on AVX-512); the extra channels count in the reported params and MACs. 1: off.",

@@ -105,14 +105,16 @@ class Rewriter:
         return masks
 
     # -- products -------------------------------------------------------------------------
-    def union_models(self):
+    def union_models(self, domain_masks=True):
         """``{domain: keras.Model}``, image -> logits ``(N, num_classes)``, sharing the conv layers.
 
         Convs, depthwise convs, gathers and stateless layers are one object per backbone
         layer, called by every domain's model; BatchNorms, masks and heads are per domain.
+        ``domain_masks=False``: every domain reads all the union keeps (no masks), a different
+        function from the masked model's, to be fine-tuned.
         """
         plan = self.union_plan()
-        masks = self.union_masks(plan)
+        masks = self.union_masks(plan) if domain_masks else {spec.name: {} for spec in self.domains}
         shared = {}
         return {
             spec.name: self._build(plan, index, shared, masks[spec.name], name=spec.name)

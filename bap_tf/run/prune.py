@@ -7,7 +7,9 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
 - ``<domain>.keras``: each domain alone, physically pruned to its own switches;
 - ``costs.json``: params and MACs of the backbone, the union model and each domain's model
   (``bap_tf.prune.report``), and the largest logit difference between the reduced models and
-  the masked model on a few test images (the rewrite's invariant: float tolerance);
+  the masked model on a few test images (the rewrite's invariant: float tolerance; with
+  ``whole_union`` the union model computes another function, and only the domains' models are
+  compared);
 - ``finetune.json``: accuracies before and after, when ``finetune_epochs`` > 0.
 """
 
@@ -43,7 +45,7 @@ def prune(config, workdir):
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
     rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=config.dense_reads)
-    union = rewriter.union_models()
+    union = rewriter.union_models(domain_masks=not config.whole_union)
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models, budget=(config.budget, config.budget_metric))
@@ -53,7 +55,7 @@ def prune(config, workdir):
                             "channel_multiple=%d).", name, config.budget, check["exceeded_by"], config.budget_metric,
                             check["ratio"], config.channel_multiple)
     costs["max_abs_logit_diff"] = _equivalence(masked, union, domain_models, test_sources, config)
-    worst = max(max(v.values()) for v in costs["max_abs_logit_diff"].values())
+    worst = max(max(v.values(), default=0.0) for v in costs["max_abs_logit_diff"].values())
     if worst > EQUIVALENCE_TOLERANCE:
         logging.warning(
             "The reduced models differ from the masked model by up to %.3g in the logits "
@@ -77,10 +79,11 @@ def _equivalence(masked, union, domain_models, test_sources, config):
     """``{"union": {domain: diff}, "domain": {domain: diff}}``: max |logit difference| to the
     masked model on the first ``EQUIVALENCE_IMAGES`` test images of each domain."""
     result = {"union": {}, "domain": {}}
+    kinds = (("domain", domain_models),) if config.whole_union else (("union", union), ("domain", domain_models))
     for source in test_sources:
         images, _ = data_sources.labelled_images(source, config.image_size, limit=EQUIVALENCE_IMAGES)
         reference = masked.domain_logits(images, source.name)
-        for kind, models in (("union", union), ("domain", domain_models)):
+        for kind, models in kinds:
             logits = models[source.name].predict(images, verbose=0)
             result[kind][source.name] = float(np.max(np.abs(logits - reference)))
     return result

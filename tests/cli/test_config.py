@@ -48,6 +48,7 @@ def test_constants_repeated_in_config_match_the_library():
         ({"learning_rate": 0.0}, r"learning_rate must be a finite number > 0\. Received: learning_rate=0\.0"),
         ({"channel_multiple": 0}, r"channel_multiple must be an integer >= 1\. Received: channel_multiple=0"),
         ({"android_layout": "fast"}, r"android_layout must be one of .*Received: android_layout='fast'"),
+        ({"whole_union": True, "finetune_epochs": 0}, r"whole_union must be used with finetune_epochs > 0.*Received: whole_union=True"),
     ],
 )
 def test_bad_values_are_named(overrides, message):

@@ -90,7 +90,10 @@ def test_prune_stage_with_finetuning(tmp_path, pocket_cache):
 
     # One domain: each fine-tuned model costs a trace of its training step (~30 s here); the
     # joint fine-tuning of several domains is tested in tests/prune/test_finetune.py.
-    config = tiny_config(pocket_cache, domains=("letters",), finetune_epochs=1, finetune_learning_rate=1e-3)
+    # whole_union: the union model is no longer the masked model's function, so only the domain
+    # models are held to it.
+    config = tiny_config(pocket_cache, domains=("letters",), finetune_epochs=1, finetune_learning_rate=1e-3,
+                         whole_union=True)
     workdir = Workdir(tmp_path / "run").create()
     train(config, workdir, verbose=0)
     result = prune(config, workdir)
@@ -99,6 +102,7 @@ def test_prune_stage_with_finetuning(tmp_path, pocket_cache):
     assert 0.0 <= finetune["domain"]["letters"]["after"]["letters_pruned"] <= 1.0
     assert len(finetune["domain"]["letters"]["history"]["loss"]) == 1
     assert result.costs["union_ratio"]["macs"] < 1.0
+    assert result.costs["max_abs_logit_diff"]["union"] == {} and set(result.costs["max_abs_logit_diff"]["domain"]) == {"letters"}
     union = load_union(workdir.union_model)
     images = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     assert union["letters"].predict(images, verbose=0).shape == (2, 26)

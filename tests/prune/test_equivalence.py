@@ -91,6 +91,24 @@ def test_channel_used_by_one_domain_is_masked_for_the_others(networks):
     assert max(worst.values()) <= prune_nets.TOLERANCE
 
 
+def test_whole_union_drops_the_masks_and_keeps_the_shared_convs(networks):
+    """``domain_masks=False``: every domain reads all the union keeps, through the same conv
+    objects, at the masked union's MACs; not the masked network's function any more."""
+    network = networks("resnet26")
+    rng = np.random.default_rng(9)
+    prune_nets.set_switches(network, 0.5, rng)
+    prune_nets.randomize(network, rng)
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    masked, whole = rewriter.union_models(), rewriter.union_models(domain_masks=False)
+    assert prune_nets.layers_of_type(masked, ChannelMask) and not prune_nets.layers_of_type(whole, ChannelMask)
+    names = rewriter.dependency.switched
+    assert report.model_cost(whole, names).total.macs == report.model_cost(masked, names).total.macs
+    conv = switching.switched_layers(network)[3].name
+    assert whole["birds"].get_layer(conv) is whole["cars"].get_layer(conv)
+    batch = prune_nets.images(network, seed=4)
+    assert not np.allclose(whole["cars"].predict(batch, verbose=0), masked["cars"].predict(batch, verbose=0), atol=1e-3)
+
+
 @pytest.mark.parametrize("arch", ["resnet26", "mobilenet_v2"])
 def test_all_switches_on_keeps_the_original_size(networks, arch):
     network = networks(arch)
