@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bap_tf import costs
+from bap_tf import costs, metrics
 from bap_tf.prune.saving import joint_model
 
 
@@ -83,14 +83,11 @@ def unfreeze(models, layers="all"):
 
 def accuracy(model, data, batch_size=64):
     """Top-1 accuracy of an ``image -> logits`` model on ``data`` (see module docstring)."""
-    correct = total = 0
-    for images, labels in _dataset(data).batch(batch_size):
-        predicted = np.argmax(model(images, training=False), axis=-1)
-        correct += int(np.sum(predicted == labels.numpy()))
-        total += int(labels.shape[0])
-    if total == 0:
+    dataset = _dataset(data).batch(batch_size)
+    labels = np.concatenate([y.numpy() for _, y in dataset] or [np.zeros(0, "int32")])
+    if labels.size == 0:
         raise ValueError("accuracy needs at least one example. Received: an empty data set")
-    return correct / total
+    return metrics.accuracy(model.predict(dataset.map(lambda images, _: images), verbose=0), labels)
 
 
 def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,

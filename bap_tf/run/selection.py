@@ -12,6 +12,7 @@ import json
 import keras
 import numpy as np
 
+from bap_tf import metrics
 from bap_tf.atomic import atomic_path, write_json
 
 
@@ -21,12 +22,8 @@ def mean_domain_accuracy(model, datasets):
     scores = {}
     for name, dataset in datasets.items():
         classes = model.domains[model.domain_index(name)].num_classes
-        correct = total = 0
-        for x, y in dataset:
-            logits = model.network(x, training=False)[:, :classes]
-            correct += int(np.sum(np.argmax(logits, axis=-1) == y.numpy()))
-            total += int(y.shape[0])
-        scores[name] = correct / max(total, 1)
+        labels = np.concatenate([y.numpy() for _, y in dataset])
+        scores[name] = metrics.accuracy(model.predict(dataset, verbose=0)[:, :classes], labels)
     return float(np.mean(list(scores.values()))), scores
 
 
