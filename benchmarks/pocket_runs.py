@@ -109,13 +109,17 @@ def effective_flags(flags):
 def _done_stages(workdir, flags):
     """Stages done in ``workdir`` for these flags. The marker keeps the flags as the flagfile
     read then, so an edit of the flagfile that changes what this run would do makes it stale,
-    and one that does not (e.g. to a flag that quick mode overrides) does not."""
+    and one that does not (e.g. to a flag that quick mode overrides) does not; one that changes
+    only ``POST_TRAIN_FLAGS`` keeps the training."""
     marker = workdir / MARKER
     if not marker.exists():
         return []
     saved = _read(marker)
     then, now = _without(saved.get("effective_flags", {})), _without(effective_flags(flags))
     stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
+    if stale and set(stale) <= POST_TRAIN_FLAGS and "train" in saved["stages"]:
+        print(f"  {workdir.name}: flags changed after training ({', '.join(stale)}): keeping its training", flush=True)
+        return ["train"]
     if stale:
         print(f"  {workdir.name} is stale (flags changed: {', '.join(stale)}): redoing it", flush=True)
         return []

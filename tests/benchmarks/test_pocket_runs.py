@@ -107,3 +107,20 @@ def test_a_run_recorded_under_another_name_is_found_by_its_flags(tmp_path, monke
     other.write_text(json.dumps({"effective_flags": pocket_runs.effective_flags(flags), "mean_accuracy": 0.7}))
     monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
     assert pocket_runs.pocket_record("jaccard", 0.5, 1, False, tmp_path, runs_dir=tmp_path / "runs")["mean_accuracy"] == 0.7
+
+
+def test_a_run_whose_flags_changed_only_after_training_keeps_its_training(tmp_path):
+    runs_dir = tmp_path / "runs"
+    workdir = _trained_run(runs_dir, {"finetune_epochs": 2})
+    retuned = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_epochs": 3}, runs_dir)
+    assert pocket_runs.workdir_of(retuned, False, runs_dir) != workdir  # the name says the recipe
+    # Same workdir, a post-training flag changed (as when the flagfile's default changes).
+    marker = json.loads((workdir / pocket_runs.MARKER).read_text())
+    marker["effective_flags"]["finetune_learning_rate"] = "0.5"
+    (workdir / pocket_runs.MARKER).write_text(json.dumps(marker))
+    flags = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_epochs": 2}, runs_dir)
+    assert pocket_runs._done_stages(workdir, flags) == ["train"]
+    # A training flag changed: everything is redone.
+    marker["effective_flags"]["epochs"] = "99"
+    (workdir / pocket_runs.MARKER).write_text(json.dumps(marker))
+    assert pocket_runs._done_stages(workdir, flags) == []
