@@ -12,10 +12,12 @@ baseline, and each *variant* of the rewriter (``VARIANTS``: ``channel_multiple``
 
 - the Android file in two layouts (``export_android``): ``shared``, the union-pruned model with
   its weights stored once (per-domain channel masks and BatchNorms as extra ops), and
-  ``per_domain``, each domain's own pruned model as its signature (BatchNorms folded, no masks;
-  larger file); every signature is timed;
-- each domain's full-int8 microcontroller file (``export_micro``, calibrated on random images),
-  timed with LiteRT's XNNPACK int8 kernels, against the int8 backbone.
+  ``per_domain``, each domain's own pruned model as its signature, as the export stage writes it
+  (``export.absorb.android_models``: gathers absorbed into the convs, BatchNorms folded, no
+  masks; larger file); every signature is timed;
+- each domain's full-int8 microcontroller file (``export_micro``, calibrated on random images;
+  its gathers stay, as in the export stage), timed with LiteRT's XNNPACK int8 kernels, against
+  the int8 backbone.
 
 Timing: ``ai_edge_litert.interpreter.Interpreter(num_threads=...)`` with its default op resolver
 (XNNPACK delegate); one signature call sets the input, then only ``Invoke`` is timed, after a
