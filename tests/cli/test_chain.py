@@ -71,8 +71,10 @@ def test_chain_report_fields(chain):
             assert domain[field] is not None, (name, field)
         assert domain["kept_fraction"] <= 0.5 + 1e-6
         assert domain["macs"] < report["backbone"]["macs"]
-        # The Android file runs the union-pruned model: same logits up to float32 noise.
+        # The Android file (default layout: each domain's own model, gathers absorbed) gives its
+        # Keras source's logits up to float32 noise.
         assert domain["tflite_vs_keras_max_abs_logit_diff"] < 1e-3
+        assert 0.0 <= domain["accuracy_own"] <= 1.0
         assert domain["accuracy_masked"] == pytest.approx(domain["accuracy_pruned"], abs=0.01)
     assert report["s_score"] >= 0 and report["efficiency"] >= 0
     assert report["s_score_reference"].startswith("finetune")  # the Decathlon convention
@@ -86,6 +88,10 @@ def test_chain_report_fields(chain):
     assert report["mcu"]["fits"] is True
     # The firmware sources sit beside each int8 file; their arena is the one the report gives.
     manifest = json.loads((workdir / "export" / "manifest.json").read_text())
+    android = manifest["android"]["float32"]
+    assert android["layout"] == "per_domain" and set(android["macs"]) == {"digits", "letters"}
+    for name, macs in android["macs"].items():  # absorbed gathers: at least the pruned model's MACs
+        assert report["domains"][name]["macs"] <= macs < report["backbone"]["macs"]
     for name, entry in manifest["int8"].items():
         assert entry["arena_bytes"] == report["domains"][name]["tflm_arena_bytes"]
         assert sorted(Path(p).name for p in entry["firmware"].values()) == [
