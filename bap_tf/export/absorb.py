@@ -51,15 +51,14 @@ def absorb_gathers(model):
     for entry in config["layers"]:
         if entry["name"] in gathers:
             (sources[entry["name"]],) = [v for v in entry["inbound_nodes"][0]["args"] if is_keras_tensor(v)]
-    convs = {reader for gather in gathers for reader in readers[gather]}
-    config["layers"] = [_reading_sources(_unbuilt(entry) if entry["name"] in convs else entry, sources)
+    gather_of = {conv: gather for gather in gathers for conv in readers[gather]}  # a conv has one input
+    config["layers"] = [_reading_sources(_unbuilt(entry) if entry["name"] in gather_of else entry, sources)
                         for entry in config["layers"] if entry["name"] not in gathers]
     absorbed = keras.Model.from_config(config)
     for layer in absorbed.layers:
         weights = layers[layer.name].get_weights()
-        (gather,) = {reader_of for reader_of in gathers if layer.name in readers[reader_of]} or {None}
-        if gather is not None:
-            weights[0] = _zero_padded_kernel(weights[0], layers[gather].indices, layer.kernel.shape[2])
+        if layer.name in gather_of:
+            weights[0] = _zero_padded_kernel(weights[0], layers[gather_of[layer.name]].indices, layer.kernel.shape[2])
         layer.set_weights(weights)
     return absorbed
 
