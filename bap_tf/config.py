@@ -159,6 +159,8 @@ class ExperimentConfig:
     # -- prune ----------------------------------------------------------------------------
     finetune_epochs: int = 4  # fine-tuning of the reduced models after pruning; 0: none
     finetune_learning_rate: float = 1e-4
+    # Per-domain batch of the fine-tuning; 0: batch_size. Larger batches take fewer, cheaper steps.
+    finetune_batch_size: int = 0
     finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
     # In the union model each domain reads every channel the union keeps (no channel masks):
     # the shared convs compute them anyway; the fine-tuning adapts its BatchNorms and head.
@@ -201,8 +203,8 @@ class ExperimentConfig:
         for name in ("learning_rate", "switch_learning_rate", "finetune_learning_rate", "mcu_flash_kb", "mcu_ram_kb"):
             _check_number(name, getattr(self, name), strict=True)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("width", 1), ("steps_per_epoch", 0),
-                              ("seed", 0), ("finetune_epochs", 0), ("calibration_examples", 1),
-                              ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0),
+                              ("seed", 0), ("finetune_epochs", 0), ("finetune_batch_size", 0),
+                              ("calibration_examples", 1), ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0),
                               ("channel_multiple", 1)):
             _check_int(name, getattr(self, name), minimum)
         _check_number("validation_fraction", self.validation_fraction)

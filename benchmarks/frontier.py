@@ -1,8 +1,10 @@
 """The accuracy-vs-cost frontier on the pocket benchmark: every sharing loss at every budget.
 
 ``none`` (BA² trained jointly), ``union``, ``intersection`` and ``jaccard`` at budgets β 1 /
-0.75 / 0.5 / 0.25, 3 seeds each, with the main job's settings (``flags/pocket.cfg``: its
-epochs, fine-tuning and model selection); each run is the real chain ``bap-train
+0.75 / 0.5 / 0.25, 3 seeds each, with the main job's epochs and its fine-tuning as it was when
+the frontier was run (``FRONTIER``: 4 epochs at the training batch of 32, Adam 1e-4; the main
+job now fine-tunes 8 epochs at batch 128 and 2e-4, ``benchmarks.recipes``, which would redo the
+48 runs' prune and eval); each run is the real chain ``bap-train
 --stages=train,prune,eval`` (``benchmarks.pocket_runs``), recorded as it ends in
 ``results/pocket_runs/<mode>/<run>.json``, so the benchmark resumes where it was killed and
 shares its runs with the other benchmarks (the sharing benchmark's budget-0.5 runs, the
@@ -32,6 +34,9 @@ from benchmarks import common, pocket_runs  # noqa: E402
 
 NAME = "frontier"
 LOSSES = ("none", "union", "intersection", "jaccard")
+# Every run: the main job before the fine-tuning change (benchmarks/recipes_base.cfg holds its
+# training flags) with 4 epochs of fine-tuning at the training batch.
+FRONTIER = {"flagfile": "benchmarks/recipes_base.cfg", "finetune_epochs": 4}
 BUDGETS = (1.0, 0.75, 0.5, 0.25)
 
 
@@ -45,9 +50,9 @@ def measure(args, losses=LOSSES, budgets=BUDGETS, run=True):
             for budget in budgets:
                 if run:
                     print(f"{loss}, budget {budget:g}, seed {seed}:", flush=True)
-                    record = pocket_runs.pocket_record(loss, budget, seed, args.quick, args.results_dir)
+                    record = pocket_runs.pocket_record(loss, budget, seed, args.quick, args.results_dir, extra=FRONTIER)
                 else:
-                    record = pocket_runs.find_record(loss, budget, seed, args.quick, args.results_dir)
+                    record = pocket_runs.find_record(loss, budget, seed, args.quick, args.results_dir, extra=FRONTIER)
                 if record is None:
                     missing.append(f"{loss} β {budget:g} seed {seed}")
                 else:

@@ -10,7 +10,8 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
   the masked model on a few test images (the rewrite's invariant: float tolerance; with
   ``whole_union`` the union model computes another function, and only the domains' models are
   compared);
-- ``finetune.json``: accuracies before and after, when ``finetune_epochs`` > 0.
+- ``finetune.json``: the fine-tuning's settings and accuracies before and after, when
+  ``finetune_epochs`` > 0.
 """
 
 import dataclasses
@@ -98,11 +99,12 @@ def _finetune(config, union, domain_models, test_sources, workdir):
     if config.validation_fraction:
         select_on = {s.name: data_sources.image_label_dataset(s, config.image_size)
                      for s in data_sources.domain_sources(config, "validation", workdir)}
-    kwargs = dict(epochs=config.finetune_epochs, batch_size=config.batch_size,
+    kwargs = dict(epochs=config.finetune_epochs, batch_size=config.finetune_batch_size or config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
                   steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers)
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
-    result = {"union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
+    result = {"settings": {name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers")},
+              "union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
               "domain": {}}
     for name, model in domain_models.items():
         logging.info("Fine-tuning %s's model for %d epoch(s).", name, config.finetune_epochs)

@@ -46,6 +46,7 @@ def test_constants_repeated_in_config_match_the_library():
         ({"test_fraction": 0}, r"Received: test_fraction=0"),
         ({"dataset": "imagenet_sketch", "domains": ("cubs", "sketch")}, r"folders_root must be a folder holding sketch/train"),
         ({"learning_rate": 0.0}, r"learning_rate must be a finite number > 0\. Received: learning_rate=0\.0"),
+        ({"finetune_batch_size": -1}, r"finetune_batch_size must be an integer >= 0\. Received: finetune_batch_size=-1"),
         ({"channel_multiple": 0}, r"channel_multiple must be an integer >= 1\. Received: channel_multiple=0"),
         ({"android_layout": "fast"}, r"android_layout must be one of .*Received: android_layout='fast'"),
         ({"whole_union": True, "finetune_epochs": 0}, r"whole_union must be used with finetune_epochs > 0.*Received: whole_union=True"),
