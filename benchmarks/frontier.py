@@ -30,13 +30,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bap_tf.report import save_accuracy_vs_cost  # noqa: E402
-from benchmarks import common, pocket_runs  # noqa: E402
+from benchmarks import common, pocket_runs, recipes  # noqa: E402
 
 NAME = "frontier"
 LOSSES = ("none", "union", "intersection", "jaccard")
 # Every run: the main job before the fine-tuning change (benchmarks/recipes_base.cfg holds its
 # training flags) with 4 epochs of fine-tuning at the training batch.
 FRONTIER = {"flagfile": "benchmarks/recipes_base.cfg", "finetune_epochs": 4}
+# The main job's fine-tuning now (benchmarks.recipes' runs), drawn as points of their own.
+CURRENT = {
+    "main job now (jaccard β 0.5, fine-tuning 8 epochs at batch 128, 8e-4)": "jaccard + finetune 8 at batch 128, 8e-4",
+    "none β 1, the same fine-tuning": "none, budget 1 + finetune 8 at batch 128, 8e-4",
+}
 BUDGETS = (1.0, 0.75, 0.5, 0.25)
 
 
@@ -58,6 +63,22 @@ def measure(args, losses=LOSSES, budgets=BUDGETS, run=True):
                 else:
                     rows.append({"sharing_loss": loss, "budget": budget, "seed": seed, **record})
     return seeds, rows, missing
+
+
+def current_points(args, seeds):
+    """``{name: {seeds, mean_accuracy, mean_accuracy_std, macs_ratio}}`` of the ``CURRENT``
+    recipes recorded at ``seeds`` (none run here)."""
+    result = {}
+    for name, label in CURRENT.items():
+        loss, extra = recipes.RECIPES[label]
+        items = [pocket_runs.find_record(loss, recipes.BUDGET, seed, args.quick, args.results_dir, extra=extra)
+                 for seed in seeds]
+        items = [r for r in items if r]
+        if items:
+            result[name] = {"seeds": len(items), "mean_accuracy": common.mean([r["mean_accuracy"] for r in items]),
+                            "mean_accuracy_std": common.std([r["mean_accuracy"] for r in items]),
+                            "macs_ratio": common.mean([r["macs_ratio"] for r in items])}
+    return result
 
 
 def points(rows):
@@ -117,7 +138,7 @@ def baselines(shared):
     return result
 
 
-def plot(frontier, references, path):
+def plot(frontier, references, path, current=()):
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
     for index, (loss, curve) in enumerate(frontier.items()):
         xs = [p["macs_ratio"] for p in curve]
@@ -127,6 +148,9 @@ def plot(frontier, references, path):
         for p in curve:
             axis.annotate(f"β={p['budget']:g}", (p["macs_ratio"], p["mean_accuracy"]), textcoords="offset points",
                           xytext=(4, -11), fontsize=7, color=f"C{index}")
+    for index, (name, p) in enumerate(dict(current).items(), start=len(frontier)):
+        axis.errorbar([p["macs_ratio"]], [p["mean_accuracy"]], yerr=[p["mean_accuracy_std"] or 0.0], color=f"C{index}",
+                      marker="*", markersize=11, linestyle="none", capsize=3, label=name)
     styles = {"feature_extractor": ":", "finetune": "--"}
     labels = {"feature_extractor": "feature extractor (frozen backbone)", "finetune": "per-domain fine-tuning (D backbones)"}
     for kind, value in references.items():
@@ -154,6 +178,11 @@ def markdown(record):
     if record["baselines"]:
         lines += ["Baselines (mean accuracy, same data): " + ", ".join(
             f"{kind.replace('_', ' ')} {value:.3f}" for kind, value in record["baselines"].items()) + ".", ""]
+    if record.get("current"):
+        lines += ["Every frontier run fine-tunes as the main job did then (4 epochs at batch 32, Adam 1e-4). With the "
+                  "main job's fine-tuning now (stars on the plot): " + "; ".join(
+                      f"{name} {_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} ({p['seeds']} seed(s))"
+                      for name, p in record["current"].items()) + ".", ""]
     verdicts = []
     for loss, entry in comparison.items():
         if entry is None:
@@ -187,6 +216,7 @@ def main():
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick)}
     record = common.start_record(NAME, args.quick, settings)
     record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
+    record["current"] = current_points(args, record["seeds"])
     shared = (pocket_runs.shared_baselines(seed, args.quick, measure=not args.recorded_only) for seed in record["seeds"])
     record["shared_baselines"] = [b for b in shared if b]
     if missing:
@@ -203,7 +233,7 @@ def summarize_into(record, plot_path):
     record["frontier"] = points(record["runs"])
     record["comparison"] = compare_with_none(record["frontier"])
     record["baselines"] = baselines(record.get("shared_baselines", []))
-    record["plot_name"] = plot(record["frontier"], record["baselines"], plot_path).name
+    record["plot_name"] = plot(record["frontier"], record["baselines"], plot_path, record.get("current", {})).name
 
 
 if __name__ == "__main__":
