@@ -92,7 +92,8 @@ def summarize(runs):
 def markdown(record):
     runs, summary = record["runs"], record["summary"]
     domains = list(next(iter(summary.values()))["accuracy"])
-    headers = ["recipe", "seeds", *domains, "mean", "union MACs / backbone", "wall s per run (train, prune, eval)"]
+    headers = ["recipe", "seeds", *domains, "mean", "mean before fine-tuning (masked model)", "union MACs / backbone",
+               "wall s per run (train, prune, eval)"]
     rows = []
     for label, entry in summary.items():
         walls = "; ".join(
@@ -102,12 +103,15 @@ def markdown(record):
             f"`{label}`", str(entry["seeds"]),
             *(common.fmt_pm([r["accuracy"][d] for r in runs[label]]) for d in domains),
             common.fmt_pm([r["mean_accuracy"] for r in runs[label]]),
+            common.fmt_pm([r["mean_accuracy_masked"] for r in runs[label]]),
             common.fmt_pm([r["macs_ratio"] for r in runs[label]]), walls,
         ])
     lines = [
         f"### Training recipes, pocket benchmark, budget {BUDGET} ({len(record['seeds'])} seed(s), mean ± std)", "",
         common.markdown_table(headers, rows), "",
-        "Keras test accuracy (whole test split) of the union-pruned model, fine-tuned where the recipe says so; "
+        "Keras test accuracy (whole test split) of the union-pruned model, fine-tuned where the recipe says so "
+        "(before fine-tuning: the masked model after training; for `none` at budget 1, BatchNorm and head "
+        "adaptation of the whole backbone); "
         "each recipe is `benchmarks/recipes_base.cfg` (the main job before these defaults) with the flags named. Wall time per run (stage times in brackets) on a "
         "machine shared with other jobs: compare with care. Runs with the same training share it (fine-tuning "
         "recipes reuse the plain recipe's model, so their train time is that run's).",
