@@ -204,8 +204,8 @@ class ExperimentConfig:
             _check_number(name, getattr(self, name), strict=True)
         for name, minimum in (("epochs", 1), ("batch_size", 1), ("width", 1), ("steps_per_epoch", 0),
                               ("seed", 0), ("finetune_epochs", 0), ("finetune_batch_size", 0),
-                              ("calibration_examples", 1), ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0), ("warmup_epochs", 0),
-                              ("channel_multiple", 1)):
+                              ("calibration_examples", 1), ("qat_epochs", 1), ("eval_examples", 0), ("image_size", 0),
+                              ("warmup_epochs", 0), ("channel_multiple", 1)):
             _check_int(name, getattr(self, name), minimum)
         _check_number("validation_fraction", self.validation_fraction)
         if self.validation_fraction >= 0.5:

@@ -3,7 +3,7 @@
 ``none`` (BA² trained jointly), ``union``, ``intersection`` and ``jaccard`` at budgets β 1 /
 0.75 / 0.5 / 0.25, 3 seeds each, with the main job's epochs and its fine-tuning as it was when
 the frontier was run (``FRONTIER``: 4 epochs at the training batch of 32, Adam 1e-4; the main
-job now fine-tunes 8 epochs at batch 128 and 2e-4, ``benchmarks.recipes``, which would redo the
+job now fine-tunes 8 epochs at batch 128 and 8e-4, ``benchmarks.recipes``, which would redo the
 48 runs' prune and eval); each run is the real chain ``bap-train
 --stages=train,prune,eval`` (``benchmarks.pocket_runs``), recorded as it ends in
 ``results/pocket_runs/<mode>/<run>.json``, so the benchmark resumes where it was killed and
