@@ -231,10 +231,12 @@ def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
     """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
     eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
     child process, a few minutes) when missing or made with other flags (``measure=False``:
-    None then)."""
+    None then). Flags that act after training (``POST_TRAIN_FLAGS``) do not change them."""
     flags = baseline_flags(seed, quick, runs_dir)
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
-    if path.exists() and _read(path).get("effective_flags") == effective_flags(flags):
+    ignored = POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS
+    wanted = _without(effective_flags(flags), ignored)
+    if path.exists() and _without(_read(path).get("effective_flags", {}), ignored) == wanted:
         return _read(path)
     if not measure:
         return None

@@ -126,3 +126,14 @@ def test_a_run_whose_flags_changed_only_after_training_keeps_its_training(tmp_pa
     marker["effective_flags"]["epochs"] = "99"
     (workdir / pocket_runs.MARKER).write_text(json.dumps(marker))
     assert pocket_runs._done_stages(workdir, flags) == []
+
+
+def test_shared_baselines_outlive_a_change_of_post_training_flags(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    path = runs_dir / "full" / "baselines_s0.json"
+    path.parent.mkdir(parents=True)
+    flags = pocket_runs.effective_flags(pocket_runs.baseline_flags(0, False, runs_dir))
+    for changed, kept in ((("finetune_epochs", "99"), True), (("epochs", "99"), False)):
+        path.write_text(json.dumps({"feature_extractor": {}, "effective_flags": {**flags, changed[0]: changed[1]}}))
+        found = pocket_runs.shared_baselines(0, False, runs_dir, measure=False)
+        assert (found is not None) == kept, changed
