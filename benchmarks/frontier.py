@@ -66,19 +66,14 @@ def measure(args, losses=LOSSES, budgets=BUDGETS, run=True):
 
 
 def current_points(args, seeds):
-    """``{name: {seeds, mean_accuracy, mean_accuracy_std, macs_ratio}}`` of the ``CURRENT``
-    recipes recorded at ``seeds`` (none run here)."""
-    result = {}
+    """``recipes.summarize`` of the ``CURRENT`` recipes recorded at ``seeds`` (none run here)."""
+    runs = {}
     for name, label in CURRENT.items():
         loss, extra = recipes.RECIPES[label]
         items = [pocket_runs.find_record(loss, recipes.BUDGET, seed, args.quick, args.results_dir, extra=extra)
                  for seed in seeds]
-        items = [r for r in items if r]
-        if items:
-            result[name] = {"seeds": len(items), "mean_accuracy": common.mean([r["mean_accuracy"] for r in items]),
-                            "mean_accuracy_std": common.std([r["mean_accuracy"] for r in items]),
-                            "macs_ratio": common.mean([r["macs_ratio"] for r in items])}
-    return result
+        runs[name] = [r for r in items if r]
+    return recipes.summarize(runs)
 
 
 def points(rows):
