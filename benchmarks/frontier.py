@@ -1,15 +1,18 @@
 """The accuracy-vs-cost frontier on the pocket benchmark: every sharing loss at every budget.
 
 ``none`` (BA² trained jointly), ``union``, ``intersection`` and ``jaccard`` at budgets β 1 /
-0.75 / 0.5 / 0.25, 3 seeds each, with the main job's epochs and its fine-tuning as it was when
-the frontier was run (``FRONTIER``: 4 epochs at the training batch of 32, Adam 1e-4; the main
-job now fine-tunes 8 epochs at batch 128 and 8e-4, ``benchmarks.recipes``, which would redo the
-48 runs' prune and eval); each run is the real chain ``bap-train
+0.75 / 0.5 / 0.25, 3 seeds each, with the main job's flags (``flags/pocket.cfg``: its epochs and
+its fine-tuning, 8 epochs at batch 128, Adam 8e-4); each run is the real chain ``bap-train
 --stages=train,prune,eval`` (``benchmarks.pocket_runs``), recorded as it ends in
 ``results/pocket_runs/<mode>/<run>.json``, so the benchmark resumes where it was killed and
-shares its runs with the other benchmarks (the sharing benchmark's budget-0.5 runs, the
-recipes benchmark's main-job recipe). Seeds go in the outer loop: a partial frontier has every
-point at the first seeds.
+shares its runs with the other benchmarks (the main job's recipe and ``none`` at β 1 of the
+recipes benchmark). Seeds go in the outer loop: a partial frontier has every point at the first
+seeds; ``--losses`` picks which losses (and in which order) run.
+
+``--fine_tuning=before`` gives the frontier with the fine-tuning the main job had before
+``benchmarks.recipes`` chose the current one (``benchmarks/recipes_base.cfg`` + 4 epochs at the
+training batch of 32, Adam 1e-4), written as ``frontier_finetune_before``; the main job's current
+fine-tuning is drawn on it as stars.
 
 Plots mean test accuracy (union-pruned model, Keras, mean over domains and seeds) against the
 union-pruned model's MACs over the backbone's, one line per sharing loss, with the baselines of
@@ -20,8 +23,11 @@ per-domain fine-tuning of the whole backbone.
 Target: the best sharing loss is above ``none`` at every union-MACs level both reach.
 
     python -m benchmarks.frontier            # 48 runs, the main job's epochs: hours on 2 cores
+    python -m benchmarks.frontier --losses=none,jaccard   # the default loss against none first
     python -m benchmarks.frontier --quick    # 1 seed, 2 epochs x 30 steps
 """
+
+import argparse
 
 import matplotlib
 
@@ -32,12 +38,14 @@ import numpy as np  # noqa: E402
 from bap_tf.report import save_accuracy_vs_cost  # noqa: E402
 from benchmarks import common, pocket_runs, recipes  # noqa: E402
 
-NAME = "frontier"
 LOSSES = ("none", "union", "intersection", "jaccard")
-# Every run: the main job before the fine-tuning change (benchmarks/recipes_base.cfg holds its
-# training flags) with 4 epochs of fine-tuning at the training batch.
-FRONTIER = {"flagfile": "benchmarks/recipes_base.cfg", "finetune_epochs": 4}
-# The main job's fine-tuning now (benchmarks.recipes' runs), drawn as points of their own.
+# --fine_tuning -> (results name, flags over the main job's). ``before``: the main job before
+# benchmarks.recipes changed its defaults (recipes_base.cfg) with 4 epochs of fine-tuning.
+FINE_TUNINGS = {
+    "main_job": ("frontier", {}),
+    "before": ("frontier_finetune_before", {"flagfile": "benchmarks/recipes_base.cfg", "finetune_epochs": 4}),
+}
+# The main job's fine-tuning now (benchmarks.recipes' runs), drawn on the ``before`` frontier.
 CURRENT = {
     "main job now (jaccard β 0.5, fine-tuning 8 epochs at batch 128, 8e-4)": "jaccard + finetune 8 at batch 128, 8e-4",
     "none β 1, the same fine-tuning": "none, budget 1 + finetune 8 at batch 128, 8e-4",
@@ -45,9 +53,10 @@ CURRENT = {
 BUDGETS = (1.0, 0.75, 0.5, 0.25)
 
 
-def measure(args, losses=LOSSES, budgets=BUDGETS, run=True):
-    """``(seeds, [record])`` of every (seed, loss, budget) run, seeds outer. ``run=False``
-    collects only the runs already recorded (a partial frontier) and lists the others."""
+def measure(args, losses=LOSSES, budgets=BUDGETS, run=True, extra=None):
+    """``(seeds, [record])`` of every (seed, loss, budget) run of the main job's flags with
+    ``extra``, seeds outer. ``run=False`` collects only the runs already recorded (a partial
+    frontier) and lists the others."""
     seeds = list(range(args.seeds if args.seeds else (1 if args.quick else 3)))
     rows, missing = [], []
     for seed in seeds:
@@ -55,9 +64,9 @@ def measure(args, losses=LOSSES, budgets=BUDGETS, run=True):
             for budget in budgets:
                 if run:
                     print(f"{loss}, budget {budget:g}, seed {seed}:", flush=True)
-                    record = pocket_runs.pocket_record(loss, budget, seed, args.quick, args.results_dir, extra=FRONTIER)
+                    record = pocket_runs.pocket_record(loss, budget, seed, args.quick, args.results_dir, extra=extra)
                 else:
-                    record = pocket_runs.find_record(loss, budget, seed, args.quick, args.results_dir, extra=FRONTIER)
+                    record = pocket_runs.find_record(loss, budget, seed, args.quick, args.results_dir, extra=extra)
                 if record is None:
                     missing.append(f"{loss} β {budget:g} seed {seed}")
                 else:
@@ -174,7 +183,7 @@ def markdown(record):
         lines += ["Baselines (mean accuracy, same data): " + ", ".join(
             f"{kind.replace('_', ' ')} {value:.3f}" for kind, value in record["baselines"].items()) + ".", ""]
     if record.get("current"):
-        lines += ["Every frontier run fine-tunes as the main job did then (4 epochs at batch 32, Adam 1e-4). With the "
+        lines += ["Every run above fine-tunes as the main job did before (4 epochs at batch 32, Adam 1e-4). With the "
                   "main job's fine-tuning now (stars on the plot): " + "; ".join(
                       f"{name} {_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} ({p['seeds']} seed(s))"
                       for name, p in record["current"].items()) + ".", ""]
@@ -206,20 +215,33 @@ def main():
     parser.add_argument("--seeds", type=int, default=0, help="seeds per point (default: 3, quick mode 1)")
     parser.add_argument("--recorded_only", action="store_true",
                         help="run nothing: the table and plot of the runs recorded so far (marked partial)")
+    parser.add_argument("--fine_tuning", choices=sorted(FINE_TUNINGS), default="main_job",
+                        help="main_job: the main job's flags; before: its fine-tuning before benchmarks.recipes")
+    parser.add_argument("--losses", type=_losses, default=LOSSES, help="comma-separated, in the order to run")
     args = parser.parse_args()
-    settings = {"losses": list(LOSSES), "budgets": list(BUDGETS),
-                "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick)}
-    record = common.start_record(NAME, args.quick, settings)
-    record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
-    record["current"] = current_points(args, record["seeds"])
+    name, extra = FINE_TUNINGS[args.fine_tuning]
+    settings = {"losses": list(args.losses), "budgets": list(BUDGETS),
+                "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick, extra)}
+    record = common.start_record(name, args.quick, settings)
+    record["seeds"], record["runs"], missing = measure(args, args.losses, run=not args.recorded_only, extra=extra)
+    if extra:
+        record["current"] = current_points(args, record["seeds"])
     shared = (pocket_runs.shared_baselines(seed, args.quick, measure=not args.recorded_only) for seed in record["seeds"])
     record["shared_baselines"] = [b for b in shared if b]
     if missing:
         record["partial"] = (f"{len(record['runs'])} of {len(record['runs']) + len(missing)} runs recorded; "
                              f"missing: {', '.join(missing)}")
     if record["runs"]:
-        summarize_into(record, common.results_path(NAME, args.quick, "png", args.results_dir))
+        summarize_into(record, common.results_path(name, args.quick, "png", args.results_dir))
         common.write_results(record, markdown(record), args.results_dir)
+
+
+def _losses(text):
+    losses = tuple(dict.fromkeys(loss.strip() for loss in text.split(",") if loss.strip()))
+    unknown = [loss for loss in losses if loss not in LOSSES]
+    if unknown or not losses:
+        raise argparse.ArgumentTypeError(f"--losses={text!r}: expected a comma-separated subset of {', '.join(LOSSES)}")
+    return losses
 
 
 def summarize_into(record, plot_path):

@@ -1,5 +1,6 @@
 """The machinery that lets long benchmarks resume and share runs (no training here)."""
 
+import argparse
 import json
 import types
 
@@ -99,6 +100,12 @@ def test_frontier_collects_only_recorded_runs_when_asked(tmp_path, monkeypatch):
     args = types.SimpleNamespace(seeds=1, quick=True, results_dir=tmp_path)
     seeds, rows, missing = frontier.measure(args, losses=("none",), budgets=(1.0, 0.5), run=False)
     assert seeds == [0] and rows == [] and missing == ["none β 1 seed 0", "none β 0.5 seed 0"]
+
+
+def test_frontier_losses_flag_keeps_the_order_given_and_names_a_bad_loss():
+    assert frontier._losses("jaccard, none,jaccard") == ("jaccard", "none")
+    with pytest.raises(argparse.ArgumentTypeError, match="'jaccard,bogus'"):
+        frontier._losses("jaccard,bogus")
 
 
 def test_a_run_recorded_under_another_name_is_found_by_its_flags(tmp_path, monkeypatch):
