@@ -105,19 +105,20 @@ def machine_info():
 
 
 # -- the record -------------------------------------------------------------------------------
-def command_line(name):
+def command_line(module):
     """How this benchmark was invoked, as a command to paste."""
-    return " ".join(["python", "-m", f"benchmarks.{name}", *map(shlex.quote, sys.argv[1:])])
+    return " ".join(["python", "-m", f"benchmarks.{module}", *map(shlex.quote, sys.argv[1:])])
 
 
-def start_record(name, quick, settings):
-    """The fields every results file starts with; the benchmark adds its measurements."""
+def start_record(name, quick, settings, module=None):
+    """The fields every results file starts with; the benchmark adds its measurements.
+    ``module``: the benchmark's module when its results are not named after it."""
     return {
         "benchmark": name,
         "mode": "quick" if quick else "full",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
-        "command": command_line(name),
+        "command": command_line(module or name),
         "code": code_version(),
         "settings": settings,
         "_started": time.perf_counter(),

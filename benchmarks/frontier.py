@@ -222,7 +222,7 @@ def main():
     name, extra = FINE_TUNINGS[args.fine_tuning]
     settings = {"losses": list(args.losses), "budgets": list(BUDGETS),
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick, extra)}
-    record = common.start_record(name, args.quick, settings)
+    record = common.start_record(name, args.quick, settings, module="frontier")
     record["seeds"], record["runs"], missing = measure(args, args.losses, run=not args.recorded_only, extra=extra)
     if extra:
         record["current"] = current_points(args, record["seeds"])

@@ -113,7 +113,7 @@ def define_experiment_flags(fv=FLAGS):
     flags.DEFINE_float("finetune_learning_rate", _E.finetune_learning_rate, "Adam learning rate of the fine-tuning.", flag_values=fv)
     _positive("finetune_learning_rate", fv)
     flags.DEFINE_integer("finetune_batch_size", _E.finetune_batch_size, "Per-domain batch size of the fine-tuning; "
-                         "0: --batch_size.", lower_bound=0, flag_values=fv)
+                         "0: --batch_size (larger batches: fewer, cheaper steps).", lower_bound=0, flag_values=fv)
     flags.DEFINE_enum("finetune_layers", _E.finetune_layers, config_lib.FINETUNE_LAYERS, "What the fine-tuning "
                       "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
     flags.DEFINE_boolean("whole_union", _E.whole_union, "In the union-pruned model every domain reads all the "

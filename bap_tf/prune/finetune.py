@@ -90,9 +90,11 @@ def accuracy(model, data, batch_size=64):
     return metrics.accuracy(model.predict(dataset.map(lambda images, _: images), verbose=0), labels)
 
 
-def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
+def finetune_domain(model, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
                     steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
+    ``epochs``, ``batch_size`` and ``learning_rate`` have no default here: the experiment's
+    (``ExperimentConfig.finetune_*``) are the ones measured.
 
     An epoch is ``steps_per_epoch`` batches when that is > 0, else ``ceil(N / batch_size)``
     (about one pass over ``train``; every batch is full, the data repeat).
@@ -117,7 +119,7 @@ def finetune_domain(model, train, validation=None, *, epochs=1, batch_size=32, l
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history, *_selected(keep))
 
 
-def finetune_union(models, train, validation=None, *, epochs=1, batch_size=32, learning_rate=1e-3, seed=0,
+def finetune_union(models, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
                    steps_per_epoch=0, select_on=None, layers="all"):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
