@@ -38,7 +38,7 @@ def measure(results_dir):
     domains = report["domains"]
     return {
         "wall_s": round(wall, 1), "wall_min": round(wall / 60, 1),
-        "effective_flags": pocket_runs.flagfile_values(),
+        "effective_flags": pocket_runs.effective_flags({"flagfile": pocket_runs.FLAGFILE}),
         **pocket_runs.summarize_report(report, timings),
         "stage_min": {stage: round(seconds / 60, 1) for stage, seconds in timings.items()},
         "accuracy_tflite": {d: v["accuracy_tflite"] for d, v in domains.items()},

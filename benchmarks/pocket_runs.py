@@ -11,10 +11,11 @@ Settings: full mode is the README's main job, ``flags/pocket.cfg`` (8 epochs of 
 the largest domain, batch 32 per domain, the shipped pocket backbone) with the benchmark's
 budget, sharing loss and seed; quick mode trains ``QUICK`` epochs x steps and checks the
 exported files on fewer images. A run is redone when the flags it ran with (flagfile included) differ
-from what the flags ask for now.
+from what the flags ask for now (the library's defaults included).
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -100,10 +101,35 @@ def flagfile_values(path=FLAGFILE):
 
 
 def effective_flags(flags):
-    """What ``bap-train`` receives: the flagfile's flags, then the benchmark's (the last wins)."""
+    """What ``bap-train`` runs with: the flagfile's flags, then the benchmark's (the last wins),
+    resolved by ``resolve_flags``."""
     values = flagfile_values(flags["flagfile"])
     values.update({name: str(value) for name, value in flags.items() if name != "flagfile"})
-    return values
+    return resolve_flags(values)
+
+
+def resolve_flags(values):
+    """``{flag: value}`` of every ``bap-train`` flag: each of ``values`` (strings, as on a command
+    line) parsed as ``bap-train`` parses it, the library's default for every other. The defaults
+    are part of a run's identity: when one changes, the runs and records that relied on it stop
+    counting instead of standing for what the flags would do now."""
+    defined = _bap_train_flags()
+    unknown = sorted(set(values) - set(defined))
+    if unknown:
+        raise ValueError(f"not bap-train flags: {', '.join(unknown)}. Received: {values}")
+    return {name: defined[name].parser.parse(values[name]) if name in values else defined[name].default
+            for name in sorted(defined) if name != "workdir"}
+
+
+@functools.cache
+def _bap_train_flags():
+    from absl import flags as absl_flags
+
+    from bap_tf.cli import flags as cli_flags
+
+    values = absl_flags.FlagValues()
+    cli_flags.define_experiment_flags(values)
+    return {name: values[name] for name in values}
 
 
 def _done_stages(workdir, flags):

@@ -102,6 +102,23 @@ def test_frontier_collects_only_recorded_runs_when_asked(tmp_path, monkeypatch):
     assert seeds == [0] and rows == [] and missing == ["none β 1 seed 0", "none β 0.5 seed 0"]
 
 
+def test_effective_flags_hold_every_default_so_a_changed_default_makes_records_stale(tmp_path, monkeypatch):
+    flags = pocket_runs.run_flags("jaccard", 0.5, 0, False, runs_dir=tmp_path)
+    effective = pocket_runs.effective_flags(flags)
+    assert effective["budget"] == 0.5 and effective["warmup_epochs"] == 0  # named / a library default
+    # Values are parsed as bap-train parses them: two spellings of one value are one run.
+    assert pocket_runs.effective_flags({**flags, "learning_rate": "1e-2"}) == effective
+    path = pocket_runs.record_path(flags, False, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"effective_flags": pocket_runs._without(effective), "mean_accuracy": 0.5}))
+    assert pocket_runs.find_record("jaccard", 0.5, 0, False, tmp_path, runs_dir=tmp_path)["mean_accuracy"] == 0.5
+    warmup = pocket_runs._bap_train_flags()["warmup_epochs"]
+    monkeypatch.setattr(warmup, "default", 3)
+    assert pocket_runs.find_record("jaccard", 0.5, 0, False, tmp_path, runs_dir=tmp_path) is None
+    with pytest.raises(ValueError, match="not bap-train flags: no_such_flag"):
+        pocket_runs.resolve_flags({"no_such_flag": "1"})
+
+
 def test_frontier_losses_flag_keeps_the_order_given_and_names_a_bad_loss():
     assert frontier._losses("jaccard, none,jaccard") == ("jaccard", "none")
     with pytest.raises(argparse.ArgumentTypeError, match="'jaccard,bogus'"):

@@ -9,7 +9,7 @@ from absl import flags
 
 from bap_tf.cli import flags as cli_flags
 from bap_tf.config import ExperimentConfig, PretrainConfig
-from benchmarks.pocket_runs import REPORT_ONLY_FLAGS, flagfile_values
+from benchmarks.pocket_runs import REPORT_ONLY_FLAGS, effective_flags, flagfile_values
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGFILES = sorted((ROOT / "flags").glob("*.cfg"))
@@ -89,7 +89,8 @@ def test_flagfile_header_figures_are_those_of_its_recorded_run(path):
     record = json.loads(text)
     if "effective_flags" in record.get("measured", record):
         ran = {k: v for k, v in record.get("measured", record)["effective_flags"].items() if k not in REPORT_ONLY_FLAGS}
-        wanted = {k: v for k, v in flagfile_values(f"flags/{path.name}").items() if k not in REPORT_ONLY_FLAGS}
+        wanted = {k: v for k, v in effective_flags({"flagfile": f"flags/{path.name}"}).items()
+                  if k not in REPORT_ONLY_FLAGS}
         assert ran == wanted, f"{records[0]} was not made with {path.name} as it reads now"
     else:
         assert f"--flagfile=flags/{path.name}" in text, f"{records[0]} does not name {path.name}'s command"
