@@ -260,7 +260,7 @@ def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
     None then). Flags that act after training (``POST_TRAIN_FLAGS``) do not change them."""
     flags = baseline_flags(seed, quick, runs_dir)
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
-    ignored = POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS
+    ignored = POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS | BASELINE_FREE
     wanted = _without(effective_flags(flags), ignored)
     if path.exists() and _without(_read(path).get("effective_flags", {}), ignored) == wanted:
         return _read(path)
@@ -277,10 +277,14 @@ def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
     return record
 
 
+# What the baselines (frozen backbone, per-domain fine-tuning) do not depend on either.
+BASELINE_FREE = frozenset({"budget", "sharing_loss"})
+
+
 def baseline_flags(seed, quick, runs_dir=RUNS):
     """The flags the baselines depend on: the main job's, without budget and sharing loss."""
     return {k: v for k, v in run_flags("none", 1.0, seed, quick, runs_dir=runs_dir).items()
-            if k not in REPORT_ONLY_FLAGS | {"budget", "sharing_loss"}}
+            if k not in REPORT_ONLY_FLAGS | BASELINE_FREE}
 
 
 def write_baselines(path, argv):
