@@ -182,9 +182,13 @@ def markdown(record):
     if record["baselines"]:
         lines += ["Baselines (mean accuracy, same data): " + ", ".join(
             f"{kind.replace('_', ' ')} {value:.3f}" for kind, value in record["baselines"].items()) + ".", ""]
+    tuning = record.get("fine_tuning")
+    if tuning:
+        batch = tuning["finetune_batch_size"]
+        lines += [f"Every run fine-tunes its reduced models {tuning['finetune_epochs']} epochs at "
+                  f"{f'batch {batch} per domain' if batch else 'the training batch'}, Adam {tuning['finetune_learning_rate']:g}.", ""]
     if record.get("current"):
-        lines += ["Every run above fine-tunes as the main job did before (4 epochs at batch 32, Adam 1e-4). With the "
-                  "main job's fine-tuning now (stars on the plot): " + "; ".join(
+        lines += ["With the main job's fine-tuning now (stars on the plot): " + "; ".join(
                       f"{name} {_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} ({p['seeds']} seed(s))"
                       for name, p in record["current"].items()) + ".", ""]
     verdicts = []
@@ -223,6 +227,7 @@ def main():
     settings = {"losses": list(args.losses), "budgets": list(BUDGETS),
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick, extra)}
     record = common.start_record(name, args.quick, settings, module="frontier")
+    record["fine_tuning"] = fine_tuning(args.quick, extra)
     record["seeds"], record["runs"], missing = measure(args, args.losses, run=not args.recorded_only, extra=extra)
     if extra:
         record["current"] = current_points(args, record["seeds"])
@@ -234,6 +239,12 @@ def main():
     if record["runs"]:
         summarize_into(record, common.results_path(name, args.quick, "png", args.results_dir))
         common.write_results(record, markdown(record), args.results_dir)
+
+
+def fine_tuning(quick, extra):
+    """The fine-tuning flags every run of the frontier has (they vary neither with loss nor budget)."""
+    effective = pocket_runs.effective_flags(pocket_runs.run_flags("none", 1.0, 0, quick, extra))
+    return {name: effective[name] for name in ("finetune_epochs", "finetune_batch_size", "finetune_learning_rate")}
 
 
 def _losses(text):

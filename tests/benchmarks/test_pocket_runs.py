@@ -85,7 +85,8 @@ def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     rows = [_row("none", 1.0, 0.80, 1.0), _row("none", 1.0, 0.82, 0.98, seed=1), _row("jaccard", 0.5, 0.79, 0.5)]
     shared = [{"feature_extractor": {"a": {"accuracy": 0.6}, "b": {"accuracy": 0.7}}, "finetune": None}]
     current = {"main job now": {"seeds": 2, "mean_accuracy": 0.84, "mean_accuracy_std": 0.01, "macs_ratio": 0.37}}
-    record = {"runs": rows, "seeds": [0, 1], "partial": "1 of 2", "shared_baselines": shared, "current": current}
+    record = {"runs": rows, "seeds": [0, 1], "partial": "1 of 2", "shared_baselines": shared, "current": current,
+              "fine_tuning": frontier.fine_tuning(False, {"finetune_batch_size": 0, "finetune_learning_rate": 1e-4})}
     frontier.summarize_into(record, tmp_path / "frontier.png")
     assert record["baselines"] == {"feature_extractor": pytest.approx(0.65)}
     assert (tmp_path / "frontier.png").stat().st_size > 0
@@ -93,6 +94,7 @@ def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     assert "0.810 ± 0.014" in page and "**Partial**: 1 of 2" in page and "feature extractor 0.650" in page
     assert "no MACs level in common" in page and "not measured yet" in page  # jaccard at 0.5 never meets none
     assert "main job now 0.840 ± 0.010 at MACs 0.370 (2 seed(s))" in page
+    assert "fine-tunes its reduced models 8 epochs at the training batch, Adam 0.0001" in page
 
 
 def test_frontier_collects_only_recorded_runs_when_asked(tmp_path, monkeypatch):
