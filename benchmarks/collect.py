@@ -13,7 +13,7 @@ from benchmarks import common
 
 README = common.RESULTS.parent / "README.md"
 PLOTS = {"budget_sweep": "accuracy vs MACs", "latency": "latency vs MACs"}
-ORDER = ("main_job", "recipes", "frontier", "sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
+ORDER = ("main_job", "recipes", "finetune_lr", "frontier", "frontier_finetune_before", "sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
 SECTION = "## Latest results"
 
 
