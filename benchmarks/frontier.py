@@ -144,7 +144,8 @@ def baselines(shared):
 
 def plot(frontier, references, path, current=()):
     figure, axis = plt.subplots(figsize=(6.5, 4.5))
-    for index, (loss, curve) in enumerate(frontier.items()):
+    for loss, curve in frontier.items():
+        index = LOSSES.index(loss)  # one colour per loss on every page
         xs = [p["macs_ratio"] for p in curve]
         ys = [p["mean_accuracy"] for p in curve]
         errors = [p["mean_accuracy_std"] or 0.0 for p in curve]
@@ -152,7 +153,7 @@ def plot(frontier, references, path, current=()):
         for p in curve:
             axis.annotate(f"β={p['budget']:g}", (p["macs_ratio"], p["mean_accuracy"]), textcoords="offset points",
                           xytext=(4, -11), fontsize=7, color=f"C{index}")
-    for index, (name, p) in enumerate(dict(current).items(), start=len(frontier)):
+    for index, (name, p) in enumerate(dict(current).items(), start=len(LOSSES)):
         axis.errorbar([p["macs_ratio"]], [p["mean_accuracy"]], yerr=[p["mean_accuracy_std"] or 0.0], color=f"C{index}",
                       marker="*", markersize=11, linestyle="none", capsize=3, label=name)
     styles = {"feature_extractor": ":", "finetune": "--"}
