@@ -193,6 +193,14 @@ def fmt_pm(values, spec=".3f"):
     return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
 
 
+def fmt_summary_pm(summary, key):
+    """``mean ± std`` of a summary over seeds (``summary[key]``, ``summary[key + "_std"]``), or the
+    one seed's value."""
+    if summary["seeds"] < 2:
+        return fmt(summary[key])
+    return f"{fmt(summary[key])} ± {fmt(summary[key + '_std'])}"
+
+
 def fmt_bytes(value):
     if value is None:
         return "–"

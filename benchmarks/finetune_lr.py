@@ -94,7 +94,7 @@ def plot(summary, path):
 def markdown(record):
     summary, default = record["summary"], record["main_job_rate"]
     rows = [[f"{rate:g}" + (" (main job)" if rate == default else ""), str(entry["seeds"]),
-             _pm(entry, "held_back"), _pm(entry, "test"), ", ".join(map(str, entry["selected_epochs"]))]
+             common.fmt_summary_pm(entry, "held_back"), common.fmt_summary_pm(entry, "test"), ", ".join(map(str, entry["selected_epochs"]))]
             for rate, entry in sorted(summary["rates"].items())]
     chosen = summary["chosen"]
     lines = [
@@ -112,12 +112,6 @@ def markdown(record):
     if record.get("partial"):
         lines += ["", f"**Partial**: {record['partial']}"]
     return "\n".join(lines)
-
-
-def _pm(entry, key):
-    if entry["seeds"] < 2:
-        return common.fmt(entry[key])
-    return f"{common.fmt(entry[key])} ± {common.fmt(entry[key + '_std'])}"
 
 
 def main():

@@ -174,7 +174,7 @@ def markdown(record):
         for p in sorted(curve, key=lambda e: -e["budget"]):
             rows.append([f"`{loss}`", f"{p['budget']:g}", str(p["seeds"]),
                          *(common.fmt(p["accuracy"][d]) for d in domains),
-                         _pm(p, "mean_accuracy"), _pm(p, "macs_ratio")])
+                         common.fmt_summary_pm(p, "mean_accuracy"), common.fmt_summary_pm(p, "macs_ratio")])
     lines = [
         f"### Accuracy-vs-MACs frontier, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
         common.markdown_table(["sharing loss", "budget β", "seeds", *domains, "mean accuracy", "union MACs / backbone"], rows),
@@ -190,7 +190,7 @@ def markdown(record):
                   f"{f'batch {batch} per domain' if batch else 'the training batch'}, Adam {tuning['finetune_learning_rate']:g}.", ""]
     if record.get("current"):
         lines += ["With the main job's fine-tuning now (stars on the plot): " + "; ".join(
-                      f"{name} {_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} ({p['seeds']} seed(s))"
+                      f"{name} {common.fmt_summary_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} ({p['seeds']} seed(s))"
                       for name, p in record["current"].items()) + ".", ""]
     verdicts = []
     for loss, entry in comparison.items():
@@ -206,13 +206,6 @@ def markdown(record):
     if record.get("partial"):
         lines += ["", f"**Partial**: {record['partial']}"]
     return "\n".join(lines)
-
-
-def _pm(point, key):
-    """``mean ± std`` over seeds, or the one seed's value."""
-    if point["seeds"] < 2:
-        return common.fmt(point[key])
-    return f"{common.fmt(point[key])} ± {common.fmt(point[key + '_std'])}"
 
 
 def main():
