@@ -158,7 +158,8 @@ class ExperimentConfig:
     tpu: str = ""  # TPU name or address for strategy=tpu ("": the local TPU)
     # -- prune ----------------------------------------------------------------------------
     # Fine-tuning of the reduced models after pruning (0 epochs: none); benchmarks/results/recipes.md:
-    # 8 epochs at batch 128 take the steps of 4 at batch 32, and 8e-4 scored best of 2e-4 to 1.6e-3.
+    # 8 epochs at batch 128 take the steps of 4 at batch 32, and 8e-4 scored best on the test split
+    # (benchmarks/results/finetune_lr.md: held-back data prefer 1.6e-3, inside the seeds' spread).
     finetune_epochs: int = 8
     finetune_learning_rate: float = 8e-4
     finetune_batch_size: int = 128  # per domain; 0: batch_size. Larger batches: fewer, cheaper steps
