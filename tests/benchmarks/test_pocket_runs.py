@@ -163,3 +163,12 @@ def test_shared_baselines_outlive_a_change_of_post_training_flags(tmp_path, monk
         path.write_text(json.dumps({"feature_extractor": {}, "effective_flags": {**flags, changed[0]: changed[1]}}))
         found = pocket_runs.shared_baselines(0, False, runs_dir, measure=False)
         assert (found is not None) == kept, changed
+
+
+def test_a_results_page_not_named_after_its_module_names_the_module_to_run(monkeypatch):
+    from benchmarks import common
+
+    monkeypatch.setattr(common.sys, "argv", ["frontier.py", "--fine_tuning=before"])
+    record = common.start_record("frontier_finetune_before", False, {}, module="frontier")
+    assert record["benchmark"] == "frontier_finetune_before"
+    assert record["command"] == "python -m benchmarks.frontier --fine_tuning=before"

@@ -99,3 +99,11 @@ def test_flagfile_header_figures_are_those_of_its_recorded_run(path):
         places = len(figure.split(".")[1])
         assert any(round(n, places) == float(figure) for n in numbers), (
             f"{path.name}: {figure} is not a figure of {records[0]}")
+
+
+def test_library_fine_tuning_defaults_are_the_main_jobs():
+    """The main job's fine-tuning (chosen by benchmarks.recipes) is what the library does by default."""
+    main_job = effective_flags({"flagfile": "flags/pocket.cfg"})
+    defaults = ExperimentConfig()
+    for name in ("finetune_epochs", "finetune_batch_size", "finetune_learning_rate", "finetune_layers"):
+        assert main_job[name] == getattr(defaults, name), name
