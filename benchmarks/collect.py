@@ -9,11 +9,11 @@ the line that says when, where and how it was measured.
 import re
 
 from bap_tf.atomic import write_text
-from benchmarks import common
+from benchmarks import common, frontier
 
 README = common.RESULTS.parent / "README.md"
-PLOTS = {"budget_sweep": "accuracy vs MACs", "latency": "latency vs MACs"}
-ORDER = ("main_job", "recipes", "finetune_lr", "frontier", "frontier_finetune_before", "sharing", "budget_sweep", "export", "latency", "training_overhead", "decathlon_shape")
+PLOTS = {"latency": "latency vs MACs"}
+ORDER = ("main_job", "recipes", "finetune_lr", "frontier", "frontier_finetune_before", "export", "latency", "training_overhead", "decathlon_shape")
 SECTION = "## Latest results"
 
 
@@ -24,7 +24,10 @@ def page(name):
             text = path.read_text()
             text = re.sub(r"^<!--.*?-->\n", "", text)  # the "do not edit" comment
             # One level down: the README's section is "##", each benchmark's page a "###".
-            return re.sub(r"^## ", "### ", text, flags=re.MULTILINE).strip(), path
+            text = re.sub(r"^## ", "### ", text, flags=re.MULTILINE)
+            # A page's images sit beside it in results/, one folder below this README.
+            text = re.sub(r"(!\[[^\]]*\]\()([^/():]+\))", rf"\1{path.parent.name}/\2", text)
+            return text.strip(), path
     return None, None
 
 
@@ -36,16 +39,23 @@ def latest(name):
 def targets():
     """One row per target of the issue, from the latest results."""
     rows = []
-    sharing = latest("sharing")
-    if sharing:
-        s = sharing["summary"]
-        best = min((loss for loss in s if loss != "none"), key=lambda loss: s[loss]["macs_ratio"])
-        met = sharing["targets"]["met_by"]
+    curves = latest("frontier")
+    if curves and curves.get("comparison"):
+        gaps = {loss: e for loss, e in curves["comparison"].items() if e}
+        best = max(gaps, key=lambda loss: gaps[loss]["min_gap"]) if gaps else None
         rows.append([
-            "sharing: MACs ≤ 0.55 × backbone, accuracy within 2 points of `none`", sharing["mode"],
-            "; ".join(f"`{loss}` MACs {s[loss]['macs_ratio']:.3f}, Δacc {-s[loss]['accuracy_drop_vs_none'] * 100:+.1f}"
-                      for loss in s if loss != "none"),
-            common.verdict(bool(met)) + (f" (by {', '.join(met)})" if met else f" (closest: `{best}`)"),
+            "frontier: the best sharing loss above `none` at every union-MACs level both reach", curves["mode"],
+            f"`{best}`: smallest gap {gaps[best]['min_gap'] * 100:+.1f} points" if best else "no level in common",
+            common.verdict(any(e["above"] for e in gaps.values())),
+        ])
+    if curves and curves.get("sharing"):
+        met = [loss for loss, e in curves["sharing"].items() if e["met"]]
+        rows.append([
+            f"sharing at β {frontier.SHARING_BUDGET:g}: MACs ≤ {frontier.MACS_TARGET:g} × backbone, accuracy within "
+            f"{frontier.ACCURACY_TOLERANCE * 100:g} points of `none`", curves["mode"],
+            "; ".join(f"`{loss}` MACs {e['macs_ratio']:.3f}, Δacc {e['accuracy_gap'] * 100:+.1f}"
+                      for loss, e in curves["sharing"].items()),
+            common.verdict(bool(met)) + (f" (by {', '.join(met)})" if met else ""),
         ])
     latency = latest("latency")
     if latency:

@@ -1,14 +1,14 @@
 """Export on the pocket benchmark: accuracy through every runtime, and file and arena size vs the
 unpruned backbone.
 
-Runs (or reuses) the full chain ``bap-train --stages=all`` for the best sharing loss at budget
-0.5, seed 0 (``benchmarks.pocket_runs``). Per domain, on the same test images (the run's
-``eval_examples``): Keras accuracy of the union-pruned model and of the domain's own pruned model
-(measured here), then from ``report.json`` the Android float32 file in LiteRT, the domain's int8
-file in LiteRT and the same file in TensorFlow Lite Micro. Then the int8 file's bytes and its
-smallest TFLM arena against the baseline: the same domain's BatchNorms and head on the
-*unpruned* backbone (``benchmarks.run_models``), converted to int8 by the same
-``export_micro`` with the same calibration images and measured by the same arena search.
+Runs (or reuses) the full chain ``bap-train --stages=all`` for the main job's sharing loss
+(``--sharing_loss`` overrides) at budget 0.5, seed 0 (``benchmarks.pocket_runs``). Per domain, on
+the same test images (the run's ``eval_examples``): Keras accuracy of the union-pruned model and
+of the domain's own pruned model (measured here), then from ``report.json`` the Android float32
+file in LiteRT, the domain's int8 file in LiteRT and the same file in TensorFlow Lite Micro. Then
+the int8 file's bytes and its smallest TFLM arena against the baseline: the same domain's
+BatchNorms and head on the *unpruned* backbone (``benchmarks.run_models``), converted to int8 by
+the same ``export_micro`` with the same calibration images and measured by the same arena search.
 Also the Android float32 file against the unpruned multi-domain file (every domain's BN and head
 on the unpruned shared backbone).
 

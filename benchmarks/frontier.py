@@ -20,7 +20,9 @@ the same data, epochs and seeds as horizontal lines (``pocket_runs.shared_baseli
 once per seed): the feature extractor (frozen backbone + logistic regression per domain) and
 per-domain fine-tuning of the whole backbone.
 
-Target: the best sharing loss is above ``none`` at every union-MACs level both reach.
+Targets: the best sharing loss is above ``none`` at every union-MACs level both reach; and at
+β 0.5, a sharing loss prunes to at most 0.55 of the backbone's MACs with mean accuracy within 2
+points of ``none`` at the same budget.
 
     python -m benchmarks.frontier            # 48 runs, the main job's epochs: hours on 2 cores
     python -m benchmarks.frontier --losses=none,jaccard   # the default loss against none first
@@ -51,6 +53,8 @@ CURRENT = {
     "none β 1, the same fine-tuning": "none, budget 1 + finetune 8 at batch 128, 8e-4",
 }
 BUDGETS = (1.0, 0.75, 0.5, 0.25)
+# At SHARING_BUDGET, sharing must prune to MACS_TARGET x backbone within ACCURACY_TOLERANCE of none.
+SHARING_BUDGET, MACS_TARGET, ACCURACY_TOLERANCE = 0.5, 0.55, 0.02
 
 
 def measure(args, losses=LOSSES, budgets=BUDGETS, run=True, extra=None):
@@ -131,6 +135,22 @@ def compare_with_none(frontier):
     return result
 
 
+def sharing_at_budget(frontier, budget=SHARING_BUDGET):
+    """Per sharing loss at ``budget``: union MACs, accuracy minus ``none``'s at the same budget,
+    and whether it meets ``MACS_TARGET`` within ``ACCURACY_TOLERANCE``. ``{}`` until ``none``
+    has a point there."""
+    at = {loss: p for loss, curve in frontier.items() for p in curve if p["budget"] == budget}
+    if "none" not in at:
+        return {}
+    result = {}
+    for loss, p in at.items():
+        if loss != "none":
+            gap = p["mean_accuracy"] - at["none"]["mean_accuracy"]
+            result[loss] = {"macs_ratio": p["macs_ratio"], "accuracy_gap": gap,
+                            "met": p["macs_ratio"] <= MACS_TARGET and gap >= -ACCURACY_TOLERANCE}
+    return result
+
+
 def baselines(shared):
     """``{kind: mean accuracy}`` of the reference models over domains and seeds, from
     ``pocket_runs.shared_baselines`` records (same data, epochs and seeds as the runs)."""
@@ -197,12 +217,20 @@ def markdown(record):
         if entry is None:
             verdicts.append(f"`{loss}`: no MACs level in common with `none`")
         else:
-            verdicts.append(f"`{loss}` {'above' if entry['above'] else 'not above'} `none` at "
-                            f"{len(entry['macs_levels'])} levels (smallest gap {entry['min_gap'] * 100:+.1f} points)")
+            gaps = ", ".join(f"{gap * 100:+.1f} at {macs:.2f}" for macs, gap in zip(entry["macs_levels"], entry["accuracy_gap"]))
+            verdicts.append(f"`{loss}` {'above' if entry['above'] else 'not above'} `none` (points at MACs: {gaps})")
     compared = [entry for entry in comparison.values() if entry]
     verdict = common.verdict(any(entry["above"] for entry in compared)) if compared else "**not measured yet**"
     lines += [f"Target: the best sharing loss above `none` at every union-MACs level both reach: {verdict} "
-              f"({'; '.join(verdicts) or 'no comparison yet'}).", "", f"![frontier]({record['plot_name']})"]
+              f"({'; '.join(verdicts) or 'no comparison yet'}).", ""]
+    sharing = record.get("sharing", {})
+    if sharing:
+        met = [loss for loss, entry in sharing.items() if entry["met"]]
+        figures = "; ".join(f"`{loss}` MACs {entry['macs_ratio']:.3f}, {entry['accuracy_gap'] * 100:+.1f} points"
+                            for loss, entry in sharing.items())
+        lines += [f"Target at β {SHARING_BUDGET:g}: union MACs ≤ {MACS_TARGET:g} × backbone with mean accuracy within "
+                  f"{ACCURACY_TOLERANCE * 100:g} points of `none`: {common.verdict(bool(met))} ({figures}).", ""]
+    lines += [f"![frontier]({record['plot_name']})"]
     if record.get("partial"):
         lines += ["", f"**Partial**: {record['partial']}"]
     return "\n".join(lines)
@@ -254,6 +282,7 @@ def summarize_into(record, plot_path):
     draws the plot at ``plot_path``."""
     record["frontier"] = points(record["runs"])
     record["comparison"] = compare_with_none(record["frontier"])
+    record["sharing"] = sharing_at_budget(record["frontier"])
     record["baselines"] = baselines(record.get("shared_baselines", []))
     record["plot_name"] = plot(record["frontier"], record["baselines"], plot_path, record.get("current", {})).name
 

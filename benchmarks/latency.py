@@ -4,7 +4,8 @@ Two shapes, each a ResNet-26 with random weights and synthetic switches for two 
 shared random ``shared_fraction`` of every conv's input channels, each domain flipping
 ``domain_flip_fraction`` of them, seed 0): ``width64`` (width 64, 64 px, the Decathlon shape) and
 ``pocket`` (width 16, 32 px, the pocket benchmark's shape). ``--trained_runs`` adds the pocket
-runs of the budget sweep (trained with ``bap-train --stages=train,prune``, float32 only).
+runs of the main job's sharing loss at budgets 1 / 0.75 / 0.5 / 0.25 (the frontier's runs; float32
+only).
 
 Per shape, the unpruned backbone (every switch on, the first domain's BatchNorms and head) is the
 baseline, and each *variant* of the rewriter (``VARIANTS``: ``channel_multiple`` and

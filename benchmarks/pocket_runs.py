@@ -4,8 +4,7 @@
 real command, in a child process, so every run starts from a fresh TensorFlow) into
 ``runs/benchmarks/<mode>/pocket_<loss>_b<budget>_s<seed>/`` and returns its ``report.json``.
 A later benchmark asking for the same run finds it there and only runs the stages it still
-lacks: the sharing benchmark trains the budget-0.5 runs the budget sweep, export and latency
-benchmarks read again. Delete ``runs/benchmarks`` (git ignores ``runs/``) to start over.
+lacks: the frontier trains the runs the recipes, export and latency benchmarks read again. Delete ``runs/benchmarks`` (git ignores ``runs/``) to start over.
 
 Settings: full mode is the README's main job, ``flags/pocket.cfg`` (8 epochs of one pass over
 the largest domain, batch 32 per domain, the shipped pocket backbone) with the benchmark's
@@ -25,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, read_results
+from benchmarks.common import ROOT
 
 RUNS = ROOT / "runs" / "benchmarks"
 STAGES = ("train", "prune", "export", "eval")
@@ -442,43 +441,22 @@ def write_record(flags, quick, results_dir, report, timings, load, **extra):
     return record
 
 
-# -- choosing the sharing loss the later benchmarks use ------------------------------------
-MACS_TARGET = 0.55  # pruned MACs <= 0.55 x backbone ...
-ACCURACY_TOLERANCE = 0.02  # ... with mean accuracy within 2 points of sharing_loss=none
-DEFAULT_LOSS = "jaccard"  # ExperimentConfig's default, when the sharing benchmark has not run
-
-
-def best_sharing_loss(sharing_results):
-    """The sharing loss the budget sweep, export and latency benchmarks use, and why.
-
-    From the sharing benchmark's results: among the losses (not ``none``) whose mean accuracy
-    is within ``ACCURACY_TOLERANCE`` of ``none``, the one with the smallest pruned MACs; if no
-    loss is that accurate, the most accurate one. Without results: ``DEFAULT_LOSS``.
-    """
-    if not sharing_results:
-        return DEFAULT_LOSS, f"no sharing results: the library default {DEFAULT_LOSS!r}"
-    summary = sharing_results["summary"]
-    reference = summary["none"]["mean_accuracy"]
-    losses = [loss for loss in summary if loss != "none"]
-    close = [loss for loss in losses if summary[loss]["mean_accuracy"] >= reference - ACCURACY_TOLERANCE]
-    if close:
-        best = min(close, key=lambda loss: summary[loss]["macs_ratio"])
-        return best, (f"smallest pruned MACs among the sharing losses within {ACCURACY_TOLERANCE * 100:g} points "
-                      f"of 'none' in the sharing benchmark ({sharing_results['mode']} mode, {sharing_results['date'][:10]})")
-    best = max(losses, key=lambda loss: summary[loss]["mean_accuracy"])
-    return best, (f"no sharing loss came within {ACCURACY_TOLERANCE * 100:g} points of 'none' in the sharing "
-                  f"benchmark ({sharing_results['mode']} mode): the most accurate one")
+# -- the sharing loss export and latency measure -------------------------------------------
+def main_job_loss():
+    """The sharing loss of the README's main job (its flagfile, else the library default):
+    export and latency measure the model a user gets."""
+    return resolve_flags(flagfile_values())["sharing_loss"]
 
 
 def parse_with_sharing_loss(parser):
     """Adds ``--sharing_loss`` to ``parser``, parses, and returns ``(args, loss, reason)``: the
-    loss given, else ``best_sharing_loss`` of the sharing benchmark's results in the same mode."""
+    loss given, else ``main_job_loss()``."""
     parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
-                        help="default: the best loss of the sharing benchmark's results")
+                        help=f"default: the main job's ({FLAGFILE})")
     args = parser.parse_args()
     if args.sharing_loss:
         return args, args.sharing_loss, "given with --sharing_loss"
-    return args, *best_sharing_loss(read_results("sharing", args.quick, args.results_dir))
+    return args, main_job_loss(), f"the main job's ({FLAGFILE})"
 
 
 def domain_names(report):

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import sys
 import types
 
 import pytest
@@ -81,6 +82,16 @@ def test_frontier_compares_losses_with_none_where_both_reach():
     assert frontier.compare_with_none(frontier.points(rows[:2] + [_row("union", 0.25, 0.9, 0.2)]))["union"] is None
 
 
+def test_frontier_judges_sharing_against_none_at_the_same_budget():
+    rows = [_row("none", 0.5, 0.80, 0.85), _row("jaccard", 0.5, 0.79, 0.5), _row("union", 0.5, 0.81, 0.6),
+            _row("intersection", 0.5, 0.75, 0.4), _row("intersection", 1.0, 0.9, 0.9)]
+    sharing = frontier.sharing_at_budget(frontier.points(rows))
+    assert sharing["jaccard"]["met"] and sharing["jaccard"]["accuracy_gap"] == pytest.approx(-0.01)
+    assert not sharing["union"]["met"]  # accurate but MACs 0.6 > 0.55
+    assert not sharing["intersection"]["met"] and sharing["intersection"]["macs_ratio"] == 0.4  # 5 points below
+    assert frontier.sharing_at_budget(frontier.points(rows[1:])) == {}  # no none at β 0.5 yet
+
+
 def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     rows = [_row("none", 1.0, 0.80, 1.0), _row("none", 1.0, 0.82, 0.98, seed=1), _row("jaccard", 0.5, 0.79, 0.5)]
     shared = [{"feature_extractor": {"a": {"accuracy": 0.6}, "b": {"accuracy": 0.7}}, "finetune": None}]
@@ -93,6 +104,7 @@ def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     page = frontier.markdown(record)
     assert "0.810 ± 0.014" in page and "**Partial**: 1 of 2" in page and "feature extractor 0.650" in page
     assert "no MACs level in common" in page and "not measured yet" in page  # jaccard at 0.5 never meets none
+    assert "Target at β 0.5" not in page  # none has no point at β 0.5
     assert "main job now 0.840 ± 0.010 at MACs 0.370 (2 seed(s))" in page
     assert "fine-tunes its reduced models 8 epochs at the training batch, Adam 0.0001" in page
 
@@ -119,6 +131,15 @@ def test_effective_flags_hold_every_default_so_a_changed_default_makes_records_s
     assert pocket_runs.find_record("jaccard", 0.5, 0, False, tmp_path, runs_dir=tmp_path) is None
     with pytest.raises(ValueError, match="not bap-train flags: no_such_flag"):
         pocket_runs.resolve_flags({"no_such_flag": "1"})
+
+
+def test_export_and_latency_measure_the_main_jobs_loss_unless_told(monkeypatch):
+    assert pocket_runs.main_job_loss() == pocket_runs.flagfile_values()["sharing_loss"]
+    monkeypatch.setattr(sys, "argv", ["export.py"])
+    assert pocket_runs.parse_with_sharing_loss(argparse.ArgumentParser())[1:] == (
+        pocket_runs.main_job_loss(), "the main job's (flags/pocket.cfg)")
+    monkeypatch.setattr(sys, "argv", ["export.py", "--sharing_loss=union"])
+    assert pocket_runs.parse_with_sharing_loss(argparse.ArgumentParser())[1] == "union"
 
 
 def test_frontier_losses_flag_keeps_the_order_given_and_names_a_bad_loss():
