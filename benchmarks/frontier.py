@@ -37,10 +37,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bap_tf.config import SHARING_LOSSES  # noqa: E402
 from bap_tf.report import save_accuracy_vs_cost  # noqa: E402
 from benchmarks import common, pocket_runs, recipes  # noqa: E402
 
-LOSSES = ("none", "union", "intersection", "jaccard")
+LOSSES = SHARING_LOSSES  # in this order on every page and plot
 # --fine_tuning -> (results name, flags over the main job's). ``before``: the main job before
 # benchmarks.recipes changed its defaults (recipes_base.cfg) with 4 epochs of fine-tuning.
 FINE_TUNINGS = {

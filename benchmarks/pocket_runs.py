@@ -4,7 +4,8 @@
 real command, in a child process, so every run starts from a fresh TensorFlow) into
 ``runs/benchmarks/<mode>/pocket_<loss>_b<budget>_s<seed>/`` and returns its ``report.json``.
 A later benchmark asking for the same run finds it there and only runs the stages it still
-lacks: the frontier trains the runs the recipes, export and latency benchmarks read again. Delete ``runs/benchmarks`` (git ignores ``runs/``) to start over.
+lacks: the frontier trains the runs the recipes, export and latency benchmarks read again.
+Delete ``runs/benchmarks`` (git ignores ``runs/``) to start over.
 
 Settings: full mode is the README's main job, ``flags/pocket.cfg`` (8 epochs of one pass over
 the largest domain, batch 32 per domain, the shipped pocket backbone) with the benchmark's
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from bap_tf.config import SHARING_LOSSES
 from benchmarks.common import ROOT
 
 RUNS = ROOT / "runs" / "benchmarks"
@@ -445,13 +447,13 @@ def write_record(flags, quick, results_dir, report, timings, load, **extra):
 def main_job_loss():
     """The sharing loss of the README's main job (its flagfile, else the library default):
     export and latency measure the model a user gets."""
-    return resolve_flags(flagfile_values())["sharing_loss"]
+    return effective_flags({"flagfile": FLAGFILE})["sharing_loss"]
 
 
 def parse_with_sharing_loss(parser):
     """Adds ``--sharing_loss`` to ``parser``, parses, and returns ``(args, loss, reason)``: the
     loss given, else ``main_job_loss()``."""
-    parser.add_argument("--sharing_loss", choices=("none", "union", "intersection", "jaccard"), default=None,
+    parser.add_argument("--sharing_loss", choices=SHARING_LOSSES, default=None,
                         help=f"default: the main job's ({FLAGFILE})")
     args = parser.parse_args()
     if args.sharing_loss:
