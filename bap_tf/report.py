@@ -298,9 +298,31 @@ def _baseline_table(report):
     lines.append("")
     if baselines.get("skipped"):
         lines += [f"Not measured: {baselines['skipped']}.", ""]
+    chosen = _chosen_settings(baselines)
+    if chosen:
+        lines += [f"Settings each baseline chose on the held-back data: {chosen}.", ""]
     lines += ["Baselines trained and tested on the run's splits; the exported files run on the device subset "
               "of the test split. Params of the baselines: every domain's model together; MACs: one image.", ""]
     return lines
+
+
+def _chosen_settings(baselines):
+    """``"per-domain fine-tuning: digits Adam 0.001, augmentation off; ..."`` from the baselines'
+    ``settings`` (those chosen on held-back data; "" when none was chosen)."""
+    described = []
+    for kind, label in (("feature_extractor", "feature extractor"), ("finetune", "per-domain fine-tuning")):
+        entries = {d: e for d, e in (baselines.get(kind) or {}).items() if e.get("held_back") is not None}
+        parts = []
+        for domain, entry in entries.items():
+            settings = entry["settings"]
+            if "C" in settings:
+                parts.append(f"`{domain}` C {settings['C']:g}")
+            else:
+                parts.append(f"`{domain}` Adam {settings['learning_rate']:g}, "
+                             f"augmentation {'on' if settings['augment'] else 'off'}")
+        if parts:
+            described.append(f"{label}: " + "; ".join(parts))
+    return "; ".join(described)
 
 
 def markdown(report):

@@ -142,7 +142,7 @@ def _done_stages(workdir, flags):
     if not marker.exists():
         return []
     saved = _read(marker)
-    then, now = _without(saved.get("effective_flags", {})), _without(effective_flags(flags))
+    then, now = _without(with_new_flags(saved.get("effective_flags", {}))), _without(effective_flags(flags))
     stale = sorted(name for name in set(then) | set(now) if then.get(name) != now.get(name))
     if stale and set(stale) <= POST_TRAIN_FLAGS and "train" in saved["stages"]:
         print(f"  {workdir.name}: flags changed after training ({', '.join(stale)}): keeping its training", flush=True)
@@ -151,6 +151,14 @@ def _done_stages(workdir, flags):
         print(f"  {workdir.name} is stale (flags changed: {', '.join(stale)}): redoing it", flush=True)
         return []
     return saved["stages"]
+
+
+def with_new_flags(saved):
+    """A run's saved effective flags, plus each flag added to ``bap-train`` since, at its default:
+    a flag whose default keeps what the code did before changes nothing that ran."""
+    if not saved:
+        return saved
+    return {**{name: flag.default for name, flag in _bap_train_flags().items() if name != "workdir"}, **saved}
 
 
 def _without(flags, names=REPORT_ONLY_FLAGS):
@@ -204,7 +212,8 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
 
 # Flags that act only after training: runs that differ only in these train the same model.
 POST_TRAIN_FLAGS = frozenset({
-    "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_layers", "whole_union",
+    "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_layers", "finetune_schedule",
+    "whole_union",
     "channel_multiple", "dense_reads", "android_layout", "quantize", "calibration_examples", "qat_epochs",
     "eval_examples", "reference_errors", "mcu_flash_kb", "mcu_ram_kb", "enforce_mcu_budget",
 })
@@ -222,7 +231,7 @@ def _share_training(workdir, flags, quick, runs_dir):
         source = marker.parent
         if source == workdir or "train" not in saved.get("stages", []):
             continue
-        theirs = _without(saved.get("effective_flags", {}), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
+        theirs = _without(with_new_flags(saved.get("effective_flags", {})), POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS)
         if theirs != wanted:
             continue
         workdir.mkdir(parents=True, exist_ok=True)

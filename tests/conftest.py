@@ -19,3 +19,9 @@ if len(tf.config.get_logical_device_configuration(_cpus[0]) or []) == 0:
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _baseline_cache(tmp_path_factory, monkeypatch):
+    """Each test its own cross-run baseline cache: none reuses another's (or the user's) baselines."""
+    monkeypatch.setenv("BAP_TF_BASELINE_CACHE", str(tmp_path_factory.mktemp("baseline_cache")))

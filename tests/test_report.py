@@ -98,14 +98,18 @@ def test_baselines_section_and_table():
     baselines = {
         "feature_extractor": {"digits": {"accuracy": 0.8, "params": 1100, "macs": 100_100},
                               "letters": {"accuracy": 0.5, "params": 1200, "macs": 100_100}},
-        "finetune": {"digits": {"accuracy": 0.95, "params": 1100, "macs": 100_100, "epoch": 2},
-                     "letters": {"accuracy": 0.85, "params": 1200, "macs": 100_100, "epoch": 1}},
+        "finetune": {"digits": {"accuracy": 0.95, "params": 1100, "macs": 100_100, "epoch": 2, "held_back": 0.9,
+                                "settings": {"learning_rate": 0.002, "augment": False}},
+                     "letters": {"accuracy": 0.85, "params": 1200, "macs": 100_100, "epoch": 1, "held_back": 0.8,
+                                 "settings": {"learning_rate": 0.001, "augment": True}}},
     }
     report = report_lib.build_report(**_inputs(), baselines=baselines)
     assert report["baselines"]["finetune"]["letters"]["accuracy"] == 0.85 and report["baselines"]["skipped"] is None
     page = report_lib.markdown(report)
     assert "| per-domain fine-tuning (whole backbone, one per domain) | 0.950 | 0.850 | 0.900 | 2.30k (all domains) |" in page
     assert "| this run, union-pruned (Keras) | 0.900 | 0.700 | 0.800 |" in page
+    assert ("Settings each baseline chose on the held-back data: per-domain fine-tuning: `digits` Adam 0.002, "
+            "augmentation off; `letters` Adam 0.001, augmentation on." in page)
     skipped = report_lib.build_report(**_inputs(), baselines={"feature_extractor": baselines["feature_extractor"]})
     assert skipped["baselines"]["finetune"] is None
     assert "Not measured: per-domain fine-tuning: not measured (--nobaselines)." in report_lib.markdown(skipped)

@@ -63,7 +63,8 @@ def define_experiment_flags(fv=FLAGS):
                          "(pocket 32, decathlon 72, imagenet_sketch 224, folders 64).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("augment", _E.augment, "Random translations (and flips where a domain allows) in training.", flag_values=fv)
     flags.DEFINE_float("validation_fraction", _E.validation_fraction, "Share of each domain's training split held "
-                       "back (seeded) to select the best epoch of training and of fine-tuning on; 0: keep the last.",
+                       "back (seeded): the best epoch of training and of fine-tuning is kept on it, and the baselines "
+                       "choose their settings on it; 0: keep the last epoch.",
                        lower_bound=0.0, upper_bound=0.49, flag_values=fv)
     # -- backbone
     flags.DEFINE_enum("backbone", _E.backbone, config_lib.BACKBONES, "The frozen pre-trained CNN.", flag_values=fv)
@@ -116,6 +117,8 @@ def define_experiment_flags(fv=FLAGS):
                          "0: --batch_size (larger batches: fewer, cheaper steps).", lower_bound=0, flag_values=fv)
     flags.DEFINE_enum("finetune_layers", _E.finetune_layers, config_lib.FINETUNE_LAYERS, "What the fine-tuning "
                       "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
+    flags.DEFINE_enum("finetune_schedule", _E.finetune_schedule, config_lib.FINETUNE_SCHEDULES, "Learning rate "
+                      "of the fine-tuning: constant, or cosine decay from --finetune_learning_rate to 0.", flag_values=fv)
     flags.DEFINE_boolean("whole_union", _E.whole_union, "In the union-pruned model every domain reads all the "
                          "channels the union keeps (no per-domain channel masks: the shared convs compute them "
                          "anyway), and the fine-tuning adapts it; needs --finetune_epochs > 0.", flag_values=fv)

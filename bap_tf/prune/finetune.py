@@ -68,6 +68,18 @@ class KeepBestEpoch(keras.callbacks.Callback):
 
 
 FINETUNE_LAYERS = ("all", "batchnorm_heads")
+FINETUNE_SCHEDULES = ("constant", "cosine")
+
+
+def optimizer(learning_rate, schedule, total_steps):
+    """Adam at ``learning_rate``, held (``"constant"``) or decayed to 0 over ``total_steps``
+    (``"cosine"``): a decayed rate ends on a settled model rather than wherever the last steps
+    of a constant one happened to leave it."""
+    if schedule not in FINETUNE_SCHEDULES:
+        raise ValueError(f"schedule must be one of {FINETUNE_SCHEDULES}. Received: schedule={schedule!r}")
+    if schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
+    return keras.optimizers.Adam(learning_rate)
 
 
 def unfreeze(models, layers="all"):
@@ -91,7 +103,7 @@ def accuracy(model, data, batch_size=64):
 
 
 def finetune_domain(model, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
-                    steps_per_epoch=0, select_on=None, layers="all"):
+                    steps_per_epoch=0, select_on=None, layers="all", schedule="constant"):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
     ``epochs``, ``batch_size`` and ``learning_rate`` have no default here: the experiment's
     (``ExperimentConfig.finetune_*``) are the ones measured.
@@ -99,28 +111,28 @@ def finetune_domain(model, train, validation=None, *, epochs, batch_size, learni
     An epoch is ``steps_per_epoch`` batches when that is > 0, else ``ceil(N / batch_size)``
     (about one pass over ``train``; every batch is full, the data repeat).
     ``select_on``: data to keep the best epoch on (see the module docstring); ``layers``:
-    what trains (``unfreeze``).
+    what trains (``unfreeze``); ``schedule``: the learning rate's (``optimizer``).
     """
     name = model.name
     evaluation = train if validation is None else validation
     before = {name: accuracy(model, evaluation)}
     unfreeze(model, layers)
+    steps = steps_per_epoch or math.ceil(_size(train) / batch_size)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer(learning_rate, schedule, epochs * steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     # Full batches only, as in finetune_union: a smaller last batch retraces the step, and on the
     # pruned per-domain models TensorFlow 2.21 then aborts the process (double free).
     dataset = _dataset(train).shuffle(_buffer(train), seed=seed).repeat().batch(batch_size)
-    steps = steps_per_epoch or math.ceil(_size(train) / batch_size)
     keep = [] if select_on is None else [KeepBestEpoch(lambda: accuracy(model, select_on), model)]
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history, *_selected(keep))
 
 
 def finetune_union(models, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
-                   steps_per_epoch=0, select_on=None, layers="all"):
+                   steps_per_epoch=0, select_on=None, layers="all", schedule="constant"):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
     ``train`` (and ``validation``) map each domain to its data. One epoch is
@@ -134,8 +146,9 @@ def finetune_union(models, train, validation=None, *, epochs, batch_size, learni
     before = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
     joint = joint_model(models)
     unfreeze(models, layers)
+    steps = steps_per_epoch or math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
     joint.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer(learning_rate, schedule, epochs * steps),
         loss={domain: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for domain in models},
     )
     per_domain = {
@@ -145,7 +158,6 @@ def finetune_union(models, train, validation=None, *, epochs, batch_size, learni
     zipped = tf.data.Dataset.zip(per_domain).map(
         lambda batches: ({d: b[0] for d, b in batches.items()}, {d: b[1] for d, b in batches.items()})
     )
-    steps = steps_per_epoch or math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
     keep = [] if select_on is None else [KeepBestEpoch(
         lambda: float(np.mean([accuracy(model, select_on[domain]) for domain, model in models.items()])), models)]
     history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)

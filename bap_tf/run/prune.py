@@ -101,9 +101,10 @@ def _finetune(config, union, domain_models, test_sources, workdir):
                      for s in data_sources.domain_sources(config, "validation", workdir)}
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.finetune_batch_size or config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
-                  steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers)
+                  steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers,
+                  schedule=config.finetune_schedule)
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
-    result = {"settings": {name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers")},
+    result = {"settings": {name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers", "schedule")},
               "union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
               "domain": {}}
     for name, model in domain_models.items():

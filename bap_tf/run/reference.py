@@ -9,12 +9,54 @@ backbone, the Visual Decathlon convention (250 points per domain at the referenc
 ``config.baselines`` is off, the cheaper feature extractor.
 
 ``measured_baselines`` keeps what it measured in ``WORKDIR/baselines.json`` with the settings
-it depends on, so a stage run again reuses it.
+it depends on, so a stage run again reuses it, and in a cache shared by every run of the
+machine (``cache_path``): the baselines depend on the data, backbone, seed and their own
+settings, not on the budget or the sharing loss, so a run that differs only in those reuses
+them instead of fine-tuning D backbones again.
 """
+
+import hashlib
+import json
+import os
+from pathlib import Path
 
 from bap_tf import metrics
 from bap_tf.atomic import read_json, write_json
 from bap_tf.run import baselines as baselines_lib
+
+# Where measured baselines are cached across runs; default: ~/.cache/bap_tf/baselines.
+CACHE_ENV = "BAP_TF_BASELINE_CACHE"
+
+
+def cache_path(config):
+    """The cross-run cache file of ``config``'s baselines, named by what they depend on (for
+    folder domains, the files too: images changed under the same path are other data)."""
+    root = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "bap_tf", "baselines")
+    identity = {"key": baselines_lib.key(config), "files": _files_fingerprint(config.folders_root)}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(root) / f"{digest}.json"
+
+
+def _files_fingerprint(root):
+    """A digest of every file's path, size and modification time under ``root`` ("" if none)."""
+    if not root or not os.path.isdir(root):
+        return ""
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            stat = os.stat(os.path.join(folder, name))
+            digest.update(f"{os.path.relpath(os.path.join(folder, name), root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _saved(path, key):
+    """What ``path`` holds for ``key`` (``{}`` when missing, unreadable or for other settings)."""
+    try:
+        saved = read_json(path)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) and saved.get("key") == key else {}
 
 
 def measured_baselines(config, workdir):
@@ -24,17 +66,20 @@ def measured_baselines(config, workdir):
     wanted = ["finetune"] if config.baselines else []
     if config.baselines or not config.reference_errors:
         wanted.insert(0, "feature_extractor")
-    saved = read_json(workdir.baselines) if workdir.baselines.exists() else {}
-    if saved.get("key") != baselines_lib.key(config):
-        saved = {}
+    key = baselines_lib.key(config)
+    shared = cache_path(config)
+    saved = {**_saved(shared, key), **{k: v for k, v in _saved(workdir.baselines, key).items() if v is not None}}
     measure = {"feature_extractor": baselines_lib.feature_extractor, "finetune": baselines_lib.finetune}
     changed = False
     for kind in wanted:
         if saved.get(kind) is None:
             saved[kind] = measure[kind](config, workdir)
             changed = True
+    if changed or not workdir.baselines.exists():
+        write_json(workdir.baselines, {**saved, "key": key})
     if changed:
-        write_json(workdir.baselines, {**saved, "key": baselines_lib.key(config)})
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        write_json(shared, {**_saved(shared, key), **saved, "key": key})
     return {kind: saved.get(kind) for kind in baselines_lib.KINDS}
 
 

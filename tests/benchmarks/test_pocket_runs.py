@@ -193,3 +193,17 @@ def test_a_results_page_not_named_after_its_module_names_the_module_to_run(monke
     record = common.start_record("frontier_finetune_before", False, {}, module="frontier")
     assert record["benchmark"] == "frontier_finetune_before"
     assert record["command"] == "python -m benchmarks.frontier --fine_tuning=before"
+
+
+def test_a_flag_added_since_a_run_counts_at_its_default(tmp_path, monkeypatch):
+    flags = pocket_runs.run_flags("jaccard", 0.5, 0, True, runs_dir=tmp_path)
+    workdir = pocket_runs.workdir_of(flags, True, tmp_path)
+    workdir.mkdir(parents=True)
+    saved = pocket_runs.effective_flags(flags)
+    del saved["finetune_schedule"]  # a run recorded before the flag existed
+    marker = {"flags": flags, "effective_flags": saved, "stages": ["train", "prune"]}
+    (workdir / pocket_runs.MARKER).write_text(json.dumps(marker))
+    assert pocket_runs._done_stages(workdir, flags) == ["train", "prune"]
+    # The same run asked with the new flag off its default: only the training still counts.
+    cosine = pocket_runs.run_flags("jaccard", 0.5, 0, True, extra={"finetune_schedule": "cosine"}, runs_dir=tmp_path)
+    assert pocket_runs._done_stages(workdir, cosine) == ["train"]

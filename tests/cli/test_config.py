@@ -21,6 +21,7 @@ def test_constants_repeated_in_config_match_the_library():
     assert config_lib.BUDGET_METRICS == costs.BUDGET_METRICS
     assert config_lib.SHARING_LOSSES == losses.SHARING_LOSSES
     assert config_lib.FINETUNE_LAYERS == finetune.FINETUNE_LAYERS
+    assert config_lib.FINETUNE_SCHEDULES == finetune.FINETUNE_SCHEDULES
     assert config_lib.POCKET_SOURCE == pocket.POCKET_SOURCE
     assert config_lib.POCKET_DOMAINS == tuple(pocket.POCKET_DOMAINS)
     assert config_lib.DECATHLON_DOMAINS == tfds_loaders.DECATHLON_DOMAINS

@@ -88,3 +88,19 @@ def test_finetuning_batchnorms_and_heads_leaves_the_convolutions():
     assert not np.allclose(head, model.get_layer("cars_head").kernel.numpy())
     with pytest.raises(ValueError, match="Received: layers='convs'"):
         finetune.unfreeze(model, "convs")
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_fine_tuning():
+    network = prune_nets.residual_network()
+    prune_nets.set_switches(network, 0.5, np.random.default_rng(2))
+    rewriter = Rewriter(network, prune_nets.domains_of(network))
+    own = rewriter.domain_model("cars")
+    data = _data(network, dict(prune_nets.domains_of(network))["cars"], 0)
+    finetune.finetune_domain(own, data, epochs=2, batch_size=8, learning_rate=1e-2, steps_per_epoch=3,
+                             schedule="cosine")
+    assert float(own.optimizer.iterations.numpy()) == 6
+    assert float(own.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)  # the rate at step 6 of 6
+    with pytest.raises(ValueError, match="schedule must be one of .* Received: schedule='linear'"):
+        finetune.optimizer(1e-3, "linear", 10)
+    constant = finetune.optimizer(1e-3, "constant", 10)
+    assert float(constant.learning_rate) == pytest.approx(1e-3)

@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import pytest
 
 from bap_tf.config import ExperimentConfig
@@ -31,7 +32,10 @@ def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, p
     for kind in ("feature_extractor", "finetune"):
         entry = measured[kind]["digits"]
         assert 0.0 <= entry["accuracy"] <= 1.0 and entry["params"] > 0 and entry["macs"] > 0
+        assert 0.0 <= entry["held_back"] <= 1.0  # the setting was chosen on held-back data
     assert measured["finetune"]["digits"]["epoch"] in (0, 1, 2)  # selected on the validation split
+    assert measured["finetune"]["digits"]["settings"] in baselines.FINETUNE_GRID
+    assert measured["feature_extractor"]["digits"]["settings"]["C"] in baselines.FEATURE_EXTRACTOR_C
     errors, description = reference.reference_errors(config, measured)
     assert errors == {"digits": pytest.approx(1.0 - measured["finetune"]["digits"]["accuracy"])}
     assert description.startswith("finetune")
@@ -54,3 +58,51 @@ def test_without_baselines_a_reference_file_measures_nothing(tmp_path, monkeypat
     measured = reference.measured_baselines(config, Workdir(tmp_path / "run").create())
     assert measured == {"feature_extractor": None, "finetune": None}
     assert reference.reference_errors(config, measured) == ({"digits": 0.25}, f"file: {refs}")
+
+
+def test_each_domain_takes_the_setting_best_on_held_back_data(tmp_path, pocket_cache, monkeypatch):
+    scores = {(1e-3, True): 0.5, (1e-3, False): 0.9, (2e-3, True): 0.7, (2e-3, False): 0.6}
+    trained = []
+
+    def fake(config, train, held, setting):
+        trained.append(setting)
+        model = baselines._with_head(keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D()]),
+                                     train.num_classes, "fake")
+        return model, scores[setting["learning_rate"], setting["augment"]], 1
+
+    monkeypatch.setattr(baselines, "_finetuned", fake)
+    config = _config(pocket_cache, image_size=16)
+    entry = baselines.finetune(config, Workdir(tmp_path / "run").create())["digits"]
+    assert trained == list(baselines.FINETUNE_GRID)
+    assert entry["settings"] == {"learning_rate": 1e-3, "augment": False} and entry["held_back"] == 0.9
+    # Nothing held back: nothing to choose on, the first setting is taken.
+    trained.clear()
+    config = _config(pocket_cache, image_size=16, validation_fraction=0.0)
+    entry = baselines.finetune(config, Workdir(tmp_path / "other").create())["digits"]
+    assert trained == [baselines.FINETUNE_GRID[0]] and entry["settings"] == baselines.FINETUNE_GRID[0]
+
+
+def test_baselines_are_shared_by_runs_that_differ_in_budget_or_sharing_loss(tmp_path, pocket_cache, monkeypatch):
+    measured = {"digits": {"accuracy": 0.9, "params": 1, "macs": 1}}
+    calls = []
+    for kind in ("finetune", "feature_extractor"):
+        monkeypatch.setattr(baselines, kind, lambda config, workdir: calls.append(config) or measured)
+    first = reference.measured_baselines(_config(pocket_cache), Workdir(tmp_path / "a").create())
+    assert len(calls) == 2 and reference.cache_path(_config(pocket_cache)).exists()
+    other = _config(pocket_cache, budget=0.25, sharing_loss="union")
+    assert reference.measured_baselines(other, Workdir(tmp_path / "b").create()) == first
+    assert len(calls) == 2  # reused from the cache, and written into the new workdir
+    assert json.loads((tmp_path / "b" / "baselines.json").read_text())["finetune"] == measured
+    reference.measured_baselines(_config(pocket_cache, seed=1), Workdir(tmp_path / "c").create())
+    assert len(calls) == 4  # another seed: other baselines
+
+
+def test_the_cache_knows_when_a_folder_domain_changed(tmp_path):
+    root = tmp_path / "folders"
+    (root / "d1" / "a").mkdir(parents=True)
+    (root / "d1" / "a" / "x.png").write_bytes(b"one")
+    config = ExperimentConfig(dataset="folders", folders_root=str(root), domains=("d1",))
+    before = reference.cache_path(config)
+    assert reference.cache_path(config) == before
+    (root / "d1" / "a" / "y.png").write_bytes(b"two")
+    assert reference.cache_path(config) != before

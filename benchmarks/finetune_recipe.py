@@ -1,0 +1,153 @@
+"""Which fine-tuning recipe data held back from training choose, at the main job's settings.
+
+A user chooses without the test split, and so does this benchmark: the main job
+(``flags/pocket.cfg``: ``jaccard``, β 0.5, 8 fine-tuning epochs at batch 128) with 10 % of each
+domain's training data held back (``--validation_fraction=0.1``), trained once per seed, then
+fine-tuned with each recipe of ``RECIPES`` (learning rate, schedule), keeping the epoch that
+scores best on the held-back data; the recipe with the best held-back accuracy (union model,
+mean over domains and seeds) wins. Each run is the real chain ``bap-train --stages=train,prune``
+(``benchmarks.pocket_runs``: resumable, and the runs of one seed share its training); the figures
+are each run's ``pruned/finetune.json``. Test accuracy is shown beside, never used to choose.
+
+    python -m benchmarks.finetune_recipe            # 3 seeds x 4 recipes: about an hour on 2 cores
+    python -m benchmarks.finetune_recipe --quick    # 1 seed, 2 epochs x 30 steps
+"""
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bap_tf.atomic import atomic_path  # noqa: E402
+from benchmarks import common, pocket_runs  # noqa: E402
+
+NAME = "finetune_recipe"
+LOSS, BUDGET = "jaccard", 0.5
+VALIDATION_FRACTION = 0.1
+# label -> the bap-train flags of the recipe (beyond the main job's).
+RECIPES = {
+    "Adam 8e-4, constant": {"finetune_learning_rate": 8e-4, "finetune_schedule": "constant"},
+    "Adam 1.6e-3, constant": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "constant"},
+    "Adam 1.6e-3, cosine": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine"},
+    "Adam 3.2e-3, cosine": {"finetune_learning_rate": 3.2e-3, "finetune_schedule": "cosine"},
+}
+
+
+def run_extra(recipe):
+    return {"validation_fraction": VALIDATION_FRACTION, **RECIPES[recipe]}
+
+
+def measure(args, recipes=tuple(RECIPES), on_row=None):
+    """``(seeds, rows)``: one row per (seed, recipe), seeds outer; ``on_row(seeds, rows)`` after each."""
+    seeds = list(range(args.seeds if args.seeds else (1 if args.quick else 3)))
+    rows = []
+    for seed in seeds:
+        for recipe in recipes:
+            print(f"seed {seed}, fine-tuning {recipe}:", flush=True)
+            run = pocket_runs.run_pocket(LOSS, BUDGET, seed, args.quick, stages=("train", "prune"), extra=run_extra(recipe))
+            union = json.loads((run["workdir"] / "pruned" / "finetune.json").read_text())["union"]
+            rows.append({"seed": seed, "recipe": recipe, "held_back": union["selection_score"],
+                         "selected_epoch": union["selected_epoch"],
+                         "test": common.mean(list(union["after"].values())), "test_per_domain": union["after"],
+                         "prune_s": run["timings"].get("prune")})
+            if on_row:
+                on_row(seeds, rows)
+    return seeds, rows
+
+
+def summarize(rows):
+    """``{"recipes": {recipe: {held_back, held_back_std, test, test_std, seeds, epochs}}, "chosen": recipe}``;
+    the recipe with the best mean held-back accuracy (among those measured at the most seeds)."""
+    recipes = {}
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+        items = [r for r in rows if r["recipe"] == recipe]
+        recipes[recipe] = {
+            "seeds": len(items),
+            "held_back": common.mean([r["held_back"] for r in items]),
+            "held_back_std": common.std([r["held_back"] for r in items]),
+            "test": common.mean([r["test"] for r in items]),
+            "test_std": common.std([r["test"] for r in items]),
+            "selected_epochs": [r["selected_epoch"] for r in items],
+        }
+    most = max((entry["seeds"] for entry in recipes.values()), default=0)
+    complete = {recipe: entry for recipe, entry in recipes.items() if entry["seeds"] == most}
+    chosen = max(complete, key=lambda recipe: complete[recipe]["held_back"]) if complete else None
+    return {"recipes": recipes, "chosen": chosen}
+
+
+def plot(summary, path):
+    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    labels = list(summary["recipes"])
+    positions = range(len(labels))
+    for offset, (key, label) in zip((-0.1, 0.1), (("held_back", "held-back 10 % of training data (chooses)"),
+                                                   ("test", "test split (shown)"))):
+        axis.errorbar([p + offset for p in positions], [summary["recipes"][r][key] for r in labels], marker="o",
+                      capsize=3, linestyle="none", label=label,
+                      yerr=[summary["recipes"][r][f"{key}_std"] or 0.0 for r in labels])
+    axis.set_xticks(list(positions), [label.replace(", ", "\n") for label in labels], fontsize=8)
+    axis.set_ylabel("mean accuracy, union model (4 domains)")
+    axis.set_title("Pocket benchmark, jaccard β 0.5: fine-tuning recipe")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+    return path
+
+
+def markdown(record):
+    summary, default = record["summary"], record["main_job_recipe"]
+    rows = [[recipe + (" (main job)" if recipe == default else ""), str(entry["seeds"]),
+             common.fmt_summary_pm(entry, "held_back"), common.fmt_summary_pm(entry, "test"),
+             ", ".join(map(str, entry["selected_epochs"]))]
+            for recipe, entry in summary["recipes"].items()]
+    chosen = summary["chosen"]
+    lines = [
+        f"### Fine-tuning recipe chosen on held-back data, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
+        common.markdown_table(["recipe", "seeds", "held-back accuracy (chooses)", "test accuracy (shown)",
+                               "epoch kept per seed"], rows), "",
+        f"The main job (`jaccard`, β 0.5) with {VALIDATION_FRACTION:.0%} of each domain's training data held back; "
+        "union model, mean over domains; the epoch kept is the best on the held-back data (0: before fine-tuning).",
+        "",
+    ]
+    if chosen is not None:
+        same = "the main job's" if chosen == default else f"not the main job's ({default})"
+        lines += [f"Held-back data choose **{chosen}**: {same}.", ""]
+    lines.append(f"![fine-tuning recipe]({record['plot_name']})")
+    if record.get("partial"):
+        lines += ["", f"**Partial**: {record['partial']}"]
+    return "\n".join(lines)
+
+
+def main_job_recipe(quick):
+    """The label of the recipe the main job's flags run (``None`` if none of ``RECIPES``)."""
+    flags = pocket_runs.effective_flags(pocket_runs.run_flags(LOSS, BUDGET, 0, quick))
+    return next((label for label, extra in RECIPES.items()
+                 if all(flags[name] == value for name, value in extra.items())), None)
+
+
+def main():
+    parser = common.parser(__doc__)
+    parser.add_argument("--seeds", type=int, default=0, help="seeds (default: 3, quick mode 1)")
+    args = parser.parse_args()
+    settings = {"recipes": RECIPES, "run_flags": pocket_runs.run_flags(LOSS, BUDGET, "<seed>", args.quick, run_extra(next(iter(RECIPES))))}
+    record = common.start_record(NAME, args.quick, settings)
+    record["main_job_recipe"] = main_job_recipe(args.quick)
+
+    def write(seeds, rows):
+        done = len(rows) == len(seeds) * len(RECIPES)
+        record.update(seeds=seeds, rows=rows, summary=summarize(rows))
+        record.pop("partial", None)
+        if not done:
+            record["partial"] = f"{len(rows)} of {len(seeds) * len(RECIPES)} runs"
+        record["plot_name"] = plot(record["summary"], common.results_path(NAME, args.quick, "png", args.results_dir)).name
+        common.write_results(record, markdown(record), args.results_dir)
+
+    measure(args, on_row=write)
+
+
+if __name__ == "__main__":
+    main()

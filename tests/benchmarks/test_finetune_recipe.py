@@ -1,0 +1,57 @@
+"""The fine-tuning-recipe benchmark's choice and page, from fake runs (no training here)."""
+
+import json
+import types
+
+from benchmarks import finetune_recipe
+
+LABELS = list(finetune_recipe.RECIPES)
+# held-back and test accuracy of each recipe's fake run: test prefers the first, held-back data the second.
+SCORES = {LABELS[0]: (0.84, 0.85), LABELS[1]: (0.86, 0.83), LABELS[2]: (0.80, 0.81), LABELS[3]: (0.70, 0.84)}
+
+
+def _fake_run_pocket(tmp_path, calls):
+    def run_pocket(loss, budget, seed, quick, stages, extra):
+        calls.append((loss, budget, seed, stages, extra))
+        label = next(label for label, flags in finetune_recipe.RECIPES.items() if flags.items() <= extra.items())
+        workdir = tmp_path / f"s{seed}_{LABELS.index(label)}"
+        (workdir / "pruned").mkdir(parents=True)
+        held_back, test = SCORES[label]
+        union = {"selection_score": held_back + seed / 100, "selected_epoch": 8,
+                 "after": {"a": test, "b": test}, "before": {}, "history": {}}
+        (workdir / "pruned" / "finetune.json").write_text(json.dumps({"union": union}))
+        return {"workdir": workdir, "timings": {"prune": 100.0}}
+    return run_pocket
+
+
+def test_recipe_is_chosen_on_held_back_data_never_on_test(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(finetune_recipe.pocket_runs, "run_pocket", _fake_run_pocket(tmp_path, calls))
+    seeds, rows = finetune_recipe.measure(types.SimpleNamespace(seeds=2, quick=False))
+    assert seeds == [0, 1] and len(rows) == 2 * len(LABELS)
+    # The main job's chain to its fine-tuning, the data held back, the recipe varied.
+    assert calls[0] == ("jaccard", 0.5, 0, ("train", "prune"),
+                        {"validation_fraction": 0.1, **finetune_recipe.RECIPES[LABELS[0]]})
+    summary = finetune_recipe.summarize(rows)
+    assert summary["chosen"] == LABELS[1]  # test accuracy would have chosen the first
+    assert abs(summary["recipes"][LABELS[1]]["held_back"] - 0.865) < 1e-9
+    assert summary["recipes"][LABELS[0]]["test"] == 0.85
+    # A recipe measured at fewer seeds than the others cannot win on its luckier seeds.
+    partial = rows + [{**rows[0], "seed": 2, "recipe": "other", "held_back": 0.99}]
+    assert finetune_recipe.summarize(partial)["chosen"] == LABELS[1]
+
+
+def test_page_and_plot(tmp_path, monkeypatch):
+    monkeypatch.setattr(finetune_recipe.pocket_runs, "run_pocket", _fake_run_pocket(tmp_path, []))
+    seeds, rows = finetune_recipe.measure(types.SimpleNamespace(seeds=1, quick=False), recipes=LABELS[:2])
+    summary = finetune_recipe.summarize(rows)
+    record = {"seeds": seeds, "summary": summary, "main_job_recipe": LABELS[0],
+              "plot_name": finetune_recipe.plot(summary, tmp_path / "recipe.png").name}
+    page = finetune_recipe.markdown(record)
+    assert (tmp_path / "recipe.png").stat().st_size > 0
+    assert f"| {LABELS[0]} (main job) | 1 | 0.840 | 0.850 | 8 |" in page
+    assert f"Held-back data choose **{LABELS[1]}**: not the main job's ({LABELS[0]})." in page
+
+
+def test_the_main_job_recipe_is_read_from_its_flags():
+    assert finetune_recipe.main_job_recipe(quick=False) == LABELS[0]  # flags/pocket.cfg: 8e-4, constant
