@@ -3,6 +3,14 @@
 import dataclasses
 import math
 import numbers
+import re
+
+# A domain's name becomes Keras layer names (TensorFlow name scopes), file names (pruned/<name>.keras,
+# export/int8/<name>.tflite), TFLite signature keys and C identifiers (export.firmware). ASCII
+# letters, digits, '_' and '-' (Decathlon's "vgg-flowers"), starting with a letter, are valid in
+# all of them once '-' is written '_' where an identifier is needed (``identifier``).
+NAME_RULE = "ASCII letters, digits, '_' and '-', starting with a letter"
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +33,36 @@ class DomainSpec:
         return dataclasses.asdict(self)
 
 
+def identifier(name):
+    """The name of a domain where an identifier is needed (TFLite signature keys): '-' as '_'."""
+    return name.replace("-", "_")
+
+
+def check_domain_names(names):
+    """Raises ``ValueError`` for a name outside ``NAME_RULE``, or for two names that differ only
+    in case, '-' and '_': the firmware sources would give them the same C symbol, include guard
+    or class name (``export.firmware``: ``a-b`` and ``a_b`` share ``g_a_b_model_data``, ``A``
+    and ``a`` ``kAArenaSize``, ``aB`` and ``a_b`` ``ABOpResolver``), and a case-insensitive disk
+    the same files."""
+    names = list(names)
+    shown = ",".join(map(str, names))
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"Domain name {name!r} cannot name layers, files, TFLite signatures and C identifiers. "
+                f"Expected {NAME_RULE}. Received: domains={shown}"
+            )
+    seen = {}
+    for name in names:
+        key = identifier(name).replace("_", "").lower()
+        if key in seen:
+            raise ValueError(
+                f"Domains {seen[key]!r} and {name!r} would share C identifiers in the firmware sources. "
+                f"Expected names that differ in more than case, '-' and '_'. Received: domains={shown}"
+            )
+        seen[key] = name
+
+
 def as_domain_specs(domains):
     """Validated tuple of ``DomainSpec`` from specs, dicts or ``(name, num_classes)`` pairs."""
     specs = []
@@ -42,6 +80,7 @@ def as_domain_specs(domains):
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ValueError(f"Domain names must be unique. Received duplicates: {duplicates}")
+    check_domain_names(names)
     return tuple(specs)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bap_tf.domains import identifier
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.micro import DEFAULT_STEP, MicroModel, find_arena_bytes
 from bap_tf.metrics import accuracy
@@ -24,7 +25,8 @@ def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, micro_
         models: ``{domain: keras.Model}``.
         eval_sets: ``{domain: (images, labels)}``: float images ``(N, H, W, C)`` in [0, 1] and
             integer labels ``(N,)``.
-        android_path: the float32 Android file with a signature per domain, or None to skip.
+        android_path: the float32 Android file with a signature per domain (keyed by
+            ``domains.identifier``), or None to skip.
         micro_paths: ``{domain: int8 .tflite path}``, or None to skip the int8 checks.
         micro_models: ``{domain: keras.Model}`` the int8 files were converted from, when not
             ``models`` (the Android file's shared layout holds the union models, the int8 files
@@ -50,7 +52,7 @@ def run_checks(models, eval_sets, *, android_path=None, micro_paths=None, micro_
         images, labels = eval_sets[domain]
         micro_path = None if micro_paths is None else micro_paths.get(domain)
         result["domains"][domain] = check_domain(
-            model, images, labels, android=android, signature=domain, micro_path=micro_path,
+            model, images, labels, android=android, signature=identifier(domain), micro_path=micro_path,
             micro_model=(micro_models or {}).get(domain), arena=(arenas or {}).get(domain), arena_step=arena_step,
             batch_size=batch_size,
         )

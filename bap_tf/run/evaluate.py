@@ -25,6 +25,7 @@ from tqdm import tqdm
 from bap_tf import metrics
 from bap_tf import report as report_lib
 from bap_tf.atomic import read_json
+from bap_tf.domains import identifier
 from bap_tf.data import eval_datasets
 from bap_tf.export.checks import run_checks
 from bap_tf.export.litert import LiteRTModel
@@ -113,7 +114,7 @@ def _file_accuracy(path, eval_sets, signed=False):
     """Accuracy per domain of a ``.tflite`` in LiteRT (one signature per domain when ``signed``)."""
     model = LiteRTModel(path)
     return {
-        d: metrics.accuracy(model.logits(images, d if signed else None), labels)
+        d: metrics.accuracy(model.logits(images, identifier(d) if signed else None), labels)
         for d, (images, labels) in eval_sets.items()
     }
 

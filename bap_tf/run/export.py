@@ -2,8 +2,8 @@
 
 ``--quantize`` picks the variants:
 
-- ``float32`` / ``dynamic``: ``android_<variant>.tflite``, one signature per domain, in the
-  ``android_layout`` chosen: ``per_domain`` (default), each domain's own pruned model with its
+- ``float32`` / ``dynamic``: ``android_<variant>.tflite``, one signature per domain (keyed by
+  ``domains.identifier``: the name, '-' written '_'), in the ``android_layout`` chosen: ``per_domain`` (default), each domain's own pruned model with its
   channel gathers absorbed into the convs (``export.absorb``: BatchNorms folded, no masks, no
   GATHER: fastest on XNNPACK), or ``shared``, the union-pruned multi-domain model (shared weights
   stored once: smallest); ``dynamic`` has int8 weights and float activations; the manifest gives
@@ -28,6 +28,7 @@ from absl import logging
 from tqdm import tqdm
 
 from bap_tf import costs
+from bap_tf.domains import identifier
 from bap_tf.export.absorb import android_models
 from bap_tf.export.convert import export_android, export_micro
 from bap_tf.export.firmware import write_firmware_sources
@@ -55,7 +56,7 @@ def export(config, workdir):
     models = android_models(config.android_layout, union, domain_models) if android_variants else {}
     for variant in android_variants:
         logging.info("Converting the %s layout to %s TFLite for Android.", config.android_layout, variant)
-        path = export_android(models, workdir.android(variant), variant=variant)
+        path = export_android({identifier(n): m for n, m in models.items()}, workdir.android(variant), variant=variant)
         manifest["android"][variant] = {**_entry(workdir, path), "layout": config.android_layout,
                                         "macs": {name: int(costs.count_model(m).macs) for name, m in models.items()}}
     micro_variants = [v for v in ("int8", "qat") if v in config.quantize]
