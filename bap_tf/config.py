@@ -169,6 +169,9 @@ class ExperimentConfig:
     finetune_batch_size: int = 128  # per domain; 0: batch_size. Larger batches: fewer, cheaper steps
     finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
     finetune_schedule: str = "constant"  # constant | cosine (decay to 0 over the fine-tuning's steps)
+    # Share of the fine-tuning loss that distils each domain's per-domain fine-tuning baseline
+    # (bap_tf.prune.distill; the baselines are then measured before fine-tuning). 0: off.
+    distill_weight: float = 0.0
     # In the union model each domain reads every channel the union keeps (no channel masks):
     # the shared convs compute them anyway; the fine-tuning adapts its BatchNorms and head.
     whole_union: bool = False
@@ -218,6 +221,11 @@ class ExperimentConfig:
         _check_number("validation_fraction", self.validation_fraction)
         if self.validation_fraction >= 0.5:
             _fail("validation_fraction", self.validation_fraction, "a fraction in [0, 0.5)")
+        _check_number("distill_weight", self.distill_weight)
+        if self.distill_weight > 1:
+            _fail("distill_weight", self.distill_weight, "a fraction in [0, 1]")
+        if self.distill_weight and not self.finetune_epochs:
+            _fail("distill_weight", self.distill_weight, "0 when finetune_epochs=0 (distillation happens in the fine-tuning)")
         if self.whole_union and not self.finetune_epochs:
             _fail("whole_union", self.whole_union, "used with finetune_epochs > 0 (each domain's BatchNorms and head "
                   "must adapt to the channels it gains)")

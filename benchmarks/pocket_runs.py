@@ -213,7 +213,7 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
 # Flags that act only after training: runs that differ only in these train the same model.
 POST_TRAIN_FLAGS = frozenset({
     "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_layers", "finetune_schedule",
-    "whole_union",
+    "distill_weight", "whole_union",
     "channel_multiple", "dense_reads", "android_layout", "quantize", "calibration_examples", "qat_epochs",
     "eval_examples", "reference_errors", "mcu_flash_kb", "mcu_ram_kb", "enforce_mcu_budget",
 })

@@ -119,6 +119,9 @@ def define_experiment_flags(fv=FLAGS):
                       "trains: all layers, or only the BatchNorms and heads.", flag_values=fv)
     flags.DEFINE_enum("finetune_schedule", _E.finetune_schedule, config_lib.FINETUNE_SCHEDULES, "Learning rate "
                       "of the fine-tuning: constant, or cosine decay from --finetune_learning_rate to 0.", flag_values=fv)
+    flags.DEFINE_float("distill_weight", _E.distill_weight, "Share of the fine-tuning loss that distils each "
+                       "domain's per-domain fine-tuning baseline (its teacher, measured before the fine-tuning "
+                       "and cached across runs); 0: off.", lower_bound=0.0, upper_bound=1.0, flag_values=fv)
     flags.DEFINE_boolean("whole_union", _E.whole_union, "In the union-pruned model every domain reads all the "
                          "channels the union keeps (no per-domain channel masks: the shared convs compute them "
                          "anyway), and the fine-tuning adapts it; needs --finetune_epochs > 0.", flag_values=fv)

@@ -10,6 +10,9 @@ The domains' fixed ``ChannelMask``s stay, so each domain keeps using only its ow
 With ``select_on`` (held-back training data, never the test split), the weights kept are
 those of the epoch, or of the model before fine-tuning, that score best on it.
 
+With teachers (``teacher``/``teachers`` and ``distill_weight`` > 0) the loss is
+``distill.DistillationLoss``: each domain also learns its teacher's softened logits.
+
 Data: per domain, ``(images, labels)`` numpy arrays or an unbatched ``tf.data.Dataset`` of
 ``(image, label)`` with images already at the model's input size, float in [0, 1].
 """
@@ -22,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from bap_tf import costs, metrics
+from bap_tf.prune.distill import DistillationLoss, with_teacher_logits
 from bap_tf.prune.saving import joint_model
 
 
@@ -103,7 +107,8 @@ def accuracy(model, data, batch_size=64):
 
 
 def finetune_domain(model, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
-                    steps_per_epoch=0, select_on=None, layers="all", schedule="constant"):
+                    steps_per_epoch=0, select_on=None, layers="all", schedule="constant", teacher=None,
+                    distill_weight=0.0):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
     ``epochs``, ``batch_size`` and ``learning_rate`` have no default here: the experiment's
     (``ExperimentConfig.finetune_*``) are the ones measured.
@@ -111,7 +116,8 @@ def finetune_domain(model, train, validation=None, *, epochs, batch_size, learni
     An epoch is ``steps_per_epoch`` batches when that is > 0, else ``ceil(N / batch_size)``
     (about one pass over ``train``; every batch is full, the data repeat).
     ``select_on``: data to keep the best epoch on (see the module docstring); ``layers``:
-    what trains (``unfreeze``); ``schedule``: the learning rate's (``optimizer``).
+    what trains (``unfreeze``); ``schedule``: the learning rate's (``optimizer``); ``teacher``
+    and ``distill_weight``: see the module docstring.
     """
     name = model.name
     evaluation = train if validation is None else validation
@@ -120,25 +126,26 @@ def finetune_domain(model, train, validation=None, *, epochs, batch_size, learni
     steps = steps_per_epoch or math.ceil(_size(train) / batch_size)
     model.compile(
         optimizer=optimizer(learning_rate, schedule, epochs * steps),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=_loss(teacher, distill_weight),
     )
     # Full batches only, as in finetune_union: a smaller last batch retraces the step, and on the
     # pruned per-domain models TensorFlow 2.21 then aborts the process (double free).
-    dataset = _dataset(train).shuffle(_buffer(train), seed=seed).repeat().batch(batch_size)
+    dataset = _pairs(train, teacher, distill_weight).shuffle(_buffer(train), seed=seed).repeat().batch(batch_size)
     keep = [] if select_on is None else [KeepBestEpoch(lambda: accuracy(model, select_on), model)]
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history, *_selected(keep))
 
 
 def finetune_union(models, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
-                   steps_per_epoch=0, select_on=None, layers="all", schedule="constant"):
+                   steps_per_epoch=0, select_on=None, layers="all", schedule="constant", teachers=None,
+                   distill_weight=0.0):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
     ``train`` (and ``validation``) map each domain to its data. One epoch is
     ``steps_per_epoch`` steps (when > 0, else ``ceil(max_d N_d / batch_size)``), each with one
     batch of every domain (smaller domains repeat), as in the training pipeline. ``select_on``
     ({domain: data}): the epoch kept is the best in mean accuracy over domains on it.
+    ``teachers``: ``{domain: keras.Model}`` to distil from with ``distill_weight``.
     """
     if set(train) != set(models):
         raise ValueError(f"train must hold data for every domain {sorted(models)}. Received: {sorted(train)}")
@@ -149,10 +156,11 @@ def finetune_union(models, train, validation=None, *, epochs, batch_size, learni
     steps = steps_per_epoch or math.ceil(max(_size(train[domain]) for domain in models) / batch_size)
     joint.compile(
         optimizer=optimizer(learning_rate, schedule, epochs * steps),
-        loss={domain: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for domain in models},
+        loss={domain: _loss((teachers or {}).get(domain), distill_weight) for domain in models},
     )
     per_domain = {
-        domain: _dataset(train[domain]).shuffle(_buffer(train[domain]), seed=seed).repeat().batch(batch_size)
+        domain: _pairs(train[domain], (teachers or {}).get(domain), distill_weight)
+        .shuffle(_buffer(train[domain]), seed=seed).repeat().batch(batch_size)
         for domain in models
     }
     zipped = tf.data.Dataset.zip(per_domain).map(
@@ -163,6 +171,22 @@ def finetune_union(models, train, validation=None, *, epochs, batch_size, learni
     history = joint.fit(zipped, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
     after = {domain: accuracy(model, evaluation[domain]) for domain, model in models.items()}
     return FinetuneResult(before, after, history.history, *_selected(keep))
+
+
+def _distilling(teacher, distill_weight):
+    return teacher is not None and distill_weight > 0
+
+
+def _loss(teacher, distill_weight):
+    if _distilling(teacher, distill_weight):
+        return DistillationLoss(distill_weight)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _pairs(data, teacher, distill_weight):
+    """The ``(image, target)`` pairs ``fit`` trains on: the label, or the label and the teacher's logits."""
+    dataset = _dataset(data)
+    return with_teacher_logits(dataset, teacher) if _distilling(teacher, distill_weight) else dataset
 
 
 def _selected(keep):

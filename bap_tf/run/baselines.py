@@ -20,6 +20,8 @@ split, and only the chosen model is tested. Without held-back data each takes th
 setting. The entry of each domain names what it chose (``settings``) and its held-back score.
 """
 
+from pathlib import Path
+
 import keras
 import numpy as np
 from absl import logging
@@ -27,6 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from bap_tf import costs
+from bap_tf.atomic import atomic_path
 from bap_tf.data import train_dataset
 from bap_tf.data.pipeline import default_steps_per_epoch
 from bap_tf.prune.finetune import KeepBestEpoch, accuracy, optimizer
@@ -130,10 +133,11 @@ def _finetuned(config, train, held, setting):
     return (model, keep[0].best_score, keep[0].best_epoch) if keep else (model, None, config.epochs)
 
 
-def finetune(config, workdir=None):
+def finetune(config, workdir=None, models_dir=None):
     """``{domain: {"accuracy", "params", "macs", "epoch", "settings", "held_back"}}`` of
     per-domain fine-tuning, each domain's setting chosen among ``FINETUNE_GRID`` on the
-    held-back data."""
+    held-back data; the chosen models are saved as ``models_dir/<domain>.keras`` when given
+    (the teachers of ``bap_tf.prune.distill``)."""
     splits = {split: data_sources.domain_sources(config, split, workdir) for split in ("train", "test")}
     validation = _held_back(config, workdir)
     grid = FINETUNE_GRID if validation is not None else FINETUNE_GRID[:1]
@@ -148,5 +152,9 @@ def finetune(config, workdir=None):
                 best = (model, score, epoch, setting)
         model, score, epoch, setting = best
         test_accuracy = accuracy(model, data_sources.image_label_dataset(test, config.image_size))
+        if models_dir is not None:
+            Path(models_dir).mkdir(parents=True, exist_ok=True)
+            with atomic_path(Path(models_dir) / f"{train.name}.keras") as temporary:
+                model.save(temporary)
         result[train.name] = {**_entry(model, test_accuracy), "epoch": epoch, "settings": dict(setting), "held_back": score}
     return result

@@ -25,6 +25,7 @@ from bap_tf.prune.finetune import finetune_domain, finetune_union
 from bap_tf.prune.report import prune_report
 from bap_tf.prune.saving import load_union, save_union
 from bap_tf.run import sources as data_sources
+from bap_tf.run.reference import teacher_models
 from bap_tf.atomic import atomic_path, write_json
 
 # Test images per domain on which the reduced models are compared with the masked model.
@@ -102,14 +103,18 @@ def _finetune(config, union, domain_models, test_sources, workdir):
     kwargs = dict(epochs=config.finetune_epochs, batch_size=config.finetune_batch_size or config.batch_size,
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
                   steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers,
-                  schedule=config.finetune_schedule)
+                  schedule=config.finetune_schedule, distill_weight=config.distill_weight)
+    teachers = teacher_models(config, workdir) if config.distill_weight else {}
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
-    result = {"settings": {name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers", "schedule")},
-              "union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, **kwargs)),
+    result = {"settings": {name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers",
+                                                            "schedule", "distill_weight")},
+              "union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, teachers=teachers,
+                                                         **kwargs)),
               "domain": {}}
     for name, model in domain_models.items():
         logging.info("Fine-tuning %s's model for %d epoch(s).", name, config.finetune_epochs)
         result["domain"][name] = dataclasses.asdict(finetune_domain(
-            model, train[name], test[name], select_on=None if select_on is None else select_on[name], **kwargs))
+            model, train[name], test[name], select_on=None if select_on is None else select_on[name],
+            teacher=teachers.get(name), **kwargs))
     return result
 

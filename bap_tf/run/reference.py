@@ -15,10 +15,13 @@ settings, not on the budget or the sharing loss, so a run that differs only in t
 them instead of fine-tuning D backbones again.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
+
+import keras
 
 from bap_tf import metrics
 from bap_tf.atomic import read_json, write_json
@@ -59,17 +62,27 @@ def _saved(path, key):
     return saved if isinstance(saved, dict) and saved.get("key") == key else {}
 
 
-def measured_baselines(config, workdir):
+def models_dir(config):
+    """Where the cache keeps the per-domain fine-tuning baseline's models (``<domain>.keras``)."""
+    return cache_path(config).with_suffix("")
+
+
+def measured_baselines(config, workdir, with_models=False):
     """``{"feature_extractor": {domain: entry}, "finetune": {domain: entry} or None}``, each
     entry ``{"accuracy", "params", "macs"}``. The fine-tuning baseline only with
-    ``config.baselines``; the feature extractor whenever it is the S-score reference too."""
+    ``config.baselines``; the feature extractor whenever it is the S-score reference too.
+    ``with_models``: the fine-tuning baseline's models must be in ``models_dir`` too (it is
+    measured again when they are not)."""
     wanted = ["finetune"] if config.baselines else []
     if config.baselines or not config.reference_errors:
         wanted.insert(0, "feature_extractor")
     key = baselines_lib.key(config)
     shared = cache_path(config)
     saved = {**_saved(shared, key), **{k: v for k, v in _saved(workdir.baselines, key).items() if v is not None}}
-    measure = {"feature_extractor": baselines_lib.feature_extractor, "finetune": baselines_lib.finetune}
+    if with_models and not all((models_dir(config) / f"{d}.keras").exists() for d in config.domains):
+        saved["finetune"] = None
+    measure = {"feature_extractor": baselines_lib.feature_extractor,
+               "finetune": lambda config, workdir: baselines_lib.finetune(config, workdir, models_dir(config))}
     changed = False
     for kind in wanted:
         if saved.get(kind) is None:
@@ -81,6 +94,13 @@ def measured_baselines(config, workdir):
         shared.parent.mkdir(parents=True, exist_ok=True)
         write_json(shared, {**_saved(shared, key), **saved, "key": key})
     return {kind: saved.get(kind) for kind in baselines_lib.KINDS}
+
+
+def teacher_models(config, workdir):
+    """``{domain: keras.Model}``: the per-domain fine-tuning baselines, measured first (and kept
+    as the run's baselines) when the cache lacks them."""
+    measured_baselines(dataclasses.replace(config, baselines=True), workdir, with_models=True)
+    return {d: keras.saving.load_model(models_dir(config) / f"{d}.keras", compile=False) for d in config.domains}
 
 
 def reference_errors(config, baselines):

@@ -104,3 +104,39 @@ def test_cosine_schedule_decays_the_rate_to_zero_over_the_fine_tuning():
         finetune.optimizer(1e-3, "linear", 10)
     constant = finetune.optimizer(1e-3, "constant", 10)
     assert float(constant.learning_rate) == pytest.approx(1e-3)
+
+
+def test_distillation_loss_mixes_the_label_and_the_softened_teacher():
+    from bap_tf.prune.distill import DistillationLoss
+
+    rng = np.random.default_rng(0)
+    student, teacher = rng.normal(size=(5, 4)).astype("float32"), rng.normal(size=(5, 4)).astype("float32")
+    labels = rng.integers(0, 4, 5)
+    y_true = np.concatenate([labels[:, None].astype("float32"), teacher], axis=1)
+
+    def log_softmax(x):
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    hard = -log_softmax(student)[np.arange(5), labels].mean()
+    soft = -(np.exp(log_softmax(teacher / 2)) * log_softmax(student / 2)).sum(-1).mean()
+    assert float(DistillationLoss(0.0)(y_true, student)) == pytest.approx(hard, rel=1e-5)
+    assert float(DistillationLoss(0.25)(y_true, student)) == pytest.approx(0.75 * hard + 0.25 * 4 * soft, rel=1e-5)
+    with pytest.raises(ValueError, match=r"weight must be in \[0, 1\]. Received: weight=1.5"):
+        DistillationLoss(1.5)
+
+
+def test_a_distilled_domain_model_learns_its_teacher():
+    import keras
+
+    network = prune_nets.residual_network()
+    prune_nets.set_switches(network, 0.5, np.random.default_rng(2))
+    own = Rewriter(network, prune_nets.domains_of(network)).domain_model("cars")
+    classes = own.output_shape[-1]
+    images, _ = _data(network, classes, 0)
+    labels = np.full(len(images), 1)  # the labels say class 1, the teacher always class 0
+    teacher_input = keras.Input(own.input_shape[1:])
+    teacher = keras.Model(teacher_input, keras.layers.Lambda(
+        lambda x: keras.ops.one_hot(keras.ops.zeros_like(x[:, 0, 0, 0], "int32"), classes) * 20.0)(teacher_input))
+    finetune.finetune_domain(own, (images, labels), epochs=3, batch_size=8, learning_rate=3e-2, steps_per_epoch=10,
+                             teacher=teacher, distill_weight=1.0)
+    assert np.all(np.argmax(own.predict(images, verbose=0), -1) == 0)

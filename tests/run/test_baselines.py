@@ -40,11 +40,11 @@ def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, p
     assert errors == {"digits": pytest.approx(1.0 - measured["finetune"]["digits"]["accuracy"])}
     assert description.startswith("finetune")
     # Saved with what it depends on: the same settings reuse it, others measure again.
-    monkeypatch.setattr(baselines, "finetune", lambda config, workdir: pytest.fail("measured twice"))
+    monkeypatch.setattr(baselines, "finetune", lambda config, workdir, *models_dir: pytest.fail("measured twice"))
     assert reference.measured_baselines(config, workdir) == measured
     assert json.loads(workdir.baselines.read_text())["key"]["epochs"] == 2
     calls = []
-    monkeypatch.setattr(baselines, "finetune", lambda config, workdir: calls.append(config) or measured["finetune"])
+    monkeypatch.setattr(baselines, "finetune", lambda config, workdir, *models_dir: calls.append(config) or measured["finetune"])
     reference.measured_baselines(_config(pocket_cache, epochs=3), workdir)
     assert len(calls) == 1
 
@@ -54,7 +54,7 @@ def test_without_baselines_a_reference_file_measures_nothing(tmp_path, monkeypat
     refs.write_text(json.dumps({"digits": 0.25}))
     config = ExperimentConfig(domains=("digits",), baselines=False, reference_errors=str(refs)).resolve()
     for kind in ("finetune", "feature_extractor"):
-        monkeypatch.setattr(baselines, kind, lambda config, workdir: pytest.fail("measured"))
+        monkeypatch.setattr(baselines, kind, lambda config, workdir, *models_dir: pytest.fail("measured"))
     measured = reference.measured_baselines(config, Workdir(tmp_path / "run").create())
     assert measured == {"feature_extractor": None, "finetune": None}
     assert reference.reference_errors(config, measured) == ({"digits": 0.25}, f"file: {refs}")
@@ -86,7 +86,7 @@ def test_baselines_are_shared_by_runs_that_differ_in_budget_or_sharing_loss(tmp_
     measured = {"digits": {"accuracy": 0.9, "params": 1, "macs": 1}}
     calls = []
     for kind in ("finetune", "feature_extractor"):
-        monkeypatch.setattr(baselines, kind, lambda config, workdir: calls.append(config) or measured)
+        monkeypatch.setattr(baselines, kind, lambda config, workdir, *models_dir: calls.append(config) or measured)
     first = reference.measured_baselines(_config(pocket_cache), Workdir(tmp_path / "a").create())
     assert len(calls) == 2 and reference.cache_path(_config(pocket_cache)).exists()
     other = _config(pocket_cache, budget=0.25, sharing_loss="union")
@@ -106,3 +106,24 @@ def test_the_cache_knows_when_a_folder_domain_changed(tmp_path):
     assert reference.cache_path(config) == before
     (root / "d1" / "a" / "y.png").write_bytes(b"two")
     assert reference.cache_path(config) != before
+
+
+def test_teachers_are_the_fine_tuning_baselines_kept_in_the_cache(tmp_path, pocket_cache, monkeypatch):
+    config = _config(pocket_cache, image_size=16, baselines=False)
+    measured = []
+
+    def fake(config, train, held, setting):
+        measured.append(setting)
+        backbone = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D()])
+        return baselines._with_head(backbone, train.num_classes, "fake"), 0.5, 1
+
+    monkeypatch.setattr(baselines, "_finetuned", fake)
+    teachers = reference.teacher_models(config, Workdir(tmp_path / "a").create())
+    assert list(teachers) == ["digits"] and teachers["digits"].output_shape == (None, 10)
+    assert (tmp_path / "a" / "baselines.json").exists()  # measured for the teachers, kept as the run's baselines
+    count = len(measured)
+    reference.teacher_models(config, Workdir(tmp_path / "b").create())
+    assert len(measured) == count  # the cache had them
+    (reference.models_dir(config) / "digits.keras").unlink()
+    reference.teacher_models(config, Workdir(tmp_path / "c").create())
+    assert len(measured) == 2 * count  # a missing model is measured again
