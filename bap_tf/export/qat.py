@@ -31,6 +31,10 @@ from bap_tf.export.validate import check_int8_model
 from bap_tf.metrics import accuracy
 
 QAT_MODULES = ("tensorflow_model_optimization", "tf_keras")
+# The backbones whose every layer type the rebuild (``qat_rebuild``) has a rule for; the others
+# stop there: resnet50 at its Normalization, mobilenet_v3_small and efficientnet_b0 at their
+# squeeze-and-excitation Multiply.
+QAT_BACKBONES = ("resnet26", "mobilenet_v2")
 # A folder of [qat] packages for the worker alone (see the module docstring); setup.sh installs
 # it as ``.venv/qat-site``.
 QAT_SITE_ENV = "BAP_TF_QAT_SITE"
@@ -77,6 +81,23 @@ def qat_available():
         f"quantization-aware training needs {result.stdout.strip() or 'the [qat] extra'}: "
         f"pip install 'bap-tf[qat]', or bash setup.sh test (a worker-only folder, ${QAT_SITE_ENV})"
     )
+
+
+def check_qat(backbone):
+    """Raises ``ValueError`` unless quantization-aware training can run for ``backbone``: one the
+    rebuild knows, and the ``[qat]`` extra found. A second of work: commands check it before
+    training rather than let the export stage find it."""
+    if backbone not in QAT_BACKBONES:
+        raise ValueError(
+            f"quantize='qat' needs a backbone whose layers the QAT rebuild knows. Expected one of "
+            f"{list(QAT_BACKBONES)}, or --quantize=int8 (post-training). Received: backbone={backbone!r}"
+        )
+    available, reason = qat_available()
+    if not available:
+        raise ValueError(
+            f"quantize='qat' cannot run here: {reason}. Expected the [qat] extra, or --quantize=int8 "
+            "(post-training). Received: quantize='qat'"
+        )
 
 
 def quantization_aware_int8(
