@@ -5,14 +5,19 @@ on one file system, atomic on POSIX and Windows); the rename happens only once t
 finished and every check has passed. An exception, or a killed child process that was writing
 the temporary file, leaves the destination untouched and the temporary file removed. A process
 killed outright can leave a ``.*.tmp*`` file behind, but never a destination file that is
-half-written.
+half-written; its name holds the writer's process id, so that ``remove_stale_temporaries``
+(run when a command starts on a workdir) can tell it from the temporary of a live writer.
 """
 
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
+
+# .<stem>.<writer's pid>-<mkstemp's random letters>.tmp<suffix>
+_TEMPORARY = re.compile(r"\..*\.(\d+)-[^.]+\.tmp")
 
 
 @contextlib.contextmanager
@@ -28,7 +33,7 @@ def atomic_path(destination):
     destination.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(destination.suffixes)
     stem = destination.name[: len(destination.name) - len(suffix)]
-    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=destination.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-", suffix=f".tmp{suffix}", dir=destination.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:
@@ -37,6 +42,27 @@ def atomic_path(destination):
         os.replace(temporary, destination)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(root):
+    """Removes the temporaries under ``root`` whose writer is gone (killed outright: an
+    exception or a killed child cleans up after itself); a live process's stay."""
+    for path in Path(root).rglob(".*.tmp*"):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _alive(int(match[1])):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would signal the process on Windows: keep its files
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write_text(path, text):

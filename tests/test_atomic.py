@@ -1,10 +1,14 @@
 """atomic_path: all or nothing at the destination."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from bap_tf.atomic import atomic_path
+from bap_tf.run.workdir import Workdir
 
 
 def test_success_replaces_the_destination_and_leaves_no_temporary(tmp_path):
@@ -38,3 +42,18 @@ def test_failure_without_an_old_file_leaves_nothing(tmp_path):
         with atomic_path(destination):
             raise KeyboardInterrupt
     assert list(destination.parent.iterdir()) == []
+
+
+def test_a_writer_killed_outright_leaves_a_temporary_that_the_next_command_removes(tmp_path):
+    writer = ("import sys, time\nfrom bap_tf.atomic import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as temporary:\n    print(temporary, flush=True)\n    time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / "pruned" / "union.keras")],
+                             stdout=subprocess.PIPE, text=True)
+    stale = Path(child.stdout.readline().strip())
+    child.kill()
+    child.wait()
+    with atomic_path(tmp_path / "history.json") as live:  # a writer still at work keeps its file
+        assert stale.exists() and stale.stat().st_size == 0
+        Workdir(tmp_path).create()
+        assert not stale.exists() and live.exists()
+    assert list(tmp_path.rglob(".*.tmp*")) == []

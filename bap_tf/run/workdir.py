@@ -27,7 +27,7 @@ import os
 import uuid
 from pathlib import Path
 
-from bap_tf.atomic import read_json, write_text
+from bap_tf.atomic import read_json, remove_stale_temporaries, write_text
 from bap_tf.config import ExperimentConfig
 
 
@@ -74,12 +74,14 @@ class Workdir:
 
     # -- creation and checks ----------------------------------------------------------------
     def create(self):
-        """Creates the folder and proves it writable; raises ``WorkdirError`` naming it."""
+        """Creates the folder and proves it writable; raises ``WorkdirError`` naming it. Removes
+        the temporary files that writers killed outright left (``atomic.remove_stale_temporaries``)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-test.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             probe.write_text("")
             probe.unlink()
+            remove_stale_temporaries(self.root)
         except OSError as error:
             raise WorkdirError(
                 f"Cannot write to the workdir. Expected a folder this user can create and write. "
