@@ -19,6 +19,7 @@ from absl import app, flags, logging  # noqa: E402
 from bap_tf import config as config_lib  # noqa: E402
 from bap_tf.cli import flags as cli_flags  # noqa: E402
 from bap_tf.export.mcu import McuBudgetError  # noqa: E402  (a module without TensorFlow)
+from bap_tf.run.stages import check_run, run_stages  # noqa: E402  (TensorFlow loads when they run)
 from bap_tf.run.workdir import Workdir, config_for_workdir  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -84,14 +85,18 @@ def run_app(command, main):
 def experiment_config(command):
     """``(config, workdir)`` of an experiment command: its workdir's run plus the given flags.
 
-    The config is validated before the workdir is created, so a bad flag leaves nothing
-    behind; then the resolved config goes to ``WORKDIR/config.json`` and ``flags.cfg``.
+    The config is validated, then everything else that would stop the run later is checked
+    (``run.stages.check_run``: files, folder domains, the QAT extra), all before the workdir is
+    created or written, so a bad flag leaves nothing behind. Then the resolved config goes to
+    ``WORKDIR/config.json`` and ``flags.cfg``, and the folder domains' records to ``splits/``.
     """
     workdir = Workdir(os.path.abspath(FLAGS.workdir))
     explicit = cli_flags.explicit_values(config_lib.ExperimentConfig)
     config = config_for_workdir(workdir.saved_config(), explicit, FLAGS.workdir)
+    records = check_run(config, workdir)
     workdir.create()
     workdir.write_config(config, cli_flags.flagfile_text(config, command))
+    workdir.write_splits(records)
     return config, workdir
 
 
@@ -104,12 +109,10 @@ def stage_main(command, stages_of):
     """``main`` of bap-train/prune/export/eval: runs ``stages_of()`` on the flags' config."""
 
     def main(argv):
-        config, workdir = experiment_config(command)
         quiet_tensorflow()
+        config, workdir = experiment_config(command)
         stages = stages_of()
         logging.info("%s: stages %s in %s", command, ",".join(stages), workdir.root)
-        from bap_tf.run.stages import run_stages  # loads TensorFlow: after the flags are checked
-
         results = run_stages(config, workdir, stages)
         print_outputs(command, workdir, results)
 

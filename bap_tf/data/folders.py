@@ -4,12 +4,13 @@ Classes are the sub-folders of ``root`` sorted by name, so label ``i`` is the ``
 Give a test folder the train folder's ``class_names`` so that both splits share one label
 space even when the test folder lacks a class. Hidden files (``.DS_Store``) and files directly
 under ``root`` are ignored; anything else that is not a PNG or JPEG image is an error, found
-up front (from the file's first bytes) rather than in the middle of training.
+up front rather than in the middle of training: every image is decoded once when its folder is
+listed, so a truncated file is named there instead of failing inside ``tf.data``.
 
-A domain folder either holds ``train/`` and ``test/`` trees of that form, or is such a tree
-itself; then ``split_folder`` splits it, per class (stratified) and seeded, like Keras'
-``image_dataset_from_directory(validation_split=...)`` but with every class in both splits,
-and ``load_split`` loads either side of that split.
+A domain folder either holds ``train/`` and ``test/`` trees of that form (``list_split`` lists
+them), or is such a tree itself; then ``split_folder`` splits it, per class (stratified) and
+seeded, like Keras' ``image_dataset_from_directory(validation_split=...)`` but with every class
+in both splits. Either gives a record of the files, and ``load_split`` loads one side of it.
 """
 
 import os
@@ -65,7 +66,24 @@ def list_images(root, class_names=None):
             _check_image_file(path)
             paths.append(path)
             labels.append(class_names.index(name))
+    check_decodes(paths)
     return paths, labels, class_names
+
+
+def check_decodes(paths):
+    """Decodes every image once, in parallel, as the training pipeline will (``_decode``);
+    raises ``ValueError`` naming the first that does not decode (a truncated or corrupt body
+    behind a valid signature)."""
+    decoded = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string)).map(
+        lambda path: (path, tf.shape(_decode(path))), num_parallel_calls=tf.data.AUTOTUNE)
+    good = {path.decode() for path, _ in decoded.ignore_errors().as_numpy_iterator()}
+    bad = [path for path in paths if path not in good]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(
+            f"Image file cannot be decoded (truncated or corrupt). Expected a complete PNG or JPEG "
+            f"image. Received: {bad[0]}{more}"
+        )
 
 
 def _check_image_file(path):
@@ -88,6 +106,16 @@ def _check_image_file(path):
 def has_split(root):
     """True when ``root`` holds ``train/`` and ``test/`` folders (no split to make)."""
     return all(os.path.isdir(os.path.join(root, split)) for split in ("train", "test"))
+
+
+def list_split(root):
+    """The record of a domain folder that holds ``train/`` and ``test/`` trees: ``{"class_names",
+    "train": [path], "test": [path]}``, paths relative to ``root``; the test tree takes the train
+    tree's label space (a class only it has is an error)."""
+    train, _, class_names = list_images(os.path.join(root, "train"))
+    test = list_images(os.path.join(root, "test"), class_names)[0]
+    return {"class_names": class_names, "train": [os.path.relpath(p, root) for p in train],
+            "test": [os.path.relpath(p, root) for p in test]}
 
 
 def split_folder(root, test_fraction=0.2, seed=0):
@@ -127,8 +155,9 @@ def split_folder(root, test_fraction=0.2, seed=0):
 
 
 def load_split(root, record, split, *, image_size):
-    """``(dataset, class_names)`` of one side (``"train"`` or ``"test"``) of ``split_folder``'s
-    ``record`` of ``root``; every file is checked first, as ``load_folder`` does."""
+    """``(dataset, class_names)`` of one side (``"train"`` or ``"test"``) of the ``record`` of
+    ``root`` (``list_split``'s or ``split_folder``'s, whose files were checked when it was made);
+    a file gone since is named."""
     class_names = list(record["class_names"])
     paths = [os.path.join(root, relative) for relative in record[split]]
     for path in paths:
@@ -137,8 +166,7 @@ def load_split(root, record, split, *, image_size):
                 f"The recorded {split} split of {root} lists a file that is gone. Expected the "
                 f"folder the split was made from (or a new workdir). Received: missing {path}"
             )
-        _check_image_file(path)
-    labels = [class_names.index(relative.split(os.sep)[0]) for relative in record[split]]
+    labels = [class_names.index(os.path.basename(os.path.dirname(path))) for path in paths]
     return _image_dataset(paths, labels, image_size), class_names
 
 
@@ -154,10 +182,14 @@ def load_folder(root, *, image_size, class_names=None):
     return _image_dataset(paths, labels, image_size), class_names
 
 
+def _decode(path):
+    """The one decoder of folder images: ``check_decodes`` runs it, so what passes decodes in training."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
 def _image_dataset(paths, labels, image_size):
     def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image = image_ops.resize_square(image_ops.to_float_rgb(image), image_size)
+        image = image_ops.resize_square(image_ops.to_float_rgb(_decode(path)), image_size)
         return tf.ensure_shape(image, (image_size, image_size, 3)), label
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))

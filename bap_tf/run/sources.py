@@ -13,9 +13,14 @@ whole training split and there is no "validation".
   for ``wikiart`` and ``sketch`` (``folders_root/<domain>/{train,test}/<class>/*``);
 - ``folders``: the folder loader, ``folders_root/<domain>/{train,test}/<class>/*``; a domain
   folder without ``train``/``test`` (``<domain>/<class>/*``) is split by ``folders.split_folder``
-  (``config.test_fraction``, ``config.seed``), and with a ``workdir`` the split is recorded in
-  ``WORKDIR/splits/<domain>.json`` the first time and read back from there after, so that every
-  stage and every rerun sees the same split even if files are added to the folder.
+  (``config.test_fraction``, ``config.seed``).
+
+A folder domain is read once into a record of its files (``folders.list_split`` or
+``split_folder``: every image decoded, the test classes among the train classes), and a domain
+of fewer than two classes is refused there. With a ``workdir`` the record goes to
+``WORKDIR/splits/<domain>.json`` and is read back from there after, so that every stage and
+every rerun sees the same files, already checked, even if files are added to the folder. The
+commands make the records before they write anything (``new_split_records``).
 """
 
 import os
@@ -24,8 +29,8 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from bap_tf.atomic import read_json, write_json
-from bap_tf.data import DomainSource, folders, load_decathlon, load_folder, load_imagenet_to_sketch
+from bap_tf.atomic import read_json
+from bap_tf.data import DomainSource, folders, load_decathlon, load_imagenet_to_sketch
 from bap_tf.data.pipeline import eval_datasets, split_validation
 from bap_tf.data.pocket import pocket_sources
 from bap_tf.data.tfds_loaders import IMAGENET_TO_SKETCH_FOLDERS
@@ -71,44 +76,59 @@ def _loaded_sources(config, split, workdir):
     tfds_kwargs = {"data_dir": config.data_dir or None, "manual_dir": config.manual_dir or None}
     sources = []
     for domain in config.domains:
-        if config.dataset == "decathlon":
+        if _reads_folder(config, domain):
+            dataset, num_classes = _folder_domain(config, domain, split, workdir)
+        elif config.dataset == "decathlon":
             dataset, num_classes = load_decathlon(
                 domain, "train" if split == "train" else _TFDS_EVAL_SPLIT["decathlon"],
                 image_size=config.image_size, **tfds_kwargs,
             )
-        elif config.dataset == "imagenet_sketch" and domain not in IMAGENET_TO_SKETCH_FOLDERS:
+        else:
             dataset, num_classes = load_imagenet_to_sketch(
                 domain, "train" if split == "train" else _TFDS_EVAL_SPLIT.get(domain, "test"),
                 image_size=config.image_size, **tfds_kwargs,
             )
-        else:
-            dataset, num_classes = _folder_domain(config, domain, split, workdir)
         sources.append(DomainSource(domain, dataset, int(num_classes), flip=domain not in _NO_FLIP))
     return sources
 
 
+def _reads_folder(config, domain):
+    """Whether ``domain`` is read from ``folders_root``: any of dataset=folders, ImageNet-to-Sketch's
+    wikiart and sketch."""
+    return config.dataset == "folders" or (config.dataset == "imagenet_sketch" and domain in IMAGENET_TO_SKETCH_FOLDERS)
+
+
 def _folder_domain(config, domain, split, workdir):
+    if workdir is not None and workdir.split(domain).exists():
+        record = read_json(workdir.split(domain))
+    else:
+        record = _new_record(config, domain)
+        if workdir is not None:
+            workdir.write_splits({domain: record})
     root = os.path.join(config.folders_root, domain)
-    if config.dataset == "folders" and not folders.has_split(root):
-        dataset, names = folders.load_split(root, _split_record(config, root, domain, workdir), split,
-                                            image_size=config.image_size)
-        return dataset, len(names)
-    # The test folder takes the train folder's label space, so that labels mean the same.
-    names = None
-    if split == "test":
-        names = load_folder(os.path.join(root, "train"), image_size=config.image_size)[1]
-    dataset, names = load_folder(os.path.join(root, split), image_size=config.image_size, class_names=names)
+    dataset, names = folders.load_split(root, record, split, image_size=config.image_size)
     return dataset, len(names)
 
 
-def _split_record(config, root, domain, workdir):
-    """The workdir's recorded split of an unsplit folder domain, made and recorded if missing."""
-    path = None if workdir is None else workdir.split(domain)
-    if path is not None and path.exists():
-        return read_json(path)
-    record = folders.split_folder(root, config.test_fraction, config.seed)
-    if path is not None:
-        write_json(path, record)
+def new_split_records(config, workdir):
+    """``{domain: record}`` of the config's folder domains that ``workdir`` has no record of
+    yet, each read and checked from its folder (see the module docstring), nothing written."""
+    return {d: _new_record(config, d) for d in config.domains
+            if _reads_folder(config, d) and not workdir.split(d).exists()}
+
+
+def _new_record(config, domain):
+    root = os.path.join(config.folders_root, domain)
+    if config.dataset == "folders" and not folders.has_split(root):
+        record = folders.split_folder(root, config.test_fraction, config.seed)
+    else:
+        record = folders.list_split(root)
+    count = len(record["class_names"])
+    if count < 2:
+        raise ValueError(
+            f"Domain '{domain}' has {count} class ({record['class_names']}). Expected at least 2 classes "
+            f"(class sub-folders) to tell apart. Received: {root}"
+        )
     return record
 
 

@@ -24,6 +24,27 @@ def _stage(name):
     return evaluate
 
 
+def check_run(config, workdir):
+    """Checks what would otherwise stop the run after it started, before anything is written.
+
+    The backbone's weights file, ``--quantize=qat``'s backbone and extra, and the folder
+    domains, read once into records (every image decoded, two classes or more, a test folder's
+    classes among its train folder's). Returns those records, ``{domain: record}``, for the
+    caller to write once the workdir exists (``Workdir.write_splits``), so that no stage reads
+    the folders again. Raises ``ValueError`` or ``OSError`` naming what is wrong.
+    """
+    # Imported on use: each loads TensorFlow, which a command loads only once its flags are checked.
+    from bap_tf.run.backbone import pretrained_weights
+    from bap_tf.run.sources import new_split_records
+
+    pretrained_weights(config)
+    if "qat" in config.quantize:
+        from bap_tf.export.qat import check_qat
+
+        check_qat(config.backbone)
+    return new_split_records(config, workdir)
+
+
 def run_stages(config, workdir, stages=STAGES):
     """Runs ``stages`` (in ``STAGES`` order) of ``config`` in ``workdir``; returns their results.
 

@@ -12,7 +12,7 @@ Layout (``Workdir(root)`` gives each path)::
                            qat/<domain>.tflite (each int8 file with <domain>_model_data.cc/.h and
                            <domain>_op_resolver.h beside it), manifest.json
     baselines.json         the baselines measured in the run (the S-score reference among them)
-    splits/<domain>.json   train/test files of folder domains that came unsplit (dataset=folders)
+    splits/<domain>.json   train/test files of a folder domain, checked when first read (run.sources)
     report.json, report.md, plots/   what bap-eval writes
     timings.json           wall time of each stage
 
@@ -27,7 +27,7 @@ import os
 import uuid
 from pathlib import Path
 
-from bap_tf.atomic import read_json, remove_stale_temporaries, write_text
+from bap_tf.atomic import read_json, remove_stale_temporaries, write_json, write_text
 from bap_tf.config import ExperimentConfig
 
 
@@ -116,6 +116,11 @@ class Workdir:
         if flags_text is not None:
             write_text(self.flags, flags_text)
 
+    def write_splits(self, records):
+        """Writes ``{domain: record}`` (``run.sources.new_split_records``) to ``splits/``."""
+        for domain, record in records.items():
+            write_json(self.split(domain), record)
+
     # -- what the stages wrote -----------------------------------------------------------
     # Keras is imported on use: a command builds its Workdir before a flag error is printed.
     def trained_epochs(self):
@@ -186,7 +191,8 @@ def config_for_workdir(saved, explicit, workdir):
 
 
 def check_same_run(saved, requested, workdir):
-    """Refuses ``requested`` when it differs from the workdir's run in an identity field."""
+    """Refuses ``requested`` when it differs from the workdir's run in an identity field, or
+    reads its folder domains from another folder (the trained model would meet other data)."""
     if saved is None:
         return
     differences = [
@@ -194,6 +200,8 @@ def check_same_run(saved, requested, workdir):
         for name, value in saved.identity().items()
         if requested.identity()[name] != value
     ]
+    if saved.folders_root and os.path.realpath(saved.folders_root) != os.path.realpath(requested.folders_root):
+        differences.append(("folders_root", saved.folders_root, requested.folders_root))
     if differences:
         _refuse(workdir, differences)
 

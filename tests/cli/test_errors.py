@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bap_tf.config import ExperimentConfig
 
@@ -125,3 +126,75 @@ def test_stage_before_its_input_exists_says_which_stage_to_run(trained_workdir):
     assert_one_line_error(result, "bap-export", r"pruned/union\.keras is missing in workdir .*Expected the prune stage "
                           r"to have run there first \(bap-prune --workdir=", only_line=False)
     assert json.loads((trained_workdir / "config.json").read_text())["domains"] == ["digits", "letters"]
+
+
+# -- A run that cannot start is refused before it writes anything. -------------------------------
+TINY = ["--dataset=folders", "--epochs=1", "--steps_per_epoch=2", "--batch_size=4", "--image_size=16", "--width=4",
+        "--pretrained=none", "--finetune_epochs=0", "--nobaselines", "--calibration_examples=4"]
+
+
+def _image(path, colour=(200, 0, 0)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), colour).save(path)
+
+
+@pytest.fixture
+def folders_root(tmp_path):
+    """Domains d1 and d2, each with train/ and test/ trees of two classes of two 8x8 images."""
+    root = tmp_path / "data"
+    for domain in ("d1", "d2"):
+        for split in ("train", "test"):
+            for name in ("cat", "dog"):
+                for i in range(2):
+                    _image(root / domain / split / name / f"{i}.png", (100 * i, 200 if name == "cat" else 0, 0))
+    return root
+
+
+def _truncate(root):
+    path = root / "d2" / "test" / "dog" / "1.png"
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def _one_class(root):
+    for split in ("train", "test"):
+        for path in (root / "d2" / split / "dog").iterdir():
+            path.unlink()
+        (root / "d2" / split / "dog").rmdir()
+
+
+@pytest.mark.parametrize(
+    "damage, args, pattern",
+    [
+        pytest.param(_truncate, [], r"Image file cannot be decoded.*Received: .*/d2/test/dog/1\.png", id="truncated_png"),
+        pytest.param(None, ["--domains=d1,nosuch"], r"Expected a folder of class sub-folders\. Received: root='.*/nosuch'",
+                     id="missing_domain"),
+        pytest.param(None, ["--pretrained=no/such.weights.h5"],
+                     r"pretrained must be a weights file.*'no/such\.weights\.h5', which does not exist", id="missing_pretrained"),
+        pytest.param(None, ["--domains=d1,café"],
+                     r"Domain name 'café' cannot name layers, files, TFLite signatures and C identifiers", id="bad_name"),
+        pytest.param(None, ["--domains=d1,D1"], r"Domains 'd1' and 'D1' would share C identifiers", id="colliding_names"),
+        pytest.param(_one_class, [], r"Domain 'd2' has 1 class \(\['cat'\]\)\. Expected at least 2 classes", id="one_class"),
+        pytest.param(lambda root: _image(root / "d2" / "test" / "emu" / "0.png"), [],
+                     r"Folder .*/d2/test has classes that the given label space lacks.*Received: \['emu'\]",
+                     id="test_class_not_in_train"),
+        pytest.param(None, ["--quantize=int8,qat", "--backbone=mobilenet_v3_small"],
+                     r"quantize='qat' needs a backbone whose layers the QAT rebuild knows.*Received: backbone='mobilenet_v3_small'",
+                     id="qat_backbone"),
+    ],
+)
+def test_a_run_that_cannot_start_is_refused_before_it_writes_anything(folders_root, tmp_path, damage, args, pattern):
+    if damage is not None:
+        damage(folders_root)
+    workdir = tmp_path / "run"
+    result = run("bap-train", f"--workdir={workdir}", f"--folders_root={folders_root}", *TINY, *args)
+    assert_one_line_error(result, "bap-train", pattern)
+    assert not workdir.exists()  # so the corrected command starts a new run instead of being refused
+
+
+def test_a_workdir_keeps_its_folders_root(tmp_path):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path / "data"), domains=("d1", "d2")).resolve()
+    (workdir / "config.json").write_text(config.to_json())
+    result = run("bap-prune", f"--workdir={workdir}", f"--folders_root={tmp_path / 'other'}")
+    assert_one_line_error(result, "bap-prune", rf"holds a run with folders_root='{tmp_path}/data', not '{tmp_path}/other'")

@@ -1,6 +1,7 @@
 """--dataset wiring: each dataset name reaches its loader in bap_tf.data, with the config's settings."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -103,3 +104,31 @@ def test_unsplit_folder_domain_is_split_once_and_recorded_in_the_workdir(tmp_pat
     (train,) = sources.domain_sources(config, "train", workdir)
     assert int(train.dataset.cardinality()) == len(record["train"]) == 6
     assert json.loads(workdir.split("pets").read_text()) == record
+
+
+def test_folder_domains_are_checked_once_then_read_from_their_records(tmp_path, monkeypatch):
+    from bap_tf.data import folders
+    from bap_tf.run.workdir import Workdir
+
+    _tree(tmp_path / "data", {"cats_dogs": ["cat", "dog"]})
+    config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path / "data"), image_size=8,
+                              validation_fraction=0).resolve()
+    workdir = Workdir(tmp_path / "run")
+    records = sources.new_split_records(config, workdir)
+    assert records["cats_dogs"] == {"class_names": ["cat", "dog"],
+                                    "train": ["train/cat/0.png", "train/cat/1.png", "train/dog/0.png", "train/dog/1.png"],
+                                    "test": ["test/cat/0.png", "test/cat/1.png", "test/dog/0.png", "test/dog/1.png"]}
+    workdir.create().write_splits(records)
+    assert sources.new_split_records(config, workdir) == {}
+    # Later stages and reruns read the record: no image is decoded again.
+    monkeypatch.setattr(folders, "check_decodes", lambda paths: pytest.fail("decoded again"))
+    (train,) = sources.domain_sources(config, "train", workdir)
+    assert train.num_classes == 2 and int(train.dataset.cardinality()) == 4
+
+
+def test_a_folder_domain_of_one_class_is_refused_naming_it(tmp_path):
+    _tree(tmp_path, {"cats_dogs": ["cat", "dog"], "cats": ["cat"]})
+    config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path), image_size=8).resolve()
+    with pytest.raises(ValueError, match=r"Domain 'cats' has 1 class \(\['cat'\]\)\. Expected at least 2 classes.*"
+                                         r"Received: " + re.escape(str(tmp_path / "cats"))):
+        sources.domain_sources(config, "train")

@@ -77,6 +77,16 @@ def test_non_image_files_are_named(tree):
         folders.load_folder(tree, image_size=8)
 
 
+@pytest.mark.parametrize("body", [b"truncated", b"garbage"])
+def test_images_that_do_not_decode_are_named_when_the_folder_is_read(tree, body):
+    broken = tree / "dog" / "broken.png"
+    whole = (tree / "dog" / "0.png").read_bytes()
+    broken.write_bytes(whole[: len(whole) // 2] if body == b"truncated" else whole[:8] + body * 20)
+    with pytest.raises(ValueError, match=r"Image file cannot be decoded.*Expected a complete PNG or JPEG image\. "
+                                         r"Received: " + re.escape(str(broken))):
+        folders.load_folder(tree, image_size=8)  # before tf.data meets it in training
+
+
 # -- A domain folder without train/test: the seeded, class-stratified split. -----------------------
 
 @pytest.fixture
