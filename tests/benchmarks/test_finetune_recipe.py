@@ -13,7 +13,7 @@ SCORES = {LABELS[0]: (0.84, 0.85), LABELS[1]: (0.86, 0.83), LABELS[2]: (0.80, 0.
 def _fake_run_pocket(tmp_path, calls):
     def run_pocket(loss, budget, seed, quick, stages, extra):
         calls.append((loss, budget, seed, stages, extra))
-        label = next(label for label, flags in finetune_recipe.RECIPES.items() if flags.items() <= extra.items())
+        label = next(label for label in finetune_recipe.RECIPES if finetune_recipe.run_extra(label) == extra)
         workdir = tmp_path / f"s{seed}_{LABELS.index(label)}"
         (workdir / "pruned").mkdir(parents=True)
         held_back, test = SCORES[label]
