@@ -267,12 +267,16 @@ def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
     """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
     eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
     child process, a few minutes) when missing or made with other flags (``measure=False``:
-    None then). Flags that act after training (``POST_TRAIN_FLAGS``) do not change them."""
+    None then). Only the flags they depend on (``baselines.DEPENDS_ON``) can make them stale."""
+    from bap_tf.run.baselines import DEPENDS_ON
+
     flags = baseline_flags(seed, quick, runs_dir)
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
-    ignored = POST_TRAIN_FLAGS | REPORT_ONLY_FLAGS | BASELINE_FREE
-    wanted = _without(effective_flags(flags), ignored)
-    if path.exists() and _without(_read(path).get("effective_flags", {}), ignored) == wanted:
+
+    def identity(effective):
+        return {name: effective.get(name) for name in DEPENDS_ON if name in _bap_train_flags()}
+
+    if path.exists() and identity(with_new_flags(_read(path).get("effective_flags", {}))) == identity(effective_flags(flags)):
         return _read(path)
     if not measure:
         return None
@@ -299,24 +303,26 @@ def baseline_flags(seed, quick, runs_dir=RUNS):
 
 def write_baselines(path, argv):
     """Both baselines of the config ``bap-train argv`` would run (child process of
-    ``shared_baselines``), with the seconds they took."""
+    ``shared_baselines``), through the cross-run baseline cache (``bap_tf.run.reference``): the
+    teachers a distilling run measured are these baselines, and are not measured again."""
+    import dataclasses
+    import tempfile
+
     from absl import flags as absl_flags
 
     from bap_tf.atomic import write_json
     from bap_tf.cli import flags as cli_flags
     from bap_tf.config import ExperimentConfig
-    from bap_tf.run import baselines
+    from bap_tf.run import reference
+    from bap_tf.run.workdir import Workdir
 
     values = absl_flags.FlagValues()
     cli_flags.define_experiment_flags(values)
     values(["bap-train", "--workdir=unused", *argv])
     config = ExperimentConfig.from_dict(cli_flags.explicit_values(ExperimentConfig, values)).resolve()
-    result = {}
-    for kind in baselines.KINDS:
-        start = time.perf_counter()
-        result[kind] = getattr(baselines, kind)(config)
-        result[f"{kind}_seconds"] = round(time.perf_counter() - start, 1)
-    write_json(path, result)
+    with tempfile.TemporaryDirectory() as folder:
+        measured = reference.measured_baselines(dataclasses.replace(config, baselines=True), Workdir(folder).create())
+    write_json(path, measured)
 
 
 def write_reference(path):

@@ -180,7 +180,8 @@ def test_shared_baselines_outlive_a_change_of_post_training_flags(tmp_path, monk
     path = runs_dir / "full" / "baselines_s0.json"
     path.parent.mkdir(parents=True)
     flags = pocket_runs.effective_flags(pocket_runs.baseline_flags(0, False, runs_dir))
-    for changed, kept in ((("finetune_epochs", 99), True), (("sharing_loss", "union"), True), (("epochs", 99), False)):
+    for changed, kept in ((("finetune_epochs", 99), True), (("sharing_loss", "union"), True), (("epochs", 99), False),
+                          (("finetune_schedule", "other"), False)):  # the baselines fine-tune on the run's schedule
         path.write_text(json.dumps({"feature_extractor": {}, "effective_flags": {**flags, changed[0]: changed[1]}}))
         found = pocket_runs.shared_baselines(0, False, runs_dir, measure=False)
         assert (found is not None) == kept, changed
