@@ -60,8 +60,10 @@ def measure(args, recipes=tuple(RECIPES), on_row=None):
 
 
 def summarize(rows):
-    """``{"recipes": {recipe: {held_back, held_back_std, test, test_std, seeds, epochs}}, "chosen": recipe}``;
-    the recipe with the best mean held-back accuracy (among those measured at the most seeds)."""
+    """``{"recipes": {recipe: {held_back, held_back_std, seeds, epochs}}, "chosen": recipe}``;
+    the recipe with the best mean held-back accuracy (among those measured at the most seeds).
+    Only the chosen recipe's entry has its test accuracy (``test``, ``test_std``,
+    ``test_per_domain``: ``{domain: (mean, std)}``): the others are not reported on test."""
     recipes = {}
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         items = [r for r in rows if r["recipe"] == recipe]
@@ -69,25 +71,43 @@ def summarize(rows):
             "seeds": len(items),
             "held_back": common.mean([r["held_back"] for r in items]),
             "held_back_std": common.std([r["held_back"] for r in items]),
-            "test": common.mean([r["test"] for r in items]),
-            "test_std": common.std([r["test"] for r in items]),
             "selected_epochs": [r["selected_epoch"] for r in items],
         }
     most = max((entry["seeds"] for entry in recipes.values()), default=0)
     complete = {recipe: entry for recipe, entry in recipes.items() if entry["seeds"] == most}
     chosen = max(complete, key=lambda recipe: complete[recipe]["held_back"]) if complete else None
+    if chosen is not None:
+        items = [r for r in rows if r["recipe"] == chosen]
+        recipes[chosen].update(
+            test=common.mean([r["test"] for r in items]), test_std=common.std([r["test"] for r in items]),
+            test_per_domain={d: (common.mean([r["test_per_domain"][d] for r in items]),
+                                 common.std([r["test_per_domain"][d] for r in items]))
+                             for d in items[0]["test_per_domain"]})
     return {"recipes": recipes, "chosen": chosen}
+
+
+def baselines_over_seeds(seeds, recipe, quick, measure):
+    """``{kind: {domain: (mean, std)}}`` of the baselines (tuned on the same held-back data) at
+    ``seeds``, with the recipe's fine-tuning schedule; ``None`` when a seed's are not measured."""
+    found = [pocket_runs.shared_baselines(seed, quick, measure=measure, extra=run_extra(recipe)) for seed in seeds]
+    if any(record is None for record in found):
+        return None
+    return {kind: {d: (common.mean([r[kind][d]["accuracy"] for r in found]),
+                       common.std([r[kind][d]["accuracy"] for r in found])) for d in found[0][kind]}
+            for kind in ("feature_extractor", "finetune")}
 
 
 def plot(summary, path):
     figure, axis = plt.subplots(figsize=(6.5, 3.8))
     labels = list(summary["recipes"])
     positions = range(len(labels))
-    for offset, (key, label) in zip((-0.1, 0.1), (("held_back", "held-back 10 % of training data (chooses)"),
-                                                   ("test", "test split (shown)"))):
-        axis.errorbar([p + offset for p in positions], [summary["recipes"][r][key] for r in labels], marker="o",
-                      capsize=3, linestyle="none", label=label,
-                      yerr=[summary["recipes"][r][f"{key}_std"] or 0.0 for r in labels])
+    axis.errorbar(list(positions), [summary["recipes"][r]["held_back"] for r in labels], marker="o", capsize=3,
+                  linestyle="none", label="held-back 10 % of training data (chooses)",
+                  yerr=[summary["recipes"][r]["held_back_std"] or 0.0 for r in labels])
+    if summary["chosen"] is not None:
+        chosen = summary["recipes"][summary["chosen"]]
+        axis.errorbar([labels.index(summary["chosen"]) + 0.1], [chosen["test"]], yerr=[chosen["test_std"] or 0.0],
+                      marker="s", capsize=3, linestyle="none", label="test split, chosen recipe only")
     axis.set_xticks(list(positions), [label.replace(", ", "\n") for label in labels], fontsize=8)
     axis.set_ylabel("mean accuracy, union model (4 domains)")
     axis.set_title("Pocket benchmark, jaccard β 0.5: fine-tuning recipe")
@@ -100,16 +120,22 @@ def plot(summary, path):
     return path
 
 
+def _pm(pair, seeds):
+    """``mean ± std`` of a ``(mean, std)`` over ``seeds`` seeds (the value alone for one)."""
+    mean, std = pair
+    return common.fmt(mean) if seeds < 2 else f"{common.fmt(mean)} ± {common.fmt(std)}"
+
+
 def markdown(record):
     summary, default = record["summary"], record["main_job_recipe"]
     rows = [[recipe + (" (main job)" if recipe == default else ""), str(entry["seeds"]),
-             common.fmt_summary_pm(entry, "held_back"), common.fmt_summary_pm(entry, "test"),
+             common.fmt_summary_pm(entry, "held_back"), common.fmt_summary_pm(entry, "test") if "test" in entry else "–",
              ", ".join(map(str, entry["selected_epochs"]))]
             for recipe, entry in summary["recipes"].items()]
     chosen = summary["chosen"]
     lines = [
         f"### Fine-tuning recipe chosen on held-back data, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
-        common.markdown_table(["recipe", "seeds", "held-back accuracy (chooses)", "test accuracy (shown)",
+        common.markdown_table(["recipe", "seeds", "held-back accuracy (chooses)", "test accuracy (chosen recipe only)",
                                "epoch kept per seed"], rows), "",
         f"The main job (`jaccard`, β 0.5) with {VALIDATION_FRACTION:.0%} of each domain's training data held back; "
         "union model, mean over domains; the epoch kept is the best on the held-back data (0: before fine-tuning).",
@@ -118,6 +144,17 @@ def markdown(record):
     if chosen is not None:
         same = "the main job's" if chosen == default else f"not the main job's ({default})"
         lines += [f"Held-back data choose **{chosen}**: {same}.", ""]
+        entry, baselines = summary["recipes"][chosen], record.get("baselines")
+        domains = list(entry["test_per_domain"])
+        table = [["union-pruned model, " + chosen, *(_pm(entry["test_per_domain"][d], entry["seeds"]) for d in domains),
+                  common.fmt_summary_pm(entry, "test")]]
+        for kind, label in (("finetune", "per-domain fine-tuning (tuned on the held-back data)"),
+                            ("feature_extractor", "feature extractor (tuned on the held-back data)")):
+            if baselines:
+                means = [baselines[kind][d][0] for d in domains]
+                table.append([label, *(_pm(baselines[kind][d], entry["seeds"]) for d in domains), common.fmt(common.mean(means))])
+        lines += [f"Test accuracy over seeds {', '.join(map(str, record['seeds']))} (mean ± std):", "",
+                  common.markdown_table(["model", *(f"`{d}`" for d in domains), "mean"], table), ""]
     lines.append(f"![fine-tuning recipe]({record['plot_name']})")
     if record.get("partial"):
         lines += ["", f"**Partial**: {record['partial']}"]
@@ -144,6 +181,8 @@ def main():
     def write(seeds, rows):
         done = len(rows) == len(seeds) * len(RECIPES)
         record.update(seeds=seeds, rows=rows, summary=summarize(rows))
+        chosen = record["summary"]["chosen"]
+        record["baselines"] = baselines_over_seeds(seeds, chosen, args.quick, measure=done) if done else None
         record.pop("partial", None)
         if not done:
             record["partial"] = f"{len(rows)} of {len(seeds) * len(RECIPES)} runs"

@@ -263,14 +263,15 @@ def shared_reference(runs_dir=RUNS):
     return path
 
 
-def shared_baselines(seed, quick, runs_dir=RUNS, measure=True):
+def shared_baselines(seed, quick, runs_dir=RUNS, measure=True, extra=None):
     """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
     eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
     child process, a few minutes) when missing or made with other flags (``measure=False``:
-    None then). Only the flags they depend on (``baselines.DEPENDS_ON``) can make them stale."""
+    None then). Only the flags they depend on (``baselines.DEPENDS_ON``) can make them stale;
+    ``extra`` overrides the main job's flags (e.g. a benchmark's fine-tuning schedule)."""
     from bap_tf.run.baselines import DEPENDS_ON
 
-    flags = baseline_flags(seed, quick, runs_dir)
+    flags = {**baseline_flags(seed, quick, runs_dir), **(extra or {})}
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
 
     def identity(effective):
