@@ -3,8 +3,9 @@
 ``--quantize`` picks the variants:
 
 - ``float32`` / ``dynamic``: ``android_<variant>.tflite``, one signature per domain (keyed by
-  ``domains.identifier``: the name, '-' written '_'), in the ``android_layout`` chosen: ``per_domain`` (default), each domain's own pruned model with its
-  channel gathers absorbed into the convs (``export.absorb``: BatchNorms folded, no masks, no
+  ``domains.identifier``: the name, '-' written '_'), in the ``android_layout`` chosen:
+  ``per_domain`` (default), each domain's own pruned model with its channel gathers absorbed
+  into the convs (``export.absorb``: BatchNorms folded, no masks, no
   GATHER: fastest on XNNPACK), or ``shared``, the union-pruned multi-domain model (shared weights
   stored once: smallest); ``dynamic`` has int8 weights and float activations; the manifest gives
   each signature's MACs;
