@@ -2,7 +2,9 @@
 subprocess, then the report that other tools read.
 
 Two pocket domains, a random ResNet-26 of width 4 and two training steps: the numbers mean
-nothing, the fields and files are what is checked. About a minute and a half on two cores.
+nothing, the fields and files are what is checked. The fine-tuning distils the per-domain
+baselines, so they are measured in the prune stage and read back by the report. About two
+minutes on two cores.
 """
 
 import json
@@ -30,7 +32,7 @@ def chain_flags(pocket_cache):
     return [
         f"--data_dir={pocket_cache}", "--domains=digits,letters", "--pretrained=none", "--width=4", "--budget=0.5",
         "--epochs=1", "--steps_per_epoch=2", "--batch_size=8", "--quantize=float32,int8", "--eval_examples=16",
-        "--calibration_examples=16", "--seed=5", "--finetune_epochs=1",
+        "--calibration_examples=16", "--seed=5", "--finetune_epochs=1", "--distill_weight=0.5",
     ]
 
 
@@ -82,8 +84,13 @@ def test_chain_report_fields(chain):
         for name, entry in report["baselines"][kind].items():
             assert 0.0 <= entry["accuracy"] <= 1.0
             assert entry["params"] > report["backbone"]["params"] and entry["macs"] > report["backbone"]["macs"]
+            assert entry["held_back"] is not None  # its settings chosen on the held-back data
             if kind == "finetune":
                 assert report["domains"][name]["reference_error"] == pytest.approx(1.0 - entry["accuracy"])
+    # The fine-tuning distilled these baselines, measured once for both (prune stage, then the report).
+    finetune = json.loads((workdir / "pruned" / "finetune.json").read_text())
+    assert finetune["settings"]["distill_weight"] == 0.5
+    assert json.loads((workdir / "baselines.json").read_text())["finetune"] == report["baselines"]["finetune"]
     assert report["baselines"]["skipped"] is None
     assert report["mcu"]["fits"] is True
     # The firmware sources sit beside each int8 file; their arena is the one the report gives.
