@@ -6,7 +6,8 @@ stage's, and the report's figures (accuracies of every model and file, costs, th
 the S-score) in ``results/main_job.json`` and ``.md``. ``flags/pocket.cfg``'s header quotes this
 record (``tests/cli/test_flagfiles.py`` checks that it does).
 
-    python -m benchmarks.main_job     # about 10 minutes on 2 cores
+    python -m benchmarks.main_job                      # about 10 minutes on 2 cores
+    python -m benchmarks.main_job --max_cpu_isa=AVX2   # the same as a CPU without AVX-512 runs it
 """
 
 import os
@@ -21,20 +22,25 @@ NAME = "main_job"
 WORKDIR = pocket_runs.RUNS / "main_job"
 
 
-def measure(results_dir):
-    """Runs the main job; returns its figures, recorded too as the pocket run they are (the
-    recipes and frontier benchmarks find it by its flags)."""
-    shutil.rmtree(WORKDIR, ignore_errors=True)
+def measure(results_dir, max_cpu_isa=""):
+    """Runs the main job; returns its figures. On the machine's own instruction set they are
+    recorded too as the pocket run they are (the recipes and frontier benchmarks find it by its
+    flags); ``max_cpu_isa`` (oneDNN's ``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2``) runs it as a CPU
+    with at most that instruction set would, in its own workdir."""
+    workdir = WORKDIR.with_name(f"main_job_{max_cpu_isa.lower()}") if max_cpu_isa else WORKDIR
+    shutil.rmtree(workdir, ignore_errors=True)
     load = [round(v, 2) for v in os.getloadavg()]
-    command = [sys.executable, "-m", "bap_tf.cli.train", f"--flagfile={pocket_runs.FLAGFILE}", f"--workdir={WORKDIR}"]
+    command = [sys.executable, "-m", "bap_tf.cli.train", f"--flagfile={pocket_runs.FLAGFILE}", f"--workdir={workdir}"]
+    env = {**os.environ, **({"ONEDNN_MAX_CPU_ISA": max_cpu_isa} if max_cpu_isa else {})}
     start = time.perf_counter()
-    subprocess.run(command, cwd=common.ROOT, check=True, capture_output=True)
+    subprocess.run(command, cwd=common.ROOT, check=True, capture_output=True, env=env)
     wall = time.perf_counter() - start
-    report = pocket_runs._read(WORKDIR / "report.json")
-    timings = pocket_runs._read(WORKDIR / "timings.json")
-    values = pocket_runs.flagfile_values()
-    flags = pocket_runs.run_flags(values["sharing_loss"], float(values["budget"]), int(values["seed"]), False)
-    pocket_runs.write_record(flags, False, results_dir, report, timings, load, main_job=True)
+    report = pocket_runs._read(workdir / "report.json")
+    timings = pocket_runs._read(workdir / "timings.json")
+    if not max_cpu_isa:
+        values = pocket_runs.flagfile_values()
+        flags = pocket_runs.run_flags(values["sharing_loss"], float(values["budget"]), int(values["seed"]), False)
+        pocket_runs.write_record(flags, False, results_dir, report, timings, load, main_job=True)
     domains = report["domains"]
     return {
         "wall_s": round(wall, 1), "wall_min": round(wall / 60, 1),
@@ -63,7 +69,8 @@ def markdown(record):
                  common.fmt(m["macs_ratio"])])
     rows.append(["this run, int8 file (TFLM)", *(common.fmt(m["accuracy_tflm"][d]) for d in domains), "–"])
     return "\n".join([
-        "### The README's main job (`flags/pocket.cfg`, every stage)", "",
+        "### The README's main job (`flags/pocket.cfg`, every stage)"
+        + (f", oneDNN limited to {record['settings']['max_cpu_isa']}" if record["settings"].get("max_cpu_isa") else ""), "",
         f"Wall time {m['wall_s']:.0f} s ({m['wall_min']} min) with the pocket data built; stages: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in m["timings_s"].items()) + ".", "",
         common.markdown_table(["model", *domains, "MACs / backbone"], rows), "",
@@ -73,9 +80,14 @@ def markdown(record):
 
 
 def main():
-    args = common.parser(__doc__).parse_args()
-    record = common.start_record(NAME, args.quick, {"flagfile": pocket_runs.FLAGFILE})
-    record["measured"] = measure(args.results_dir)
+    parser = common.parser(__doc__)
+    parser.add_argument("--max_cpu_isa", default="", help="oneDNN's ONEDNN_MAX_CPU_ISA for the run (e.g. AVX2: "
+                        "what a CPU without AVX-512 computes); results go to main_job_<isa>.json")
+    args = parser.parse_args()
+    name = f"{NAME}_{args.max_cpu_isa.lower()}" if args.max_cpu_isa else NAME
+    record = common.start_record(name, args.quick, {"flagfile": pocket_runs.FLAGFILE, "max_cpu_isa": args.max_cpu_isa},
+                                 module=NAME)
+    record["measured"] = measure(args.results_dir, args.max_cpu_isa)
     common.write_results(record, markdown(record), args.results_dir)
 
 
