@@ -30,16 +30,12 @@ class Node:
         """``(args, kwargs)`` of this call with each tensor reference replaced by
         ``tensors[name]``; references to ``skip`` (e.g. the domain input) are left out."""
 
-        def substitute(value):
-            if is_keras_tensor(value):
-                return tensors[value["config"]["keras_history"][0]]
-            if isinstance(value, dict):
-                return {k: substitute(v) for k, v in value.items() if not _refers_to(v, skip)}
-            if isinstance(value, (list, tuple)):
-                return type(value)(substitute(v) for v in value if not _refers_to(v, skip))
-            return value
+        def substitute(reference):
+            name = history_of(reference)[0]
+            return DROP if name in skip else tensors[name]
 
-        return substitute(list(self.call.get("args", []))), substitute(dict(self.call.get("kwargs", {})))
+        return (map_tensors(list(self.call.get("args", [])), substitute),
+                map_tensors(dict(self.call.get("kwargs", {})), substitute))
 
 
 class LayerGraph:
@@ -79,7 +75,7 @@ class LayerGraph:
                     f"Received: layer '{name}' called {len(entry['inbound_nodes'])} times"
                 )
             call = _rename(entry["inbound_nodes"][0], renamed_inputs)
-            inputs = _producer_names(call)
+            inputs = [history[0] for history in keras_histories(call.get("args", []))]
             if isinstance(layer, keras.Sequential):
                 self._inline_sequential(layer, inputs)
             elif isinstance(layer, keras.Model):
@@ -142,22 +138,48 @@ def _as_list(layers_entry):
     return layers_entry
 
 
-def keras_histories(structure, triples=False):
-    """Every ``keras_history`` (``[layer, node, tensor]``) in a serialized call, in order.
+# Returned by a ``map_tensors`` replacement: the reference leaves its list or dict.
+DROP = object()
 
-    ``structure`` is an ``inbound_nodes`` entry of a functional config (or any part of one);
-    with ``triples`` a bare ``[layer, node, tensor]`` also counts, as in ``output_layers``.
-    The one reader of this config format, shared by everything that walks a model's config.
+
+def map_tensors(structure, replace, triples=False):
+    """A copy of a serialized structure with each tensor reference replaced by ``replace(it)``.
+
+    ``structure`` is part of a functional config: an ``inbound_nodes`` entry (a call's
+    ``{"args", "kwargs"}``), or with ``triples`` its ``output_layers``, where a bare
+    ``[layer, node, tensor]`` counts as a reference too. A reference replaced by ``DROP`` is
+    left out of its list or dict. The one walker of this config format: everything that reads
+    or rewrites a model's config goes through it.
     """
-    if is_keras_tensor(structure):
-        return [structure["config"]["keras_history"]]
-    if triples and is_history_triple(structure):
-        return [structure]
+    if is_keras_tensor(structure) or (triples and is_history_triple(structure)):
+        return replace(structure)
     if isinstance(structure, dict):
-        return [h for value in structure.values() for h in keras_histories(value, triples)]
+        items = ((key, map_tensors(value, replace, triples)) for key, value in structure.items())
+        return {key: value for key, value in items if value is not DROP}
     if isinstance(structure, (list, tuple)):
-        return [h for value in structure for h in keras_histories(value, triples)]
-    return []
+        values = (map_tensors(value, replace, triples) for value in structure)
+        return type(structure)(value for value in values if value is not DROP)
+    return structure
+
+
+def history_of(reference):
+    """The ``[layer, node, tensor]`` of a tensor reference (a ``__keras_tensor__`` or a triple)."""
+    return reference["config"]["keras_history"] if is_keras_tensor(reference) else reference
+
+
+def keras_histories(structure, triples=False):
+    """Every ``keras_history`` (``[layer, node, tensor]``) in a serialized call, in order
+    (``map_tensors``' ``structure`` and ``triples``)."""
+    histories = []
+    map_tensors(structure, lambda reference: histories.append(history_of(reference)), triples)
+    return histories
+
+
+def producer_names(config):
+    """``{layer name: [names of the layers whose outputs it reads, in call order]}`` of a
+    functional ``config`` (``model.get_config()``), every call of a layer included."""
+    return {entry["name"]: [history[0] for history in keras_histories(entry["inbound_nodes"])]
+            for entry in config["layers"]}
 
 
 def is_keras_tensor(value):
@@ -170,27 +192,16 @@ def is_history_triple(value):
     return isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str)
 
 
-def _producer_names(inbound_node):
-    return [history[0] for history in keras_histories(inbound_node.get("args", []))]
-
-
 def _rename(structure, names):
     """A copy of a serialized call whose tensor references to ``names`` keys point to their values."""
-    if is_keras_tensor(structure):
-        history = list(structure["config"]["keras_history"])
-        history[0] = names.get(history[0], history[0])
-        return {**structure, "config": {**structure["config"], "keras_history": history}}
-    if isinstance(structure, dict):
-        return {k: _rename(v, names) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_rename(v, names) for v in structure)
-    return structure
+
+    def renamed(reference):
+        name, *rest = history_of(reference)
+        return {**reference, "config": {**reference["config"], "keras_history": [names.get(name, name), *rest]}}
+
+    return map_tensors(structure, renamed)
 
 
 def _tensor_reference(name):
     """The serialized form of layer ``name``'s output, as in ``inbound_nodes``."""
     return {"class_name": "__keras_tensor__", "config": {"keras_history": [name, 0, 0]}}
-
-
-def _refers_to(value, names):
-    return is_keras_tensor(value) and value["config"]["keras_history"][0] in names

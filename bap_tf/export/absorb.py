@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from bap_tf import layers as bap_layers
-from bap_tf.graph import endpoint_names, is_keras_tensor, keras_histories
+from bap_tf.graph import endpoint_names, history_of, is_keras_tensor, map_tensors, producer_names
 
 
 def absorb_gathers(model):
@@ -35,10 +35,9 @@ def absorb_gathers(model):
     config = model.get_config()
     layers = {layer.name: layer for layer in model.layers}
     readers = collections.defaultdict(list)
-    for entry in config["layers"]:
-        for node in entry["inbound_nodes"]:
-            for history in keras_histories(node):
-                readers[history[0]].append(entry["name"])
+    for reader, producers in producer_names(config).items():
+        for producer in producers:
+            readers[producer].append(reader)
     outputs = set(endpoint_names(config["output_layers"]))
     gathers = {
         name for name, layer in layers.items()
@@ -80,15 +79,9 @@ def _zero_padded_kernel(kernel, indices, channels):
     return padded
 
 
-def _reading_sources(structure, sources):
+def _reading_sources(entry, sources):
     """A copy of a config entry whose references to a gather's output read the gather's input."""
-    if is_keras_tensor(structure):
-        return sources.get(structure["config"]["keras_history"][0], structure)
-    if isinstance(structure, dict):
-        return {key: _reading_sources(value, sources) for key, value in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(_reading_sources(value, sources) for value in structure)
-    return structure
+    return map_tensors(entry, lambda reference: sources.get(history_of(reference)[0], reference))
 
 
 def android_models(layout, union, domain_models):

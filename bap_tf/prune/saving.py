@@ -15,7 +15,7 @@ import keras
 
 # Imported for its side effect too: registers bap_tf's layers for ``load_model``.
 from bap_tf import layers as bap_layers  # noqa: F401
-from bap_tf.graph import endpoint_names, is_history_triple, is_keras_tensor, keras_histories
+from bap_tf.graph import endpoint_names, history_of, keras_histories, map_tensors
 
 
 def replay(model, inputs, outputs=None):
@@ -34,8 +34,9 @@ def replay(model, inputs, outputs=None):
     outputs = config["output_layers"] if outputs is None else outputs
     computed = {}
 
-    def history_of(value):
-        return value["config"]["keras_history"] if is_keras_tensor(value) else None
+    def tensor(reference):
+        name, node_index, tensor_index = history_of(reference)
+        return _pick(inputs[name] if name in inputs else computed[(name, node_index)], tensor_index)
 
     def node_inputs(key):
         node = entries[key[0]]["inbound_nodes"][key[1]]
@@ -51,35 +52,14 @@ def replay(model, inputs, outputs=None):
         pending = [k for k in node_inputs(key) if k not in computed]
         if ready or not pending:
             node = entries[key[0]]["inbound_nodes"][key[1]]
-
-            def substitute(value):
-                history = history_of(value)
-                if history is not None:
-                    name, node_index, tensor_index = history
-                    source = inputs[name] if name in inputs else computed[(name, node_index)]
-                    return _pick(source, tensor_index)
-                if isinstance(value, dict) and not is_keras_tensor(value):
-                    return {k: substitute(v) for k, v in value.items()}
-                if isinstance(value, (list, tuple)):
-                    return type(value)(substitute(v) for v in value)
-                return value
-
-            args = substitute(node.get("args", []))
-            kwargs = substitute(node.get("kwargs", {}))
+            args = map_tensors(node.get("args", []), tensor)
+            kwargs = map_tensors(node.get("kwargs", {}), tensor)
             computed[key] = layers[key[0]](*args, **kwargs)
         else:
             stack.append((key, True))
             stack.extend((k, False) for k in pending)
 
-    def result(structure):
-        if is_history_triple(structure):
-            name, node_index, tensor_index = structure
-            return _pick(inputs[name] if name in inputs else computed[(name, node_index)], tensor_index)
-        if isinstance(structure, dict):
-            return {k: result(v) for k, v in structure.items()}
-        return [result(v) for v in structure]
-
-    return result(outputs)
+    return map_tensors(outputs, tensor, triples=True)
 
 
 def joint_model(models, name="union"):
