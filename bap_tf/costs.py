@@ -7,7 +7,8 @@ Each layer type's cost is its rule's (``bap_tf.rules``, ``Rule.cost``): a convol
 ``H_out * W_out * C_out * k_h * k_w * C_in`` MACs and its stored weights as parameters; a dense
 layer ``in * out`` MACs. A BatchNormalization folds into the preceding convolution at
 inference, so it costs no MACs and one bias per channel as parameters. Everything else
-(activations, adds, pooling, gathers, masks) is free.
+(activations, adds, pooling, gathers, masks) is free. A layer without a rule is refused by
+name rather than counted as free, so no cost goes missing unnoticed.
 """
 
 import dataclasses
@@ -32,9 +33,11 @@ class Cost:
 
 
 def layer_cost(layer):
-    """Parameters and MACs of one called layer, from its rule (``Rule.cost``); free without one."""
-    rule = rules.find_rule(layer)
-    return Cost(*rule.cost(layer)) if rule is not None else Cost()
+    """Parameters and MACs of one called layer, from its rule (``Rule.cost``).
+
+    Raises ``rules.UnsupportedLayerError`` for a layer type without a rule.
+    """
+    return Cost(*rules.rule_of(layer).cost(layer))
 
 
 def count_model(model):
@@ -111,22 +114,13 @@ def mask_bits(models):
     return sum(len(layer.mask) for layer in masks)
 
 
-def part_of(layer, switched_names):
-    """Which part of the cost ``layer`` belongs to: ``"switched"`` (a conv the network switches,
-    found by name), ``"heads"`` (Dense or DomainHeads) or ``"unswitched"`` (stem conv,
-    depthwise convs, BatchNorms, everything else)."""
-    if isinstance(layer, (keras.layers.Dense, bap_layers.DomainHeads)):
-        return "heads"
-    if isinstance(layer, (keras.layers.Conv2D, bap_layers.SwitchedConv2D)) and layer.name in switched_names:
-        return "switched"
-    return "unswitched"
-
-
 def cost_by_part(layers, switched_names):
-    """``{part: Cost}`` over ``PARTS`` for ``layers`` (each object once); see ``part_of``."""
+    """``{part: Cost}`` over ``PARTS`` for ``layers`` (each object once), each layer's part
+    from its rule (``Rule.part``): ``"switched"`` (a conv the network switches, found by
+    name), ``"heads"`` (Dense or DomainHeads) or ``"unswitched"`` (everything else)."""
     parts = {part: Cost() for part in PARTS}
     for layer in {id(layer): layer for layer in layers}.values():
-        part = part_of(layer, switched_names)
+        part = rules.rule_of(layer).part(layer, switched_names)
         parts[part] = parts[part] + layer_cost(layer)
     return parts
 

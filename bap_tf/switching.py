@@ -18,6 +18,7 @@ from bap_tf import layers as bap_layers
 from bap_tf import rules
 from bap_tf.domains import as_domain_specs
 from bap_tf.graph import LayerGraph
+from bap_tf.rules.base import set_weights
 
 HEADS_NAME = "heads"
 
@@ -44,7 +45,7 @@ class Switcher:
         args, kwargs = node.arguments(self.tensors)
         outputs = new(*args, **kwargs)
         if weights_from is not None and getattr(weights_from, "weights", None):
-            new.set_weights(weights_from.get_weights())
+            set_weights(new, weights_from.get_weights())
         return outputs
 
     def add(self, node, rule):

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from bap_tf import costs
+from bap_tf import costs, rules
 from bap_tf.backbones import resnet26
 from bap_tf.switching import build_switched_network, switched_layers
 
@@ -45,3 +45,11 @@ def test_switched_network_costs_the_same_as_its_backbone_plus_heads():
         costs.switch_cost_vector(switched_layers(network), "macs").sum(),
         sum(costs.layer_cost(layer).macs for layer in switched_layers(network)),
     )
+
+
+def test_a_layer_without_a_rule_is_refused_not_counted_as_free():
+    signal = keras.Input((16, 3))
+    model = keras.Model(signal, keras.layers.Conv1D(2, 3, name="mystery")(signal))
+    with pytest.raises(rules.UnsupportedLayerError, match=r"Layer 'mystery' \(Conv1D\) is not supported by bap_tf: "
+                                                          r"no rule for this layer type. .*bap_tf.rules.register"):
+        costs.count_model(model)

@@ -4,7 +4,6 @@ import pytest
 
 from bap_tf import layers as bap_layers
 from bap_tf.backbones import mobilenet_v2, resnet26
-from bap_tf.rules import UnsupportedLayerError
 from bap_tf.switching import build_switched_network, gate_values, switched_layers
 
 DOMAINS = [("a", 3), ("b", 5)]
@@ -79,42 +78,3 @@ def test_domains_are_validated():
         build_switched_network(backbone, [("a", 2), ("b", 0)])
     with pytest.raises(ValueError, match=r"unique. Received duplicates: \['a'\]"):
         build_switched_network(backbone, [("a", 2), ("a", 3)])
-
-
-def _tiny_backbone(middle):
-    image = keras.Input((8, 8, 4), name="image")
-    x = keras.layers.Conv2D(4, 1, name="stem")(image)
-    return keras.Model(image, keras.layers.GlobalAveragePooling2D(name="pool")(middle(x)))
-
-
-@pytest.mark.parametrize(
-    "middle, message",
-    [
-        (lambda x: keras.layers.Conv2D(4, 1, groups=2, name="bad")(x), r"'bad' \(Conv2D\).*grouped convolution"),
-        (lambda x: keras.layers.LayerNormalization(name="bad")(x), r"'bad' \(LayerNormalization\).*normalizes over the channels"),
-        (lambda x: keras.layers.DepthwiseConv2D(1, depth_multiplier=2, name="bad")(x), r"'bad' \(DepthwiseConv2D\).*depth_multiplier=2"),
-        (lambda x: keras.layers.SeparableConv2D(4, 1, depth_multiplier=2, name="bad")(x), r"'bad' \(SeparableConv2D\).*depth_multiplier=2"),
-        (lambda x: keras.layers.Dense(4, name="bad")(x), r"'bad' \(Dense\).*a Dense layer inside the network"),
-        (lambda x: keras.layers.Activation("softmax", name="bad")(x), r"'bad' \(Activation\).*mixes channels"),
-        (lambda x: keras.layers.Reshape((8, 4, 8), name="bad")(x), r"'bad' \(Reshape\).*moves channels"),
-        (lambda x: keras.layers.Concatenate(axis=1, name="bad")([x, x]), r"'bad' \(Concatenate\).*axis 1"),
-        (lambda x: x * np.arange(4, dtype="float32"), r"\(Multiply\).*not a scalar"),
-        (lambda x: keras.layers.UpSampling2D(name="bad")(x), r"'bad' \(UpSampling2D\).*no rule for this layer type"),
-        (lambda x: keras.ops.transpose(x, (0, 2, 1, 3)), r"\(Transpose\).*no rule for this operation"),
-    ],
-    ids=["grouped", "layernorm", "depth_multiplier", "separable_multiplier", "dense", "softmax", "reshape",
-         "concat_axis", "per_channel_constant", "unknown_layer", "unknown_operation"],
-)
-def test_unsupported_layers_are_refused_before_building_with_what_to_do(middle, message):
-    backbone = _tiny_backbone(middle)
-    with pytest.raises(UnsupportedLayerError, match=message) as error:
-        build_switched_network(backbone, DOMAINS)
-    assert str(error.value).count(". ") >= 1  # why, then what to do
-
-
-def test_channels_first_is_refused():
-    image = keras.Input((4, 8, 8), name="image")
-    x = keras.layers.Conv2D(4, 1, data_format="channels_first", name="stem")(image)
-    backbone = keras.Model(image, keras.layers.GlobalAveragePooling2D(data_format="channels_first")(x))
-    with pytest.raises(UnsupportedLayerError, match=r"'stem' \(Conv2D\).*data_format='channels_first'"):
-        build_switched_network(backbone, DOMAINS)

@@ -2,21 +2,24 @@
 
 Only the QAT worker imports this module: tensorflow-model-optimization works on Keras 2
 models only. The input is what the parent can write without tf_keras: the Keras 3 functional
-config (``model.get_config()``, the public format ``Model.from_config`` reads) and each layer's
-``get_weights()``. The rebuild is one table of per-layer rules (``_BUILDERS``), then a mechanical
-walk of the config's nodes; weights are copied in the same order, which Keras 2 and 3 share for
-every layer here. bap_tf's ChannelGather / ChannelMask become the small Keras 2 layers below.
+config (``model.get_config()``) and each layer's ``get_weights()``. Here the Keras 3 model is
+built again from them (Keras 3 and tf_keras live side by side in the worker), read as a
+``graph.LayerGraph``, and each node's rule (``Rule.keras2`` in ``bap_tf.rules``) builds its
+Keras 2 stand-in from the Keras 3 layer: the rule file of a layer type says how it is
+quantized, as it says how it is switched, pruned and costed.
 
-``Rescaling`` becomes a 1x1 ``DepthwiseConv2D`` (kernel = scale, bias = offset), the same affine
-map: tfmot quantizes a depthwise conv's weights and output, whereas a Rescaling's scalar
-constants stay float under QAT and leave a DEQUANTIZE/QUANTIZE pair at the int8 model's input.
+What tf_keras has no layer for gets a small Keras 2 twin here, which rules reach as
+``rebuild.layers.<name>``: bap_tf's ChannelGather / ChannelMask, hard-swish, and Keras 3's
+element-wise operations with a scalar (``x + 3.0``).
 """
 
-import numpy as np
+import keras
 import tensorflow as tf
 import tf_keras
 
-from bap_tf.graph import endpoint_names, keras_histories
+from bap_tf import rules
+from bap_tf.graph import LayerGraph
+from bap_tf.rules.base import set_weights, unsupported
 
 
 class ChannelGather(tf_keras.layers.Layer):
@@ -47,142 +50,123 @@ class ChannelMask(tf_keras.layers.Layer):
         return {**super().get_config(), "mask": self.mask}
 
 
-CUSTOM_OBJECTS = {"ChannelGather": ChannelGather, "ChannelMask": ChannelMask}
+class HardSwish(tf_keras.layers.Layer):
+    """Keras 3's ``hard_silu`` (MobileNetV3's hard-swish), ``x * relu6(x + 3) / 6``, written as
+    the pattern the TFLite converter turns into one int8 HARD_SWISH."""
+
+    def call(self, inputs):
+        return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
 
 
-def _activation(config):
-    activation = config.get("activation", "linear")
-    if not isinstance(activation, str):
-        raise ValueError(
-            "The QAT rebuild supports activations given by name only. "
-            f"Received: {config['name']} with activation={activation!r}"
-        )
-    return activation
+class ScalarOperation(tf_keras.layers.Layer):
+    """A Keras 3 element-wise operation of a tensor and a scalar (``x + 3.0``, ``3.0 - x``).
+
+    A division by the constant is a multiplication by its inverse: TFLite has no int8 DIV.
+    """
+
+    FUNCTIONS = {"Add": tf.add, "Subtract": tf.subtract, "Multiply": tf.multiply, "Divide": tf.divide,
+                 "TrueDivide": tf.divide, "Maximum": tf.maximum, "Minimum": tf.minimum}
+
+    def __init__(self, operation, constant, constant_first=False, **kwargs):
+        super().__init__(**kwargs)
+        if operation not in self.FUNCTIONS:
+            raise ValueError(
+                f"operation must be one of {sorted(self.FUNCTIONS)}. Received: operation={operation!r}"
+            )
+        self.operation, self.constant, self.constant_first = operation, float(constant), bool(constant_first)
+
+    def call(self, inputs):
+        if self.operation in ("Divide", "TrueDivide") and not self.constant_first:
+            return inputs * tf.constant(1.0 / self.constant, inputs.dtype)
+        constant = tf.constant(self.constant, inputs.dtype)
+        operands = (constant, inputs) if self.constant_first else (inputs, constant)
+        return self.FUNCTIONS[self.operation](*operands)
+
+    def get_config(self):
+        return {**super().get_config(), "operation": self.operation, "constant": self.constant,
+                "constant_first": self.constant_first}
 
 
-def _channels_last(config):
-    if config.get("data_format", "channels_last") != "channels_last":
-        raise ValueError(
-            "The QAT rebuild supports channels_last layers only. "
-            f"Received: {config['name']} with data_format={config['data_format']!r}"
-        )
+CUSTOM_OBJECTS = {twin.__name__: twin for twin in (ChannelGather, ChannelMask, HardSwish, ScalarOperation)}
+# Keras 3 activations by serialized name, and the tf_keras activation that computes the same.
+# Not listed: gelu (Keras 3 approximates it, tf_keras does not), hard_sigmoid (other formulas).
+ACTIVATIONS = {"linear": "linear", "relu": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "tanh": "tanh",
+               "silu": "swish"}
 
 
-def _conv2d(c):
-    _channels_last(c)
-    return tf_keras.layers.Conv2D(
-        c["filters"], c["kernel_size"], strides=c["strides"], padding=c["padding"],
-        dilation_rate=c["dilation_rate"], groups=c.get("groups", 1), activation=_activation(c),
-        use_bias=c["use_bias"], name=c["name"],
-    )
+class Keras2Layers:
+    """``tf_keras.layers``, plus the twins above by name."""
+
+    def __init__(self):
+        for name, twin in CUSTOM_OBJECTS.items():
+            setattr(self, name, twin)
+
+    def __getattr__(self, name):
+        return getattr(tf_keras.layers, name)
 
 
-def _depthwise_conv2d(c):
-    _channels_last(c)
-    return tf_keras.layers.DepthwiseConv2D(
-        c["kernel_size"], strides=c["strides"], padding=c["padding"],
-        depth_multiplier=c["depth_multiplier"], dilation_rate=c["dilation_rate"],
-        activation=_activation(c), use_bias=c["use_bias"], name=c["name"],
-    )
+class Keras2Rebuild:
+    """What a rule's ``keras2`` needs: ``layers`` (``Keras2Layers``) and the Keras 2 tensors
+    built so far, by node name."""
 
+    def __init__(self):
+        self.layers = Keras2Layers()
+        self.tensors = {}
 
-def _batch_normalization(c):
-    return tf_keras.layers.BatchNormalization(
-        axis=c["axis"], momentum=c["momentum"], epsilon=c["epsilon"], center=c["center"],
-        scale=c["scale"], name=c["name"],
-    )
+    def inputs(self, node):
+        return [self.tensors[name] for name in node.inputs]
 
+    def arguments(self, node):
+        """``(args, kwargs)`` of the node's call with its Keras 2 tensors, constants kept."""
+        return node.arguments(self.tensors)
 
-def _relu(c):
-    return tf_keras.layers.ReLU(
-        max_value=c.get("max_value"), negative_slope=c.get("negative_slope", 0.0),
-        threshold=c.get("threshold", 0.0), name=c["name"],
-    )
+    def call(self, new, node, weights=None):
+        """Calls the Keras 2 layer ``new`` on the node's inputs (one tensor, or the list of
+        several), then gives it ``weights``: by default the Keras 3 layer's own, whose
+        ``get_weights()`` order Keras 2 shares for every layer the rules build."""
+        inputs = self.inputs(node)
+        outputs = new(inputs[0] if len(inputs) == 1 else inputs)
+        if weights is None and getattr(node.layer, "weights", None):  # operations have none
+            weights = node.layer.get_weights()
+        if weights:
+            new.set_weights(weights)
+        return outputs
 
+    def activation(self, layer):
+        """The tf_keras name of ``layer``'s activation (``ACTIVATIONS``); refuses the others."""
+        name = keras.activations.serialize(layer.activation)
+        if name not in ACTIVATIONS:
+            raise unsupported(
+                layer, f"activation {name!r} has no tf_keras equivalent for quantization-aware training",
+                f"Use one of {sorted(ACTIVATIONS)} (hard_silu as an Activation layer)",
+            )
+        return ACTIVATIONS[name]
 
-def _pooling(layer_class):
-    def build(c):
-        _channels_last(c)
-        return layer_class(pool_size=c["pool_size"], strides=c["strides"], padding=c["padding"],
-                           name=c["name"])
-
-    return build
-
-
-def _global_average_pooling(c):
-    _channels_last(c)
-    return tf_keras.layers.GlobalAveragePooling2D(keepdims=c.get("keepdims", False), name=c["name"])
-
-
-def _zero_padding(c):
-    _channels_last(c)
-    return tf_keras.layers.ZeroPadding2D(padding=[tuple(p) for p in c["padding"]], name=c["name"])
-
-
-_BUILDERS = {
-    "Conv2D": _conv2d,
-    "DepthwiseConv2D": _depthwise_conv2d,
-    "BatchNormalization": _batch_normalization,
-    "ReLU": _relu,
-    "Activation": lambda c: tf_keras.layers.Activation(_activation(c), name=c["name"]),
-    "Add": lambda c: tf_keras.layers.Add(name=c["name"]),
-    "ZeroPadding2D": _zero_padding,
-    "MaxPooling2D": _pooling(tf_keras.layers.MaxPooling2D),
-    "AveragePooling2D": _pooling(tf_keras.layers.AveragePooling2D),
-    "GlobalAveragePooling2D": _global_average_pooling,
-    "Dense": lambda c: tf_keras.layers.Dense(
-        c["units"], activation=_activation(c), use_bias=c["use_bias"], name=c["name"]
-    ),
-    "Rescaling": lambda c: tf_keras.layers.DepthwiseConv2D(1, use_bias=True, name=c["name"]),
-    "ChannelGather": lambda c: ChannelGather(c["indices"], name=c["name"]),
-    "ChannelMask": lambda c: ChannelMask(c["mask"], name=c["name"]),
-}
-_MERGE_LAYERS = {"Add"}
-
-
-def _rescaling_weights(config, channels):
-    """Kernel and bias of the 1x1 depthwise conv that computes ``x * scale + offset``."""
-    scale = np.broadcast_to(np.asarray(config["scale"], np.float32), (channels,))
-    offset = np.broadcast_to(np.asarray(config.get("offset", 0.0), np.float32), (channels,))
-    return [scale.reshape(1, 1, channels, 1).copy(), offset.copy()]
-
-
-# Layers whose Keras 2 stand-in has weights the Keras 3 layer does not: (config, channels).
-_SYNTHESIZED_WEIGHTS = {"Rescaling": _rescaling_weights}
+    def activation_layer(self, layer):
+        """An Activation layer's stand-in: tf_keras' own, or ``HardSwish`` for hard_silu."""
+        if keras.activations.serialize(layer.activation) == "hard_silu":
+            return HardSwish(name=layer.name)
+        return tf_keras.layers.Activation(self.activation(layer), name=layer.name)
 
 
 def rebuild(config, weights):
-    """``tf_keras.Model`` with the architecture of a Keras 3 functional ``config``.
+    """``tf_keras.Model`` computing what the Keras 3 functional model of ``config`` computes.
 
     Args:
         config: ``keras_model.get_config()`` of a one-input, one-output functional model.
         weights: ``{layer name: [arrays in get_weights() order]}``.
     """
-    tensors = {}
-    for entry in config["layers"]:
-        class_name, layer_config, name = entry["class_name"], entry["config"], entry["name"]
-        if class_name == "InputLayer":
-            shape = layer_config.get("batch_shape") or layer_config["batch_input_shape"]
-            tensors[name] = tf_keras.Input(shape=tuple(shape[1:]), name=name)
-            continue
-        if class_name not in _BUILDERS:
-            raise ValueError(
-                f"The QAT rebuild has no rule for {class_name} layers; supported: "
-                f"{sorted(_BUILDERS)}. Received: layer {name!r} of class {class_name}"
-            )
-        if len(entry["inbound_nodes"]) != 1:
-            raise ValueError(
-                "Each layer of a per-domain model must be called once. "
-                f"Received: layer {name!r} with {len(entry['inbound_nodes'])} calls"
-            )
-        inputs = [tensors[history[0]] for history in keras_histories(entry["inbound_nodes"][0])]
-        layer = _BUILDERS[class_name](layer_config)
-        tensors[name] = layer(inputs if class_name in _MERGE_LAYERS else inputs[0])
-        if class_name in _SYNTHESIZED_WEIGHTS:
-            layer.set_weights(_SYNTHESIZED_WEIGHTS[class_name](layer_config, inputs[0].shape[-1]))
-        elif weights.get(name):
-            layer.set_weights(weights[name])
-    (input_name,), (output_name,) = endpoint_names(config["input_layers"]), endpoint_names(
-        config["output_layers"]
-    )
-    return tf_keras.Model(tensors[input_name], tensors[output_name], name=config.get("name"))
+    model = keras.Model.from_config(config)
+    for layer in model.layers:
+        if layer.weights:
+            set_weights(layer, weights[layer.name])
+    graph = LayerGraph(model)
+    if len(graph.input_names) != 1 or len(graph.output_names) != 1:
+        raise ValueError(
+            "The QAT rebuild takes a model with one image input and one logits output. "
+            f"Received: inputs={graph.input_names}, outputs={graph.output_names}"
+        )
+    walk = Keras2Rebuild()
+    for node in graph:
+        walk.tensors[node.name] = rules.rule_of(node.layer).keras2(node, walk)
+    return tf_keras.Model(walk.tensors[graph.input_names[0]], walk.tensors[graph.output_names[0]], name=model.name)

@@ -12,9 +12,12 @@ images, to check the rebuild). Writes the int8 flatbuffer to ``FILE`` and ``summ
 tensorflow-model-optimization works on Keras 2 only and switches TF to legacy Keras when
 imported, so it lives here, never in the library's own process. Quantization of the layers the
 default 8-bit scheme does not know:
-- ``Rescaling`` is rebuilt as a 1x1 DepthwiseConv2D (see ``qat_rebuild``), which it knows.
-- ``ChannelMask`` (a MUL by a 0/1 constant): output-only config, a fake-quant on the output,
-  which the converter needs for the int8 MUL.
+- ``Rescaling`` and ``Normalization`` are rebuilt as 1x1 DepthwiseConv2D (their rule's
+  ``keras2``), which it knows.
+- ``ChannelMask`` (a MUL by a 0/1 constant), hard-swish, an operation with a scalar
+  (``x + 3.0``) and the merges other than Add and Concatenate (the squeeze-and-excitation
+  gate's Multiply): output-only config, a fake-quant on the output, which the converter needs
+  for the int8 op.
 - ``ChannelGather``: no-op config. GATHER only picks channels, so the converter gives its output
   the input's scale; no fake-quant is needed.
 """
@@ -72,7 +75,9 @@ class NoOpQuantizeConfig(OutputQuantizeConfig):
 
 
 _CONFIGS = {
-    CUSTOM_OBJECTS["ChannelMask"]: OutputQuantizeConfig,
+    **{CUSTOM_OBJECTS[name]: OutputQuantizeConfig for name in ("ChannelMask", "HardSwish", "ScalarOperation")},
+    **{getattr(tf_keras.layers, name): OutputQuantizeConfig
+       for name in ("Multiply", "Subtract", "Maximum", "Minimum", "Average")},
     CUSTOM_OBJECTS["ChannelGather"]: NoOpQuantizeConfig,
 }
 _SCOPE = {**CUSTOM_OBJECTS, "OutputQuantizeConfig": OutputQuantizeConfig,

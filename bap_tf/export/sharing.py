@@ -13,9 +13,9 @@ convolution into another, so the shared kernel stays bit-identical across signat
 stored once; the affine costs one DEPTHWISE_CONV_2D per BN (the BN's MUL and ADD, as one op).
 
 A domain's ``ChannelMask`` that reads such a BN through channel-wise layers keeping zeros (ReLU,
-padding, pooling), with nothing else reading them, is folded into the affine: its kernel and
-bias are multiplied by the 0/1 mask (``f(m * y) = m * f(y)`` for such layers), which saves one
-MUL per block and changes no output.
+padding, pooling: whose rule says so, ``Rule.keeps_zeros``), with nothing else reading them, is
+folded into the affine: its kernel and bias are multiplied by the 0/1 mask
+(``f(m * y) = m * f(y)`` for such layers), which saves one MUL per block and changes no output.
 """
 
 import collections
@@ -24,7 +24,8 @@ import keras
 import numpy as np
 
 from bap_tf import layers as bap_layers
-from bap_tf.graph import keras_histories
+from bap_tf import rules
+from bap_tf.graph import producer_names
 
 
 class ChannelAffine(keras.layers.DepthwiseConv2D):
@@ -117,7 +118,8 @@ def foldable_masks(model, batchnorms, producers):
     result = {}
     for mask in (layer for layer in model.layers if isinstance(layer, bap_layers.ChannelMask)):
         name = producers.get(mask.name, [None])[0]
-        while name in by_name and name not in batchnorms and readers[name] == 1 and _keeps_zeros(by_name[name]):
+        while (name in by_name and name not in batchnorms and readers[name] == 1
+               and rules.rule_of(by_name[name]).keeps_zeros(by_name[name])):
             name = producers.get(name, [None])[0]
         if name in batchnorms and readers[name] == 1 and len(by_name[name].moving_mean.shape) == 1 \
                 and by_name[name].moving_mean.shape[0] == len(mask.mask):
@@ -125,27 +127,13 @@ def foldable_masks(model, batchnorms, producers):
     return result
 
 
-def _keeps_zeros(layer):
-    """Whether a layer is channel-wise and maps an all-zero channel to zeros."""
-    if isinstance(layer, keras.layers.Activation):
-        return float(np.abs(keras.ops.convert_to_numpy(layer.activation(np.zeros(1, "float32")))).max()) == 0.0
-    return isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.ZeroPadding2D,
-                              keras.layers.MaxPooling2D, keras.layers.AveragePooling2D))
-
-
 def inbound_layer_names(model):
     """``{layer name: [names of the layers whose outputs it reads]}`` from the model's config.
 
-    Reads the public functional config (``inbound_nodes`` / ``keras_history``), which is what
+    Reads the public functional config (``graph.producer_names``), which is what
     ``Model.from_config`` itself uses, rather than private node objects.
     """
-    result = {}
-    for entry in model.get_config()["layers"]:
-        names = []
-        for node in entry.get("inbound_nodes", []):
-            names.extend(history[0] for history in keras_histories(node))
-        result[entry["name"]] = names
-    return result
+    return producer_names(model.get_config())
 
 
 def _batchnorm_parameters(batchnorm):

@@ -1,6 +1,7 @@
 """Pruning after training: channel dependency groups, then a rebuild into plain Keras models.
 
-- ``dependency``: the rule table and the channel groups (``DependencyGraph``), computed once;
+- ``dependency``: the channel groups (``DependencyGraph``), computed once from each layer's rule
+  (``bap_tf.rules``, which ``describe_rules`` prints);
 - ``rewrite``: ``Rewriter`` builds the union-pruned multi-domain model and per-domain models;
 - ``report``: their params / MACs next to the backbone's (from ``bap_tf.costs``);
 - ``saving``: the union model as one joint Keras model / one ``.keras`` file;

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bap_tf import costs, metrics
+from bap_tf import costs, metrics, rules
 from bap_tf.prune.distill import DistillationLoss, with_teacher_logits
 from bap_tf.prune.saving import joint_model
 
@@ -89,12 +89,12 @@ def optimizer(learning_rate, schedule, total_steps):
 def unfreeze(models, layers="all"):
     """Makes the layers of ``models`` (a model or a dict of models) trainable: every layer
     (``"all"``), or only the BatchNorms and the dense heads (``"batchnorm_heads"``, the
-    convolutions stay as pre-trained)."""
+    convolutions stay as pre-trained); which layers those are is their rules' answer
+    (``Rule.fine_tuned``), and a layer without a rule is refused by name."""
     if layers not in FINETUNE_LAYERS:
         raise ValueError(f"layers must be one of {FINETUNE_LAYERS}. Received: layers={layers!r}")
     for layer in costs.unique_layers(models):
-        light = isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Dense))
-        layer.trainable = layers == "all" or light
+        layer.trainable = rules.rule_of(layer).fine_tuned(layer, layers)
 
 
 def accuracy(model, data, batch_size=64):

@@ -17,7 +17,7 @@ import numpy as np
 from bap_tf import layers as bap_layers
 from bap_tf.domains import as_domain_specs, domain_index
 from bap_tf.prune import dependency as dep
-from bap_tf.rules.base import copy_layer
+from bap_tf.rules.base import copy_layer, set_weights
 from bap_tf.switching import HEADS_NAME, gate_values, switched_layers
 
 
@@ -216,7 +216,7 @@ def _call(cache, key, factory, args, kwargs):
     layer, weights = factory()
     outputs = layer(*args, **kwargs)
     if weights is not None:
-        layer.set_weights(weights)
+        set_weights(layer, weights)
     if key is not None:
         cache[key] = layer
     return outputs

@@ -111,6 +111,21 @@ class ConvRule(Rule):
         """Kernel and bias as parameters; H_out * W_out * kernel size MACs."""
         return _conv_cost(layer.kernel.shape, layer.filters, layer.use_bias, layer.output.shape)
 
+    def part(self, layer, switched_names):
+        """Switched if the network switches it (by name: a reduced model's conv keeps it)."""
+        return "switched" if layer.name in switched_names else "unswitched"
+
+    def keras2(self, node, rebuild):
+        """A plain Conv2D's tf_keras namesake, same configuration and weights."""
+        layer = node.layer
+        if not isinstance(layer, keras.layers.Conv2D):
+            return super().keras2(node, rebuild)
+        return rebuild.call(rebuild.layers.Conv2D(
+            layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            dilation_rate=layer.dilation_rate, groups=layer.groups, activation=rebuild.activation(layer),
+            use_bias=layer.use_bias, name=layer.name,
+        ), node)
+
 
 class DepthwiseRule(Rule):
     """DepthwiseConv2D with depth_multiplier=1: channel-wise, so it follows its input."""
@@ -144,6 +159,15 @@ class DepthwiseRule(Rule):
         bias = int(layer.bias.shape[0]) if layer.use_bias else 0
         params, macs = _conv_cost(layer.kernel.shape, 0, False, layer.output.shape)
         return params + bias, macs
+
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake, same configuration and weights."""
+        layer = node.layer
+        return rebuild.call(rebuild.layers.DepthwiseConv2D(
+            layer.kernel_size, strides=layer.strides, padding=layer.padding, depth_multiplier=layer.depth_multiplier,
+            dilation_rate=layer.dilation_rate, activation=rebuild.activation(layer), use_bias=layer.use_bias,
+            name=layer.name,
+        ), node)
 
 
 class SeparableRule(Rule):

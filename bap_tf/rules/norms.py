@@ -54,6 +54,20 @@ class BatchNormRule(Rule):
         """Folds into the conv before it: no MACs, one bias per channel as parameters."""
         return output_channels(layer), 0
 
+    def fine_tuned(self, layer, layers):
+        """Always: also when only the BatchNorms and heads are (``"batchnorm_heads"``)."""
+        return True
+
+    def keras2(self, node, rebuild):
+        """A plain BatchNormalization's tf_keras namesake, same configuration and statistics."""
+        layer = node.layer
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            return super().keras2(node, rebuild)
+        return rebuild.call(rebuild.layers.BatchNormalization(
+            axis=layer.axis, momentum=layer.momentum, epsilon=layer.epsilon, center=layer.center,
+            scale=layer.scale, name=layer.name,
+        ), node)
+
 
 class ConstantsRule(Rule):
     """Input stems with constants in their config: Normalization, Rescaling."""
@@ -68,6 +82,31 @@ class ConstantsRule(Rule):
         if isinstance(layer, keras.layers.Normalization) or np.ndim(layer.scale) > 0 or np.ndim(layer.offset) > 0:
             deps.pin(space, f"per-channel constants in '{node.name}'")
         return space
+
+    def keras2(self, node, rebuild):
+        """A 1x1 DepthwiseConv2D computing the same ``x * scale + offset`` per channel: tfmot
+        quantizes it, whereas a Rescaling's constants stay float under QAT and leave a
+        DEQUANTIZE/QUANTIZE pair at the int8 model's input."""
+        layer = node.layer
+        channels = int(layer.input.shape[-1])
+        if isinstance(layer, keras.layers.Rescaling):
+            scale, offset = np.float64(layer.scale), np.float64(layer.offset)
+        else:
+            scale, offset = _normalization_affine(layer)
+        scale, offset = (np.broadcast_to(v, (channels,)).astype("float32") for v in (scale, offset))
+        new = rebuild.layers.DepthwiseConv2D(1, use_bias=True, name=layer.name)
+        return rebuild.call(new, node, [scale.reshape(1, 1, channels, 1), offset])
+
+
+def _normalization_affine(layer):
+    """``(scale, offset)`` of a Normalization over the last axis: ``(x - mean) / std`` (or
+    ``x * std + mean`` with ``invert``), ``std`` no smaller than Keras' epsilon, as it computes."""
+    if tuple(layer.axis) not in ((-1,), (len(layer.input.shape) - 1,)):
+        raise unsupported(layer, f"Normalization over axis {layer.axis} in a quantized model", "Normalize the channels")
+    mean, variance = (np.asarray(keras.ops.convert_to_numpy(v), np.float64).reshape(-1)
+                      for v in (layer.mean, layer.variance))
+    std = np.maximum(np.sqrt(variance), keras.config.epsilon())
+    return (std, mean) if layer.invert else (1.0 / std, -mean / std)
 
 
 class HeadsRule(Rule):
@@ -101,6 +140,14 @@ class HeadsRule(Rule):
         features = int(layer.kernel.shape[0])
         return features * total + total, features * total
 
+    def part(self, layer, switched_names):
+        """Heads."""
+        return "heads"
+
+    def fine_tuned(self, layer, layers):
+        """Always."""
+        return True
+
 
 class DenseRule(Rule):
     """Dense: a reduced model's head; inside a backbone it would mix every channel."""
@@ -120,3 +167,18 @@ class DenseRule(Rule):
         kernel = int(np.prod(layer.kernel.shape))
         positions = int(np.prod(layer.output.shape[1:-1])) if len(layer.output.shape) > 2 else 1
         return kernel + (layer.units if layer.use_bias else 0), kernel * positions
+
+    def part(self, layer, switched_names):
+        """Heads (a reduced model's domain head)."""
+        return "heads"
+
+    def fine_tuned(self, layer, layers):
+        """Always."""
+        return True
+
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake, same configuration and weights."""
+        layer = node.layer
+        return rebuild.call(rebuild.layers.Dense(
+            layer.units, activation=rebuild.activation(layer), use_bias=layer.use_bias, name=layer.name
+        ), node)

@@ -3,37 +3,57 @@
 import numbers
 
 import keras
+import numpy as np
 
 from bap_tf.graph import is_keras_tensor
 from bap_tf.rules.base import Rule, is_layer, output_channels, unsupported
 
-# Activations that mix channels and so cannot be treated channel-wise.
-CHANNEL_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+# The channel-wise types, each with how its tf_keras namesake is built (from the layer and the
+# QAT rebuild, see ``Rule.keras2``).
+_KERAS2_NAMESAKES = {
+    keras.layers.Activation: lambda layer, rebuild: rebuild.activation_layer(layer),
+    keras.layers.ReLU: lambda layer, rebuild: rebuild.layers.ReLU(
+        max_value=layer.max_value, negative_slope=layer.negative_slope, threshold=layer.threshold, name=layer.name),
+    keras.layers.LeakyReLU: lambda layer, rebuild: rebuild.layers.LeakyReLU(alpha=layer.negative_slope, name=layer.name),
+    keras.layers.ELU: lambda layer, rebuild: rebuild.layers.ELU(alpha=layer.alpha, name=layer.name),
+    keras.layers.ZeroPadding2D: lambda layer, rebuild: rebuild.layers.ZeroPadding2D(layer.padding, name=layer.name),
+    keras.layers.MaxPooling2D: lambda layer, rebuild: rebuild.layers.MaxPooling2D(
+        layer.pool_size, strides=layer.strides, padding=layer.padding, name=layer.name),
+    keras.layers.AveragePooling2D: lambda layer, rebuild: rebuild.layers.AveragePooling2D(
+        layer.pool_size, strides=layer.strides, padding=layer.padding, name=layer.name),
+    keras.layers.GlobalAveragePooling2D: lambda layer, rebuild: _keras2_global_average(layer, rebuild),
+    keras.layers.GlobalMaxPooling2D: lambda layer, rebuild: rebuild.layers.GlobalMaxPooling2D(
+        keepdims=layer.keepdims, name=layer.name),
+}
+
+
+def _keras2_global_average(layer, rebuild):
+    """tf_keras' GlobalAveragePooling2D; over a single position (MobileNetV3-Small's last blocks
+    at 32x32), a Reshape: the converter drops a mean over one position, which would leave the
+    layers on both sides of it with their own fake-quant scales where TFLite needs one (a GATHER
+    after it fails to convert)."""
+    if tuple(layer.input.shape[1:3]) == (1, 1):
+        return rebuild.layers.Reshape(tuple(layer.output.shape[1:]), name=layer.name)
+    return rebuild.layers.GlobalAveragePooling2D(keepdims=layer.keepdims, name=layer.name)
 
 
 class ChannelwiseRule(Rule):
     """Stateless layers whose output channel c reads input channel c only."""
 
-    types = (
-        keras.layers.Activation,
-        keras.layers.ReLU,
-        keras.layers.LeakyReLU,
-        keras.layers.ELU,
-        keras.layers.ZeroPadding2D,
-        keras.layers.MaxPooling2D,
-        keras.layers.AveragePooling2D,
-        keras.layers.GlobalAveragePooling2D,
-        keras.layers.GlobalMaxPooling2D,
-    )
+    types = tuple(_KERAS2_NAMESAKES)
 
-    def check(self, layer, call=None):
-        """Refused: activations that mix channels (softmax, log_softmax)."""
-        if isinstance(layer, keras.layers.Activation):
-            name = getattr(layer.activation, "__name__", "")
-            if name in CHANNEL_MIXING_ACTIVATIONS:
-                raise unsupported(
-                    layer, f"activation {name!r} mixes channels", "Leave it out of the backbone (put it after the heads)"
-                )
+    def keeps_zeros(self, layer):
+        """If it maps an all-zero input to zeros (evaluated: an activation, or a ReLU with a
+        threshold, may not): then ``f(m * x) = m * f(x)`` for a 0/1 channel mask ``m``."""
+        shape = tuple(1 if dim is None else int(dim) for dim in layer.input.shape)
+        return not np.any(keras.ops.convert_to_numpy(layer(np.zeros(shape, "float32"))))
+
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake (an activation by its tf_keras name; hard_silu, which tf_keras
+        lacks, as a twin layer)."""
+        layer = node.layer
+        build = next(build for cls, build in _KERAS2_NAMESAKES.items() if isinstance(layer, cls))
+        return rebuild.call(build(layer, rebuild), node)
 
 
 class DropoutRule(ChannelwiseRule):
@@ -48,6 +68,13 @@ class DropoutRule(ChannelwiseRule):
             kept = len(walk.plan.channels(node.name))
             return walk.shared_copy(node, noise_shape=tuple(noise_shape[:-1]) + (kept,))
         return walk.shared_copy(node)
+
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake (the identity at inference)."""
+        layer = node.layer
+        return rebuild.call(
+            rebuild.layers.Dropout(layer.rate, noise_shape=layer.noise_shape, seed=layer.seed, name=layer.name), node
+        )
 
 
 class ReshapeRule(Rule):
@@ -68,6 +95,10 @@ class ReshapeRule(Rule):
         """target_shape takes the kept channel count."""
         kept = len(walk.plan.channels(node.name))
         return walk.shared_copy(node, target_shape=tuple(node.layer.target_shape[:-1]) + (kept,))
+
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake."""
+        return rebuild.call(rebuild.layers.Reshape(node.layer.target_shape, name=node.name), node)
 
 
 class MergeRule(Rule):
@@ -95,6 +126,10 @@ class MergeRule(Rule):
                 deps.pin(space, f"broadcast over the channels by '{node.name}'")
         return deps.tie(tied, node)
 
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake (Add, Multiply...) on the same operands."""
+        return rebuild.call(getattr(rebuild.layers, type(node.layer).__name__)(name=node.name), node)
+
 
 class OperationRule(MergeRule):
     """Keras 3 operations on tensors (``x + 3.0``, ``x * y``, ``x / 6``): not layers, but in
@@ -119,6 +154,23 @@ class OperationRule(MergeRule):
                     "Write per-channel constants as a layer (e.g. a Normalization) so they can be sliced",
                 )
 
+    def keras2(self, node, rebuild):
+        """With a scalar operand, a twin layer that applies it with that constant (``x + 3.0``
+        becomes an int8 ADD of a constant); on two tensors, the merge layer of its name."""
+        self.check(node.layer, node.call)
+        args, _ = rebuild.arguments(node)
+        name = type(node.layer).__name__
+        constants = [value for value in args if isinstance(value, numbers.Number)]
+        if constants:
+            new = rebuild.layers.ScalarOperation(
+                name, float(constants[0]), constant_first=isinstance(args[0], numbers.Number), name=node.name
+            )
+        elif name in ("Divide", "TrueDivide"):
+            return Rule.keras2(self, node, rebuild)  # of two tensors: tf_keras has no division layer
+        else:
+            new = getattr(rebuild.layers, name)(name=node.name)
+        return rebuild.call(new, node)
+
 
 class ConcatRule(Rule):
     """Concatenate on the channel axis (DenseNet)."""
@@ -134,6 +186,10 @@ class ConcatRule(Rule):
         """Its channel space is its operands' spaces one after another: channel offsets move
         through the concatenation, and each operand shrinks on its own."""
         return deps.concat([deps.space(name) for name in deps.inputs_of(node)])
+
+    def keras2(self, node, rebuild):
+        """Its tf_keras namesake on the same axis."""
+        return rebuild.call(rebuild.layers.Concatenate(axis=node.layer.axis, name=node.name), node)
 
 
 def _leaves(structure):

@@ -104,6 +104,58 @@ def build_single_model(width=WIDTH, num_classes=5, seed=0, name="single"):
     return build_domain_model(shared, name, num_classes, keep, mask, seed=seed)
 
 
+def build_mobile_model(num_classes=5, width=8, seed=0, name="mobile"):
+    """A reduced model shaped like MobileNetV3-Small's and EfficientNet-B0's: the layer types
+    and operations their rewrites hold beyond ``build_domain_model``'s.
+
+    Normalization after a Rescaling (EfficientNet's input), hard-swish, MobileNetV3's
+    squeeze-and-excitation (a hard-sigmoid ``relu6(s + 3.0) / 6`` of Keras 3 operations, which
+    Keras' MobileNetV3 writes ``* (1 / 6)``, gating with a Multiply), EfficientNet's (a Reshape,
+    swish and sigmoid convs), Dropout, a Concatenate, and a last block at 1x1.
+    """
+    init = keras.initializers.GlorotUniform(seed=seed)
+    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    x = keras.layers.Rescaling(255.0, name="to_255")(image)
+    x = keras.layers.Normalization(mean=[124.0, 116.0, 104.0], variance=[3364.0, 3136.0, 3249.0],
+                                   name="imagenet_mean")(x)
+    x = keras.layers.Conv2D(width, 3, strides=2, padding="same", kernel_initializer=init, name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.Activation("hard_swish", name="stem_hard_swish")(x)
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se1_pool")(x)
+    s = keras.layers.Conv2D(4, 1, activation="relu", kernel_initializer=init, name="se1_reduce")(s)
+    s = keras.layers.Conv2D(width, 1, kernel_initializer=init, name="se1_expand")(s)
+    s = keras.layers.ReLU(6.0, name="se1_relu6")(s + 3.0) / 6.0
+    x = keras.layers.Multiply(name="se1_gate")([x, s])
+    y = keras.layers.DepthwiseConv2D(3, padding="same", depthwise_initializer=init, name="dw")(x)
+    y = keras.layers.BatchNormalization(name="dw_bn")(y)
+    y = keras.layers.Activation("swish", name="dw_swish")(y)
+    t = keras.layers.GlobalAveragePooling2D(name="se2_pool")(y)
+    t = keras.layers.Reshape((1, 1, width), name="se2_reshape")(t)
+    t = keras.layers.Conv2D(4, 1, activation="swish", kernel_initializer=init, name="se2_reduce")(t)
+    t = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=init, name="se2_expand")(t)
+    y = keras.layers.Multiply(name="se2_gate")([y, t])
+    y = keras.layers.Dropout(0.2, name="drop")(y)
+    x = keras.layers.Concatenate(name="cat")([x, y])
+    x = ChannelMask([1.0, 0.0] * width, name="mask")(x)
+    x = keras.layers.Conv2D(2 * width, 1, kernel_initializer=init, name="project")(x)
+    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = keras.layers.ReLU(name="project_relu")(x)
+    x = ChannelGather(list(range(0, 2 * width, 2)), name="gather")(x)
+    # The last block at 1x1, as MobileNetV3-Small's at 32x32: its squeeze-and-excitation pools a
+    # single position, and a gather follows the pooling.
+    x = keras.layers.DepthwiseConv2D(IMAGE_SIZE // 2, depthwise_initializer=init, name="last_dw")(x)
+    x = keras.layers.Activation("hard_swish", name="last_hard_swish")(x)
+    t = keras.layers.GlobalAveragePooling2D(keepdims=True, name="se3_pool")(x)
+    t = ChannelGather(list(range(1, width, 2)), name="se3_gather")(t)
+    t = keras.layers.Conv2D(width, 1, activation="sigmoid", kernel_initializer=init, name="se3_expand")(t)
+    x = keras.layers.Multiply(name="se3_gate")([x, t])
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=init, name="head")(x)
+    model = keras.Model(image, logits, name=name)
+    randomize_batchnorm(model, np.random.default_rng(seed + 2))
+    return model
+
+
 def make_images(count, seed=0):
     """Smooth random images in [0, 1], float32 (N, 16, 16, 3): coarse noise upsampled 4x."""
     rng = np.random.default_rng(seed)

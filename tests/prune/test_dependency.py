@@ -1,4 +1,4 @@
-"""Channel groups and the rule table of the pruner."""
+"""The channel groups of the pruner, computed once from the layers' rules."""
 
 import keras
 import numpy as np
@@ -6,20 +6,7 @@ import pytest
 
 import prune_nets
 from bap_tf.layers import SwitchedConv2D
-from bap_tf import rules
-from bap_tf.prune import DependencyGraph, describe_rules
-
-
-def test_rule_table_covers_every_layer_the_switched_network_holds():
-    table = describe_rules()
-    for name in ("SwitchedConv2D", "Conv2D", "DepthwiseConv2D", "DomainBatchNormalization",
-                 "BatchNormalization", "Add", "Concatenate", "DomainHeads", "ReLU", "ZeroPadding2D",
-                 "SeparableConv2D", "Multiply", "operation Add", "Reshape", "Dropout", "Normalization"):
-        assert name in table
-    for aspect in ("check:", "switch:", "couple:", "rebuild:", "cost:"):
-        assert table.count(aspect) == len(rules.RULES)
-    # Each line is the docstring of the method that does it.
-    assert rules.ConvRule.couple.__doc__.split(".")[0] in table
+from bap_tf.prune import DependencyGraph
 
 
 def test_resnet26_residual_stream_is_one_group(networks):
@@ -109,10 +96,3 @@ def test_concat_space_is_its_operands_groups_at_offsets():
     assert list(plan.channels("cat")) == [0, 2, 3, 4, 6]
     with pytest.raises(ValueError, match="reads a concatenation"):
         graph.input_group("last")
-
-
-def test_rules_by_layer_type():
-    assert isinstance(rules.rule_for(keras.layers.ReLU()), rules.ChannelwiseRule)
-    assert isinstance(rules.rule_for(keras.layers.Add()), rules.MergeRule)
-    assert isinstance(rules.rule_for(keras.layers.Dropout(0.2)), rules.DropoutRule)
-    assert rules.find_rule(keras.layers.LayerNormalization()) is None
