@@ -162,15 +162,18 @@ class ExperimentConfig:
     tpu: str = ""  # TPU name or address for strategy=tpu ("": the local TPU)
     # -- prune ----------------------------------------------------------------------------
     # Fine-tuning of the reduced models after pruning (0 epochs: none); benchmarks/results/recipes.md:
-    # 8 epochs at batch 128 take the steps of 4 at batch 32, and 8e-4 scored best on the test split
-    # (benchmarks/results/finetune_lr.md: held-back data prefer 1.6e-3, inside the seeds' spread).
+    # 8 epochs at batch 128 take the steps of 4 at batch 32. Rate and schedule: chosen on held-back
+    # data (benchmarks/results/finetune_recipe.md: 1.6e-3 decayed by a cosine over 8e-4 held).
     finetune_epochs: int = 8
-    finetune_learning_rate: float = 8e-4
+    finetune_learning_rate: float = 1.6e-3
     finetune_batch_size: int = 128  # per domain; 0: batch_size. Larger batches: fewer, cheaper steps
     finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
-    finetune_schedule: str = "constant"  # constant | cosine (decay to 0 over the fine-tuning's steps)
+    finetune_schedule: str = "cosine"  # constant | cosine (decay to 0 over the fine-tuning's steps)
     # Share of the fine-tuning loss that distils each domain's per-domain fine-tuning baseline
-    # (bap_tf.prune.distill; the baselines are then measured before fine-tuning). 0: off.
+    # (bap_tf.prune.distill; the baselines are then measured before fine-tuning). 0: off. Off by
+    # default, as it costs D whole-backbone fine-tunings (minutes at pocket size, days at
+    # Visual Decathlon's); the pocket main job, which measures them anyway, turns it on (0.5,
+    # chosen on held-back data: benchmarks/results/finetune_recipe.md).
     distill_weight: float = 0.0
     # In the union model each domain reads every channel the union keeps (no channel masks):
     # the shared convs compute them anyway; the fine-tuning adapts its BatchNorms and head.

@@ -105,5 +105,6 @@ def test_library_fine_tuning_defaults_are_the_main_jobs():
     """The main job's fine-tuning (chosen by benchmarks.recipes) is what the library does by default."""
     main_job = effective_flags({"flagfile": "flags/pocket.cfg"})
     defaults = ExperimentConfig()
-    for name in ("finetune_epochs", "finetune_batch_size", "finetune_learning_rate", "finetune_layers"):
+    for name in ("finetune_epochs", "finetune_batch_size", "finetune_learning_rate", "finetune_layers",
+                 "finetune_schedule"):
         assert main_job[name] == getattr(defaults, name), name

@@ -22,13 +22,15 @@ def pocket_cache(tmp_path_factory):
 
 def test_validation_split_is_carved_from_train_and_only_with_a_fraction(pocket_cache):
     config = ExperimentConfig(domains=("digits",), data_dir=str(pocket_cache), validation_fraction=0.1).resolve()
-    whole = sources.domain_sources(ExperimentConfig(domains=("digits",), data_dir=str(pocket_cache)).resolve(), "train")
+    nothing_held = ExperimentConfig(domains=("digits",), data_dir=str(pocket_cache), validation_fraction=0.0).resolve()
+    whole = sources.domain_sources(nothing_held, "train")
     train_part, validation = (sources.domain_sources(config, split)[0] for split in ("train", "validation"))
     total = int(whole[0].dataset.cardinality())
     assert int(validation.dataset.cardinality()) == round(0.1 * total)
     assert int(train_part.dataset.cardinality()) + int(validation.dataset.cardinality()) == total
     with pytest.raises(ValueError, match="Received: validation_fraction=0.0"):
-        sources.domain_sources(ExperimentConfig(domains=("digits",), data_dir=str(pocket_cache)).resolve(), "validation")
+        sources.domain_sources(nothing_held, "validation")
+    assert ExperimentConfig().validation_fraction == 0.1  # held back by default
 
 
 @pytest.mark.parametrize("fraction", [0.5, -0.1])
