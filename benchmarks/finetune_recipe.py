@@ -28,10 +28,10 @@ NAME = "finetune_recipe"
 LOSS, BUDGET = "jaccard", 0.5
 VALIDATION_FRACTION = 0.1
 # label -> the bap-train flags of the recipe (beyond the main job's).
-# A flag a recipe leaves out is at the library's default (no distillation).
+# Each recipe names every flag any recipe varies: the main job's flagfile sets them too.
 RECIPES = {
-    "Adam 8e-4, constant": {"finetune_learning_rate": 8e-4, "finetune_schedule": "constant"},
-    "Adam 1.6e-3, cosine": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine"},
+    "Adam 8e-4, constant": {"finetune_learning_rate": 8e-4, "finetune_schedule": "constant", "distill_weight": 0.0},
+    "Adam 1.6e-3, cosine": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.0},
     "Adam 1.6e-3, cosine, distillation 0.5": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine",
                                               "distill_weight": 0.5},
 }
@@ -164,10 +164,8 @@ def markdown(record):
 def main_job_recipe(quick):
     """The label of the recipe the main job's flags run (``None`` if none of ``RECIPES``)."""
     flags = pocket_runs.effective_flags(pocket_runs.run_flags(LOSS, BUDGET, 0, quick))
-    defaults = pocket_runs.resolve_flags({})
-    varied = {name for extra in RECIPES.values() for name in extra}
     return next((label for label, extra in RECIPES.items()
-                 if all(flags[name] == extra.get(name, defaults[name]) for name in varied)), None)
+                 if all(flags[name] == value for name, value in extra.items())), None)
 
 
 def main():

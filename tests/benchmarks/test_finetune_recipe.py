@@ -60,4 +60,4 @@ def test_page_and_plot(tmp_path, monkeypatch):
 
 
 def test_the_main_job_recipe_is_read_from_its_flags():
-    assert finetune_recipe.main_job_recipe(quick=False) == LABELS[0]  # flags/pocket.cfg: 8e-4, constant
+    assert finetune_recipe.main_job_recipe(quick=False) == LABELS[2]  # flags/pocket.cfg: 1.6e-3, cosine, distillation
