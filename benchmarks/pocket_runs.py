@@ -153,12 +153,16 @@ def _done_stages(workdir, flags):
     return saved["stages"]
 
 
+# Flags added to bap-train since runs were first recorded, with the value that does what the code
+# did before they existed: a run recorded without one ran with that value.
+ADDED_FLAGS = {"finetune_schedule": "constant", "distill_weight": 0.0}
+
+
 def with_new_flags(saved):
-    """A run's saved effective flags, plus each flag added to ``bap-train`` since, at its default:
-    a flag whose default keeps what the code did before changes nothing that ran."""
+    """A run's saved effective flags, plus each of ``ADDED_FLAGS`` it lacks at its former value."""
     if not saved:
         return saved
-    return {**{name: flag.default for name, flag in _bap_train_flags().items() if name != "workdir"}, **saved}
+    return {**ADDED_FLAGS, **saved}
 
 
 def _without(flags, names=REPORT_ONLY_FLAGS):

@@ -196,15 +196,16 @@ def test_a_results_page_not_named_after_its_module_names_the_module_to_run(monke
     assert record["command"] == "python -m benchmarks.frontier --fine_tuning=before"
 
 
-def test_a_flag_added_since_a_run_counts_at_its_default(tmp_path, monkeypatch):
-    flags = pocket_runs.run_flags("jaccard", 0.5, 0, True, runs_dir=tmp_path)
-    workdir = pocket_runs.workdir_of(flags, True, tmp_path)
+def test_a_flag_added_since_a_run_counts_at_the_value_it_ran_with(tmp_path, monkeypatch):
+    # A run recorded before --finetune_schedule existed ran with a constant rate.
+    constant = pocket_runs.run_flags("jaccard", 0.5, 0, True, extra={"finetune_schedule": "constant"}, runs_dir=tmp_path)
+    workdir = pocket_runs.workdir_of(constant, True, tmp_path)
     workdir.mkdir(parents=True)
-    saved = pocket_runs.effective_flags(flags)
-    del saved["finetune_schedule"]  # a run recorded before the flag existed
-    marker = {"flags": flags, "effective_flags": saved, "stages": ["train", "prune"]}
-    (workdir / pocket_runs.MARKER).write_text(json.dumps(marker))
-    assert pocket_runs._done_stages(workdir, flags) == ["train", "prune"]
-    # The same run asked with the new flag off its default: only the training still counts.
-    cosine = pocket_runs.run_flags("jaccard", 0.5, 0, True, extra={"finetune_schedule": "cosine"}, runs_dir=tmp_path)
+    saved = pocket_runs.effective_flags(constant)
+    del saved["finetune_schedule"]
+    (workdir / pocket_runs.MARKER).write_text(json.dumps({"flags": constant, "effective_flags": saved,
+                                                          "stages": ["train", "prune"]}))
+    assert pocket_runs._done_stages(workdir, constant) == ["train", "prune"]
+    # Asked with a cosine rate, the same run keeps only its training.
+    cosine = {**constant, "finetune_schedule": "cosine"}
     assert pocket_runs._done_stages(workdir, cosine) == ["train"]
