@@ -100,7 +100,7 @@ def test_prune_stage_with_finetuning(tmp_path, pocket_cache):
     finetune = json.loads(workdir.finetune.read_text())
     assert set(finetune["union"]["after"]) == {"letters"} and set(finetune["domain"]) == {"letters"}
     assert finetune["settings"] == {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "layers": "all",
-                                    "schedule": "constant", "distill_weight": 0.0}
+                                    "schedule": "cosine", "distill_weight": 0.0}
     assert 0.0 <= finetune["domain"]["letters"]["after"]["letters_pruned"] <= 1.0
     assert len(finetune["domain"]["letters"]["history"]["loss"]) == 1
     assert result.costs["union_ratio"]["macs"] < 1.0
