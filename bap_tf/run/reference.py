@@ -26,6 +26,7 @@ import keras
 from bap_tf import metrics
 from bap_tf.atomic import read_json, write_json
 from bap_tf.run import baselines as baselines_lib
+from bap_tf.run import sources as data_sources
 
 # Where measured baselines are cached across runs; default: ~/.cache/bap_tf/baselines.
 CACHE_ENV = "BAP_TF_BASELINE_CACHE"
@@ -34,8 +35,7 @@ CACHE_ENV = "BAP_TF_BASELINE_CACHE"
 def cache_path(config):
     """The cross-run cache file of ``config``'s baselines, named by what they depend on (for
     folder domains, the files too: images changed under the same path are other data)."""
-    root = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "bap_tf", "baselines")
+    root = os.environ.get(CACHE_ENV) or data_sources.user_cache_dir("baselines")
     identity = {"key": baselines_lib.key(config), "files": _files_fingerprint(config.folders_root)}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return Path(root) / f"{digest}.json"

@@ -44,12 +44,15 @@ _NO_FLIP = {"omniglot", "svhn", "gtsrb", "sketch"}
 SHUFFLE_BUFFER_BYTES = 256 * 1024 * 1024
 
 
+def user_cache_dir(name):
+    """``~/.cache/bap_tf/<name>`` (``$XDG_CACHE_HOME`` when set): what bap-tf keeps across runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bap_tf", name)
+
+
 def pocket_cache_dir(data_dir):
     """Where the pocket benchmark is cached: ``data_dir`` or ``~/.cache/bap_tf/pocket``."""
-    if data_dir:
-        return data_dir
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "bap_tf", "pocket")
+    return data_dir or user_cache_dir("pocket")
 
 
 def domain_sources(config, split, workdir=None):
