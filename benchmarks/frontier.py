@@ -15,10 +15,11 @@ training batch of 32, Adam 1e-4), written as ``frontier_finetune_before``; the m
 fine-tuning is drawn on it as stars.
 
 Plots mean test accuracy (union-pruned model, Keras, mean over domains and seeds) against the
-union-pruned model's MACs over the backbone's, one line per sharing loss, with the baselines of
-the same data, epochs and seeds as horizontal lines (``pocket_runs.shared_baselines``, measured
-once per seed): the feature extractor (frozen backbone + logistic regression per domain) and
-per-domain fine-tuning of the whole backbone.
+union-pruned model's MACs over the backbone's, one line per sharing loss and one marker per budget
+β, with the baselines of the same data, epochs and seeds as horizontal lines
+(``pocket_runs.shared_baselines``, measured once per seed): the feature extractor (frozen backbone
++ logistic regression per domain) and per-domain fine-tuning of the whole backbone. The y axis
+fits what is drawn; ``--replot`` redraws the plot from the results JSON alone.
 
 Targets: the best sharing loss is above ``none`` at every union-MACs level both reach; and at
 β 0.5, a sharing loss prunes to at most 0.55 of the backbone's MACs with mean accuracy within 2
@@ -27,18 +28,23 @@ points of ``none`` at the same budget.
     python -m benchmarks.frontier            # 48 runs, the main job's epochs: hours on 2 cores
     python -m benchmarks.frontier --losses=none,jaccard   # the default loss against none first
     python -m benchmarks.frontier --quick    # 1 seed, 2 epochs x 30 steps
+    python -m benchmarks.frontier --replot   # only the PNG again, from results/frontier.json
 """
 
 import argparse
+import json
+import textwrap
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from bap_tf.atomic import atomic_path  # noqa: E402
 from bap_tf.config import SHARING_LOSSES  # noqa: E402
-from bap_tf.report import save_accuracy_vs_cost  # noqa: E402
 from benchmarks import common, pocket_runs, recipes  # noqa: E402
 
 LOSSES = SHARING_LOSSES  # in this order on every page and plot
@@ -163,17 +169,40 @@ def baselines(shared):
     return result
 
 
+# One marker per budget β (the legend says which), so that no β text crowds the points: at
+# small budgets the sharing losses' points lie within a few pixels of each other.
+BUDGET_MARKERS = {1.0: "o", 0.75: "s", 0.5: "^", 0.25: "D"}
+Y_MARGIN = 0.05  # of the span of what the plot draws, above and below
+
+
+def _marker(budget):
+    return BUDGET_MARKERS.get(budget, "X")
+
+
+def y_limits(frontier, references, current=()):
+    """The y axis fitted to what the plot draws (every point with its error bar, the stars and
+    the baselines' lines), ``Y_MARGIN`` of the span above and below, inside [0, 1.02]."""
+    drawn = [p for curve in frontier.values() for p in curve] + list(dict(current).values())
+    values = [p["mean_accuracy"] + sign * (p["mean_accuracy_std"] or 0.0) for p in drawn for sign in (-1, 1)]
+    values += list(references.values())
+    if not values:
+        return 0.0, 1.02
+    low, high = min(values), max(values)
+    margin = max(Y_MARGIN * (high - low), 0.01)
+    return max(0.0, low - margin), min(1.02, high + margin)
+
+
 def plot(frontier, references, path, current=()):
-    figure, axis = plt.subplots(figsize=(6.5, 4.5))
+    """The frontier at ``path`` (PNG, atomically): a line per sharing loss, a marker per budget
+    β, stars for ``current``, grey lines for the baselines; y fitted to the data (``y_limits``)."""
+    figure, axis = plt.subplots(figsize=(8.0, 4.8), layout="constrained")  # room for the legends
     for loss, curve in frontier.items():
-        index = LOSSES.index(loss)  # one colour per loss on every page
-        xs = [p["macs_ratio"] for p in curve]
-        ys = [p["mean_accuracy"] for p in curve]
-        errors = [p["mean_accuracy_std"] or 0.0 for p in curve]
-        axis.errorbar(xs, ys, yerr=errors, color=f"C{index}", marker="o", capsize=3, label=loss)
+        colour = f"C{LOSSES.index(loss)}"  # one colour per loss on every page
+        axis.errorbar([p["macs_ratio"] for p in curve], [p["mean_accuracy"] for p in curve],
+                      yerr=[p["mean_accuracy_std"] or 0.0 for p in curve], color=colour, capsize=3, label=loss)
         for p in curve:
-            axis.annotate(f"β={p['budget']:g}", (p["macs_ratio"], p["mean_accuracy"]), textcoords="offset points",
-                          xytext=(4, -11), fontsize=7, color=f"C{index}")
+            axis.plot([p["macs_ratio"]], [p["mean_accuracy"]], color=colour, marker=_marker(p["budget"]),
+                      markersize=6, linestyle="none")
     for index, (name, p) in enumerate(dict(current).items(), start=len(LOSSES)):
         axis.errorbar([p["macs_ratio"]], [p["mean_accuracy"]], yerr=[p["mean_accuracy_std"] or 0.0], color=f"C{index}",
                       marker="*", markersize=11, linestyle="none", capsize=3, label=name)
@@ -181,10 +210,23 @@ def plot(frontier, references, path, current=()):
     labels = {"feature_extractor": "feature extractor (frozen backbone)", "finetune": "per-domain fine-tuning (D backbones)"}
     for kind, value in references.items():
         axis.axhline(value, color="grey", linestyle=styles.get(kind, "-."), linewidth=1, label=labels.get(kind, kind))
-    save_accuracy_vs_cost(figure, axis, path, xlabel="union-pruned MACs relative to the backbone",
-                          ylabel="mean test accuracy (4 domains)", title="Pocket benchmark: accuracy vs MACs",
-                          legend_loc="lower right")
-    return path
+    # Both legends right of the axes (constrained layout makes room), long star labels wrapped.
+    handles, names = axis.get_legend_handles_labels()
+    figure.legend(handles, [textwrap.fill(n, 34) for n in names], fontsize=7, loc="outside right upper")
+    budgets = sorted({p["budget"] for curve in frontier.values() for p in curve}, reverse=True)
+    handles = [Line2D([], [], color="black", marker=_marker(b), linestyle="none", markersize=6) for b in budgets]
+    figure.legend(handles, [f"β = {b:g}" for b in budgets], fontsize=7, title="budget", title_fontsize=7,
+                  loc="outside right lower")
+    axis.set_xlabel("union-pruned MACs relative to the backbone")
+    axis.set_ylabel("mean test accuracy (4 domains)")
+    axis.set_xlim(0, 1.1)  # the x frame of every accuracy-vs-cost plot (bap_tf.report)
+    axis.set_ylim(*y_limits(frontier, references, current))
+    axis.grid(alpha=0.3)
+    axis.set_title("Pocket benchmark: accuracy vs MACs")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
+    return Path(path)
 
 
 def markdown(record):
@@ -245,8 +287,13 @@ def main():
     parser.add_argument("--fine_tuning", choices=sorted(FINE_TUNINGS), default="main_job",
                         help="main_job: the main job's flags; before: its fine-tuning before benchmarks.recipes")
     parser.add_argument("--losses", type=_losses, default=LOSSES, help="comma-separated, in the order to run")
+    parser.add_argument("--replot", action="store_true",
+                        help="run nothing, change no record: redraw the PNG from the results JSON as it is")
     args = parser.parse_args()
     name, extra = FINE_TUNINGS[args.fine_tuning]
+    if args.replot:
+        print(replot(common.results_path(name, args.quick, "json", args.results_dir)))
+        return
     settings = {"losses": list(args.losses), "budgets": list(BUDGETS),
                 "run_flags": pocket_runs.run_flags("<loss>", "<budget>", "<seed>", args.quick, extra)}
     record = common.start_record(name, args.quick, settings, module="frontier")
@@ -276,6 +323,15 @@ def _losses(text):
     if unknown or not losses:
         raise argparse.ArgumentTypeError(f"--losses={text!r}: expected a comma-separated subset of {', '.join(LOSSES)}")
     return losses
+
+
+def replot(json_path):
+    """Redraws the plot of a written results file (its ``plot_name``, beside it) from the
+    frontier, baselines and stars it recorded; returns the PNG's path."""
+    json_path = Path(json_path)
+    record = json.loads(json_path.read_text())
+    path = json_path.parent / record["plot_name"]
+    return plot(record["frontier"], record["baselines"], path, record.get("current", {}))
 
 
 def summarize_into(record, plot_path):

@@ -109,6 +109,29 @@ def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     assert "fine-tunes its reduced models 8 epochs at the training batch, Adam 0.0001" in page
 
 
+def test_frontier_plot_fits_y_to_the_data_and_draws_budgets_as_markers(tmp_path, monkeypatch):
+    # Every point in [0.69, 0.87]: the y axis hugs them, not [0, 1]; β is a marker named in a
+    # legend, never a text beside the points (those overlapped where the losses' points crowd).
+    rows = [_row(loss, budget, accuracy, macs) for loss, offset in (("none", 0.0), ("union", 0.01), ("jaccard", 0.02))
+            for budget, accuracy, macs in ((1.0, 0.87, 0.97), (0.5, 0.80 + offset, 0.4), (0.25, 0.69 + offset, 0.15))]
+    record = {"frontier": frontier.points(rows), "baselines": {"finetune": 0.86}, "plot_name": "frontier.png"}
+    (tmp_path / "frontier.json").write_text(json.dumps(record))
+    figures = []
+    monkeypatch.setattr(frontier.plt, "close", figures.append)
+    assert frontier.replot(tmp_path / "frontier.json") == tmp_path / "frontier.png"
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+    (figure,) = figures
+    low, high = figure.axes[0].get_ylim()
+    assert 0.6 < low < 0.69 and 0.87 < high < 0.95
+    assert not figure.axes[0].texts
+    legends = [[t.get_text() for t in legend.get_texts()] for legend in figure.legends]
+    assert ["β = 1", "β = 0.5", "β = 0.25"] in legends
+    frontier.plt.close(figure)
+    # A baseline below the points stays in view; nothing drawn: the old frame.
+    assert frontier.y_limits(record["frontier"], {"feature_extractor": 0.63})[0] < 0.63
+    assert frontier.y_limits({}, {}) == (0.0, 1.02)
+
+
 def test_frontier_collects_only_recorded_runs_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
     args = types.SimpleNamespace(seeds=1, quick=True, results_dir=tmp_path)
