@@ -17,14 +17,14 @@ buffers and 32-bit targets have smaller structs, so keep a margin on the device.
 
 import math
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from tflite_micro import runtime
 
+from bap_tf.export.child import run_python, stderr_tail
+from bap_tf.export.micro_probe import ARENA_TOO_SMALL
 from bap_tf.export.quantization import dequantize, quantize, tensor_quantization
 
 # Arena used for inference when the caller gives none: generous, because a too-small arena can
@@ -32,7 +32,6 @@ from bap_tf.export.quantization import dequantize, quantize, tensor_quantization
 DEFAULT_ARENA_BYTES = 16 * 1024 * 1024
 DEFAULT_STEP = 256
 _PROBE = Path(__file__).with_name("micro_probe.py")
-_ARENA_TOO_SMALL = 3
 _REPORTED_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 
 
@@ -122,7 +121,7 @@ def find_arena_bytes(model, step=DEFAULT_STEP, ceiling=DEFAULT_ARENA_BYTES, time
             raise RuntimeError(
                 f"TFLM cannot run this model even with a {ceiling}-byte arena: an unsupported op "
                 f"or a model that needs more memory. Received: model={str(model)[:200]!r}\n"
-                f"--- probe stderr (tail) ---\n{stderr[-4000:]}"
+                f"--- probe stderr (tail) ---\n{stderr_tail(stderr)}"
             )
         match = _REPORTED_TOTAL.search(stderr)
         reported = int(match.group(1)) if match else None
@@ -153,23 +152,16 @@ def find_arena_bytes(model, step=DEFAULT_STEP, ceiling=DEFAULT_ARENA_BYTES, time
 def _probe(model_path, arena_bytes, timeout_s, report=False, strict=True):
     """(ran, stderr) of one probe child; a crash or a too-small report both count as not ran.
 
-    With ``strict``, any other failure of the child (a Python error) raises instead.
+    With ``strict``, any other failure of the child (a Python error: bad file, import) raises
+    ``WorkerError`` instead.
     """
     # -P: the script's own directory stays off sys.path (its siblings are package modules).
-    command = [sys.executable, "-P", str(_PROBE), str(model_path), str(int(arena_bytes))]
-    if report:
-        command.append("--report")
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as error:
-        raise RuntimeError(
-            f"A TFLM arena probe did not finish within {timeout_s} s. Received: "
-            f"arena_bytes={arena_bytes}"
-        ) from error
-    if strict and result.returncode not in (0, _ARENA_TOO_SMALL) and result.returncode > 0:
-        # Not a crash and not "arena too small": the probe itself failed (bad file, import).
-        raise RuntimeError(
-            f"A TFLM arena probe failed with exit code {result.returncode}.\n"
-            f"--- probe stderr (tail) ---\n{result.stderr[-4000:]}"
-        )
+    args = ["-P", _PROBE, model_path, int(arena_bytes), *(["--report"] if report else [])]
+
+    def answered(code):  # ran, too small, or crashed in TFLM (a signal)
+        return not strict or code in (0, ARENA_TOO_SMALL) or code < 0
+
+    result = run_python(
+        args, timeout_s=timeout_s, what=f"TFLM arena probe of {int(arena_bytes)} bytes", accept=answered
+    )
     return result.returncode == 0, result.stderr

@@ -3,9 +3,10 @@
     python -P bap_tf/export/micro_probe.py MODEL.tflite ARENA_BYTES [--report]
 
 Exit code 0: the interpreter was created with that arena and one inference ran; with
-``--report`` TFLM's recording allocator then prints its arena usage to stderr. Exit code 3: TFLM
-reported that the arena is too small. TFLM's Python binding can also crash outright (SIGSEGV)
-when the arena is far too small, which is why each probe is its own process.
+``--report`` TFLM's recording allocator then prints its arena usage to stderr. Exit code
+``ARENA_TOO_SMALL``: TFLM reported that the arena is too small. TFLM's Python binding can also
+crash outright (SIGSEGV) when the arena is far too small, which is why each probe is its own
+process.
 """
 
 import sys
@@ -13,6 +14,7 @@ import sys
 import numpy as np
 from tflite_micro import runtime
 
+# The one definition: micro.py imports it to tell "too small" from a failed probe.
 ARENA_TOO_SMALL = 3
 
 

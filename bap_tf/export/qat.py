@@ -16,7 +16,6 @@ absl-py 2 and Keras 3 in the library's own process.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bap_tf.atomic import atomic_path
-from bap_tf.export.child import WorkerError, run_worker
+from bap_tf.export.child import WorkerError, run_python, run_worker
 from bap_tf.export.convert import DEFAULT_TIMEOUT_S, calibration_images
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.validate import check_int8_model
@@ -72,8 +71,11 @@ def qat_available():
         f"missing = [m for m in {QAT_MODULES!r} if importlib.util.find_spec(m) is None]; "
         "print(' '.join(missing)); sys.exit(1 if missing else 0)"
     )
-    env = {**os.environ, **worker_env()}
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    # Any exit answers: 0 found, else not available (stdout names what is missing).
+    result = run_python(
+        ["-c", probe], timeout_s=None, what="lookup of the [qat] extra", env=worker_env(),
+        accept=lambda code: True,
+    )
     if result.returncode == 0:
         return True, ""
     return False, (

@@ -1,6 +1,7 @@
 """TFLM inference against LiteRT on the same int8 files, the arena search, and the firmware
 sources generated from them."""
 
+import inspect
 import re
 import shutil
 import subprocess
@@ -8,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from bap_tf.export import firmware
+from bap_tf.export import firmware, micro, micro_probe
+from bap_tf.export.child import WorkerError
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.micro import MicroModel, arena_runs, find_arena_bytes
 from bap_tf.export.quantization import dequantize, tensor_quantization
@@ -46,6 +48,21 @@ def test_arena_search_finds_the_smallest_running_arena(micro_files, eval_sets):
 def test_find_arena_bytes_rejects_a_file_tflm_cannot_run():
     with pytest.raises(RuntimeError, match="TFLM cannot run this model"):
         find_arena_bytes(b"this is not a flatbuffer", ceiling=64 * 1024)
+
+
+def test_a_failed_or_late_arena_probe_raises_with_its_stderr(tmp_path):
+    with pytest.raises(WorkerError, match=r"(?s)The TFLM arena probe of 1024 bytes failed: the child "
+                       r"process exited with code 1\..*No such file"):
+        arena_runs(tmp_path / "missing.tflite", 1024)
+    with pytest.raises(WorkerError, match=r"The TFLM arena probe of 1024 bytes did not finish within "
+                       r"0.01 s.*Received: timeout_s=0.01"):
+        arena_runs(tmp_path / "missing.tflite", 1024, timeout_s=0.01)
+
+
+def test_arena_too_small_is_the_probe_s_one_constant():
+    # The caller reads the code the probe exits with: a copy of its own could drift.
+    assert micro.ARENA_TOO_SMALL == micro_probe.ARENA_TOO_SMALL
+    assert "ARENA_TOO_SMALL =" not in inspect.getsource(micro)
 
 
 def test_micro_model_rejects_images_of_the_wrong_shape(micro_files):
