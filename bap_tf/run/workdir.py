@@ -4,6 +4,8 @@ Layout (``Workdir(root)`` gives each path)::
 
     config.json            the resolved ExperimentConfig (a later command reads it back)
     flags.cfg              the same as a flagfile: replay with --flagfile=WORKDIR/flags.cfg
+    folders_root.json      the real path of config.json's folders_root (kept there as typed),
+                           resolved in the directory of the command that wrote it
     model.keras            the trained BudgetAwareModel (masked model)
     history.json           per-epoch training logs; backup/ resumable training state
     tensorboard/           TensorBoard logs of training
@@ -44,6 +46,7 @@ class Workdir:
 
     config = property(lambda self: self.root / "config.json")
     flags = property(lambda self: self.root / "flags.cfg")
+    folders_root_record = property(lambda self: self.root / "folders_root.json")
     model = property(lambda self: self.root / "model.keras")
     history = property(lambda self: self.root / "history.json")
     tensorboard = property(lambda self: self.root / "tensorboard")
@@ -112,9 +115,25 @@ class Workdir:
             ) from None
 
     def write_config(self, config, flags_text=None):
+        """``config.json`` (``folders_root`` as typed) and ``flags.cfg``; beside them, the real
+        path that ``folders_root`` names from this command's directory (``saved_folders_root``)."""
+        if config.folders_root:
+            write_json(self.folders_root_record, {"folders_root": config.folders_root,
+                                                  "realpath": os.path.realpath(config.folders_root)})
         write_text(self.config, config.to_json() + "\n")
         if flags_text is not None:
             write_text(self.flags, flags_text)
+
+    def saved_folders_root(self, saved):
+        """The real path of the saved config's ``folders_root`` as resolved by the command that
+        wrote it, or None when not recorded (a workdir from before ``folders_root.json``)."""
+        if not saved.folders_root or not self.folders_root_record.exists():
+            return None
+        try:
+            record = read_json(self.folders_root_record)
+        except ValueError:
+            return None
+        return record.get("realpath") if record.get("folders_root") == saved.folders_root else None
 
     def write_splits(self, records):
         """Writes ``{domain: record}`` (``run.sources.new_split_records``) to ``splits/``."""
@@ -186,13 +205,18 @@ def config_for_workdir(saved, explicit, workdir):
         # Checked first: the saved domains would not even be valid for another dataset.
         _refuse(workdir, [("dataset", saved.dataset, explicit["dataset"])])
     config = ExperimentConfig.from_dict({**saved.to_dict(), **explicit}).resolve()
-    check_same_run(saved, config, workdir)
+    check_same_run(saved, config, workdir, Workdir(workdir).saved_folders_root(saved))
     return config
 
 
-def check_same_run(saved, requested, workdir):
+def check_same_run(saved, requested, workdir, saved_folders_root=None):
     """Refuses ``requested`` when it differs from the workdir's run in an identity field, or
-    reads its folder domains from another folder (the trained model would meet other data)."""
+    reads its folder domains from another folder (the trained model would meet other data).
+
+    Folders are compared as real paths: ``saved_folders_root``, the saved ``folders_root``
+    resolved where it was typed (``Workdir.saved_folders_root``; when None, resolved here),
+    against the requested one resolved here. So a relative ``--folders_root`` names the same
+    folder again from its own directory, however it is spelled, and not from another one."""
     if saved is None:
         return
     differences = [
@@ -200,10 +224,25 @@ def check_same_run(saved, requested, workdir):
         for name, value in saved.identity().items()
         if requested.identity()[name] != value
     ]
-    if saved.folders_root and os.path.realpath(saved.folders_root) != os.path.realpath(requested.folders_root):
-        differences.append(("folders_root", saved.folders_root, requested.folders_root))
+    if saved.folders_root:
+        there = saved_folders_root or os.path.realpath(saved.folders_root)
+        asked = os.path.realpath(requested.folders_root)
+        if there != asked:
+            differences.append(("folders_root", _Folder(saved.folders_root, there),
+                                _Folder(requested.folders_root, asked)))
     if differences:
         _refuse(workdir, differences)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Folder:
+    """A folder as typed, shown with the real path it names when typed relative."""
+
+    typed: str
+    real: str
+
+    def __repr__(self):
+        return repr(self.typed) if os.path.isabs(self.typed) else f"{self.typed!r} (= {self.real})"
 
 
 def _refuse(workdir, differences):
