@@ -42,8 +42,9 @@ QUANTIZE_VARIANTS = ("float32", "dynamic", "int8", "qat")
 PRETRAIN_SOURCES = (POCKET_SOURCE, "imagenet")
 FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_LAYERS
 FINETUNE_SCHEDULES = ("constant", "cosine")  # bap_tf.prune.finetune.FINETUNE_SCHEDULES
-# The Android file: the union model with its weights stored once, or each domain's own model.
-ANDROID_LAYOUTS = ("per_domain", "shared")  # bap_tf.run.export
+# The Android file (bap_tf.export.absorb.android_models): each domain's own model, the union
+# model with its weights and channel masks, or the union model with every filter stored once.
+ANDROID_LAYOUTS = ("per_domain", "shared", "shared_filters")
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -182,7 +183,12 @@ class ExperimentConfig:
     dense_reads: bool = False  # zero kernel rows instead of channel gathers
     # -- export ---------------------------------------------------------------------------
     quantize: tuple = ("float32", "dynamic", "int8")
-    android_layout: str = "per_domain"  # per_domain (fastest, gathers absorbed) | shared (smallest file)
+    # per_domain: each domain's own model, gathers absorbed (fast, a model per domain);
+    # shared: the union model with its masks (weights once, slower); shared_filters: the union
+    # model in which every domain reads every kept channel and the domains share each
+    # BatchNorm's scale (bap_tf.prune.shared_scales; the prune stage fine-tunes it so): every
+    # filter stored once, each domain adds biases and its head.
+    android_layout: str = "per_domain"
     calibration_examples: int = 256  # int8 calibration images per domain
     qat_epochs: int = 1
     # -- eval -----------------------------------------------------------------------------
@@ -229,6 +235,9 @@ class ExperimentConfig:
             _fail("distill_weight", self.distill_weight, "a fraction in [0, 1]")
         if self.distill_weight and not self.finetune_epochs:
             _fail("distill_weight", self.distill_weight, "0 when finetune_epochs=0 (distillation happens in the fine-tuning)")
+        if self.android_layout == "shared_filters" and not self.finetune_epochs:
+            _fail("android_layout", self.android_layout, "per_domain or shared when finetune_epochs=0 (shared_filters "
+                  "changes the union model, and the fine-tuning adapts it)")
         if self.whole_union and not self.finetune_epochs:
             _fail("whole_union", self.whole_union, "used with finetune_epochs > 0 (each domain's BatchNorms and head "
                   "must adapt to the channels it gains)")

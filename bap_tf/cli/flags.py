@@ -135,8 +135,11 @@ def define_experiment_flags(fv=FLAGS):
     # -- export
     flags.DEFINE_enum("android_layout", _E.android_layout, config_lib.ANDROID_LAYOUTS, "The Android file: per_domain "
                       "(each domain's own model as its signature, gathers absorbed into the convs, BatchNorms "
-                      "folded, no masks: fastest on XNNPACK, larger) or shared (the union model, weights stored "
-                      "once: smallest, slower).", flag_values=fv)
+                      "folded, no masks: fast, a model per domain), shared (the union model, weights stored "
+                      "once, per-domain masks and BatchNorms as extra ops: slower) or shared_filters (the union "
+                      "model in which every domain reads all its channels and the domains share each "
+                      "BatchNorm's scale, fine-tuned so in the prune stage: every filter stored once, each "
+                      "domain adds biases and its head; needs --finetune_epochs > 0).", flag_values=fv)
     flags.DEFINE_list("quantize", list(_E.quantize), "Comma list of export variants: float32 and dynamic (the "
                       "Android multi-signature file), int8 (per-domain full-int8 files for microcontrollers), "
                       "qat (the same after quantization-aware fine-tuning; needs the [qat] extra).", flag_values=fv)

@@ -26,6 +26,7 @@ import numpy as np
 from bap_tf import layers as bap_layers
 from bap_tf import rules
 from bap_tf.graph import producer_names
+from bap_tf.rules.norms import batchnorm_parameters
 
 
 class ChannelAffine(keras.layers.DepthwiseConv2D):
@@ -37,7 +38,7 @@ class ChannelAffine(keras.layers.DepthwiseConv2D):
     @classmethod
     def from_batchnorm(cls, batchnorm, mask=None):
         """The BN as an affine; ``mask`` (0/1 per channel) multiplies its output."""
-        gamma, beta, mean, variance = _batchnorm_parameters(batchnorm)
+        gamma, beta, mean, variance = batchnorm_parameters(batchnorm)
         scale = gamma / np.sqrt(variance + batchnorm.epsilon)
         bias = beta - mean * scale
         if mask is not None:
@@ -134,12 +135,3 @@ def inbound_layer_names(model):
     ``Model.from_config`` itself uses, rather than private node objects.
     """
     return producer_names(model.get_config())
-
-
-def _batchnorm_parameters(batchnorm):
-    """gamma, beta, mean, variance as float64 arrays, with 1 / 0 for a BN without scale/center."""
-    mean = np.asarray(batchnorm.moving_mean.numpy(), dtype="float64")
-    variance = np.asarray(batchnorm.moving_variance.numpy(), dtype="float64")
-    gamma = np.ones_like(mean) if batchnorm.gamma is None else np.asarray(batchnorm.gamma.numpy(), "float64")
-    beta = np.zeros_like(mean) if batchnorm.beta is None else np.asarray(batchnorm.beta.numpy(), "float64")
-    return gamma, beta, mean, variance

@@ -69,6 +69,16 @@ class BatchNormRule(Rule):
         ), node)
 
 
+def batchnorm_parameters(batchnorm):
+    """gamma, beta, mean, variance of a BatchNormalization as float64 arrays (gamma 1 without
+    ``scale``, beta 0 without ``center``): what folding it elsewhere needs."""
+    mean = np.asarray(batchnorm.moving_mean.numpy(), dtype="float64")
+    variance = np.asarray(batchnorm.moving_variance.numpy(), dtype="float64")
+    gamma = np.ones_like(mean) if batchnorm.gamma is None else np.asarray(batchnorm.gamma.numpy(), "float64")
+    beta = np.zeros_like(mean) if batchnorm.beta is None else np.asarray(batchnorm.beta.numpy(), "float64")
+    return gamma, beta, mean, variance
+
+
 class ConstantsRule(Rule):
     """Input stems with constants in their config: Normalization, Rescaling."""
 

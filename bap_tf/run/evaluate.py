@@ -71,8 +71,8 @@ def evaluate(config, workdir):
     arenas = {d: {"arena_bytes": e["arena_bytes"], "reported_bytes": e.get("arena_reported_bytes")}
               for d, e in manifest["int8"].items() if "arena_bytes" in e}
     # Each file is compared with the Keras models it was converted from: the int8 files with each
-    # domain's own model, the Android file with those too or, in the shared layout, the union's.
-    android_sources = union if android and android.get("layout", "shared") == "shared" else domain_models
+    # domain's own model, the Android file with those too or, in the shared layouts, the union's.
+    android_sources = union if android and android.get("layout", "shared") in ("shared", "shared_filters") else domain_models
     checks = run_checks(
         android_sources, eval_sets, android_path=workdir.root / android["path"] if android else None,
         micro_paths=micro_paths or None, micro_models=domain_models, arenas=arenas,

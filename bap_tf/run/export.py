@@ -5,10 +5,12 @@
 - ``float32`` / ``dynamic``: ``android_<variant>.tflite``, one signature per domain (keyed by
   ``domains.identifier``: the name, '-' written '_'), in the ``android_layout`` chosen:
   ``per_domain`` (default), each domain's own pruned model with its channel gathers absorbed
-  into the convs (``export.absorb``: BatchNorms folded, no masks, no
-  GATHER: fastest on XNNPACK), or ``shared``, the union-pruned multi-domain model (shared weights
-  stored once: smallest); ``dynamic`` has int8 weights and float activations; the manifest gives
-  each signature's MACs;
+  into the convs (``export.absorb``: BatchNorms folded, no masks, no GATHER: fast on XNNPACK, a
+  model per domain), ``shared``, the union-pruned multi-domain model (shared weights stored once,
+  masks and BatchNorms as extra ops), or ``shared_filters``, the union model the prune stage
+  built with shared BatchNorm scales (every filter stored once, gathers absorbed, each domain its
+  biases and head); ``dynamic`` has int8 weights and float activations; the manifest gives each
+  signature's MACs;
 - ``int8``: ``int8/<domain>.tflite``, each domain's own pruned model in full integer int8
   (post-training quantization calibrated on its training images), for microcontrollers;
 - ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the

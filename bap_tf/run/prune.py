@@ -3,13 +3,15 @@
 Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
 
 - ``union.keras``: the union-pruned multi-domain model (filters no domain uses removed; each
-  domain applies its own channel masks inside it), shared weights stored once;
+  domain applies its own channel masks inside it), shared weights stored once; for the
+  ``shared_filters`` Android layout, every domain reads all the union's channels and the domains
+  share each BatchNorm's scale (``prune.shared_scales``), before the fine-tuning;
 - ``<domain>.keras``: each domain alone, physically pruned to its own switches;
 - ``costs.json``: params and MACs of the backbone, the union model and each domain's model
   (``bap_tf.prune.report``), and the largest logit difference between the reduced models and
   the masked model on a few test images (the rewrite's invariant: float tolerance; with
-  ``whole_union`` the union model computes another function, and only the domains' models are
-  compared);
+  ``whole_union`` or the ``shared_filters`` Android layout the union model computes another
+  function, and only the domains' models are compared);
 - ``finetune.json``: the fine-tuning's settings and accuracies before and after, when
   ``finetune_epochs`` > 0.
 """
@@ -24,6 +26,7 @@ from bap_tf.prune import Rewriter
 from bap_tf.prune.finetune import finetune_domain, finetune_union
 from bap_tf.prune.report import prune_report
 from bap_tf.prune.saving import load_union, save_union
+from bap_tf.prune.shared_scales import share_batchnorm_scales
 from bap_tf.run import sources as data_sources
 from bap_tf.run.reference import teacher_models
 from bap_tf.atomic import atomic_path, write_json
@@ -47,7 +50,7 @@ def prune(config, workdir):
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
     rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=config.dense_reads)
-    union = rewriter.union_models(domain_masks=not config.whole_union)
+    union = _union_models(rewriter, config)
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models, budget=(config.budget, config.budget_metric))
@@ -77,11 +80,28 @@ def prune(config, workdir):
     return PruneResult(str(workdir.union_model), paths, str(workdir.costs), costs)
 
 
+def _reads_all(config):
+    """Whether every domain of the union model reads all the union's channels (no masks)."""
+    return config.whole_union or config.android_layout == "shared_filters"
+
+
+def _union_models(rewriter, config):
+    union = rewriter.union_models(domain_masks=not _reads_all(config))
+    if config.android_layout != "shared_filters":
+        return union
+    union, untied = share_batchnorm_scales(union)
+    if untied:
+        logging.warning("%d shared conv(s) keep per-domain BatchNorm scales (another layer reads their raw output, "
+                        "or they apply an activation), so the Android file stores them once per domain: %s",
+                        len(untied), ", ".join(untied))
+    return union
+
+
 def _equivalence(masked, union, domain_models, test_sources, config):
     """``{"union": {domain: diff}, "domain": {domain: diff}}``: max |logit difference| to the
     masked model on the first ``EQUIVALENCE_IMAGES`` test images of each domain."""
     result = {"union": {}, "domain": {}}
-    kinds = (("domain", domain_models),) if config.whole_union else (("union", union), ("domain", domain_models))
+    kinds = (("domain", domain_models),) if _reads_all(config) else (("union", union), ("domain", domain_models))
     for source in test_sources:
         images, _ = data_sources.labelled_images(source, config.image_size, limit=EQUIVALENCE_IMAGES)
         reference = masked.domain_logits(images, source.name)

@@ -53,6 +53,8 @@ def test_constants_repeated_in_config_match_the_library():
         ({"whole_union": True, "finetune_epochs": 0}, r"whole_union must be used with finetune_epochs > 0.*Received: whole_union=True"),
         ({"distill_weight": 1.5}, r"distill_weight must be a fraction in \[0, 1\]\. Received: distill_weight=1\.5"),
         ({"distill_weight": 0.5, "finetune_epochs": 0}, r"distill_weight must be 0 when finetune_epochs=0.*Received: distill_weight=0\.5"),
+        ({"android_layout": "shared_filters", "finetune_epochs": 0},
+         r"android_layout must be per_domain or shared when finetune_epochs=0.*Received: android_layout='shared_filters'"),
         ({"finetune_schedule": "linear"}, r"finetune_schedule must be one of \['constant', 'cosine'\]\. Received: finetune_schedule='linear'"),
     ],
 )

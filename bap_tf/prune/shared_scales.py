@@ -1,0 +1,107 @@
+"""Domains that share each BatchNorm's scale: one set of filters serves every domain's file.
+
+In the union model every domain calls the same convolutions, each followed by the domain's own
+BatchNorm ``s_d * (z - mu_d) + beta_d``. A converter folds ``s_d`` into the conv's kernel, so
+each domain's TFLite signature would carry its own copy of every kernel. When the domains share
+the scale ``s``, it folds into the shared kernel once (``s * W``, here, in Keras), and what is
+left of domain d's BatchNorm is the shift ``beta_d - s * mu_d``: a ``ChannelShift``, which the
+converter folds into the conv's bias, a separate tensor of C floats per signature.
+
+``s`` is the scale closest to the domains' own in the variance each sees,
+``argmin_s sum_d var_d (s - s_d)^2``, and each domain's output mean is kept; the fine-tuning
+that follows (``prune.finetune.finetune_union``) trains the shared kernels (scales included),
+the shifts and the heads together.
+"""
+
+import collections
+
+import keras
+import numpy as np
+
+from bap_tf import layers as bap_layers
+from bap_tf.graph import endpoint_names, producer_names
+from bap_tf.prune.saving import replay
+from bap_tf.rules.base import copy_layer
+from bap_tf.rules.norms import batchnorm_parameters
+
+_FOLDABLE_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+def share_batchnorm_scales(models):
+    """The union model with its domains' BatchNorm scales shared and folded into the convs.
+
+    Args:
+      models: ``{domain: keras.Model}`` calling the same conv objects, without channel masks
+        (``Rewriter.union_models(domain_masks=False)``: every domain reads every kept channel).
+    Returns:
+      ``(models, untied)``: new ``{domain: keras.Model}`` (the convs that read into per-domain
+      BatchNorms replaced by scaled copies shared by all, those BatchNorms by ``ChannelShift``),
+      and the names of the shared convs left as they were (another layer also reads their raw
+      output, or they apply an activation): their domains keep their own kernels in the file.
+    """
+    groups, untied = _tie_groups(models)
+    convs = {name: copy_layer(conv) for name, (conv, _) in groups.items()}
+    overrides = {domain: dict(convs) for domain in models}
+    for name, (_, batchnorms) in groups.items():
+        for domain, batchnorm in batchnorms.items():
+            overrides[domain][batchnorm.name] = bap_layers.ChannelShift(name=batchnorm.name)
+    tied = {}
+    for domain, model in models.items():
+        image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
+        (input_name,) = endpoint_names(model.get_config()["input_layers"])
+        tied[domain] = keras.Model(image, replay(model, {input_name: image}, layers=overrides[domain]), name=domain)
+    for name, (conv, batchnorms) in groups.items():
+        scale, shifts = _shared_scale(batchnorms)
+        convs[name].set_weights(_scaled(conv, scale))
+        for domain, shift in shifts.items():
+            overrides[domain][batchnorms[domain].name].shift.assign(shift.astype("float32"))
+    return tied, sorted(untied)
+
+
+def _tie_groups(models):
+    """``{conv name: (conv, {domain: BatchNorm reading it})}`` for the shared convs whose raw
+    output only their domains' BatchNorms read; and the names of the other shared convs."""
+    readers = collections.defaultdict(lambda: collections.defaultdict(list))  # conv -> domain -> layers
+    convs = {}
+    for domain, model in models.items():
+        layers = {op.name: op for op in model.operations}  # Keras operations read convs too
+        for reader, producers in producer_names(model.get_config()).items():
+            for producer in producers:
+                if isinstance(layers.get(producer), _FOLDABLE_CONVS):
+                    convs[producer] = layers[producer]
+                    readers[producer][domain].append(layers[reader])
+    groups, untied = {}, set()
+    for name, conv in convs.items():
+        per_domain = readers[name]
+        if len(per_domain) < len(models) or not any(
+                isinstance(layer, keras.layers.BatchNormalization) for layers in per_domain.values() for layer in layers):
+            continue  # not shared by every domain, or no BatchNorm to fold into it
+        tieable = conv.activation is keras.activations.linear and all(
+            len(layers) == 1 and type(layers[0]) is keras.layers.BatchNormalization
+            for layers in per_domain.values())
+        if tieable:
+            groups[name] = (conv, {domain: layers[0] for domain, layers in per_domain.items()})
+        else:
+            untied.add(name)
+    return groups, untied
+
+
+def _shared_scale(batchnorms):
+    """``(s, {domain: beta_d - s * mu_d})``; see the module docstring."""
+    scales, shifts, variances = {}, {}, {}
+    for domain, batchnorm in batchnorms.items():
+        gamma, beta, mean, variance = batchnorm_parameters(batchnorm)
+        scales[domain] = gamma / np.sqrt(variance + batchnorm.epsilon)
+        shifts[domain], variances[domain] = (beta, mean), variance
+    weight = np.maximum(sum(variances.values()), np.finfo("float64").tiny)
+    scale = sum(variances[d] * scales[d] for d in batchnorms) / weight
+    return scale, {d: beta - scale * mean for d, (beta, mean) in shifts.items()}
+
+
+def _scaled(conv, scale):
+    """The conv's weights (kernel, bias if any) with its output channel c scaled by ``scale[c]``."""
+    kernel = np.asarray(conv.kernel.numpy(), "float64")
+    # A depthwise kernel's output channel c is input channel c // multiplier, multiplier c % it.
+    kernel_scale = scale.reshape(kernel.shape[2:]) if isinstance(conv, keras.layers.DepthwiseConv2D) else scale
+    weights = [kernel * kernel_scale] + ([np.asarray(conv.bias.numpy(), "float64") * scale] if conv.use_bias else [])
+    return [w.astype("float32") for w in weights]
