@@ -189,7 +189,9 @@ class ExperimentConfig:
     # BatchNorm's scale (bap_tf.prune.shared_scales; the prune stage fine-tunes it so): every
     # filter stored once, each domain adds biases and its head.
     android_layout: str = "per_domain"
-    calibration_examples: int = 256  # int8 calibration images per domain
+    # Training images per domain that calibrate the int8 files and the shared_filters layout's
+    # tie of the BatchNorm scales.
+    calibration_examples: int = 256
     qat_epochs: int = 1
     # -- eval -----------------------------------------------------------------------------
     eval_examples: int = 0  # test images per domain for the on-device checks (0: all)

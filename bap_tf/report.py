@@ -26,6 +26,8 @@ file atomically. Fields of ``report.json`` (``REPORT_VERSION`` 1), fractions in 
 - ``baselines``: ``feature_extractor`` and ``finetune``, each ``{domain: {accuracy, params,
   macs}}`` (one domain's model; ``null`` when not measured) and ``skipped`` (why a baseline is
   missing, or null);
+- ``promise``: the files against the unpruned backbone's (``bap_tf.export.promise``): the
+  Android file's stored parameters, bytes and per-signature latency, the int8 files' flash;
 - ``android``, ``mcu`` (the flash/RAM budget check), ``layers`` (channels kept per switched
   conv and domain), ``training`` (epochs and the last epoch's logs), ``timings_s``.
 """
@@ -40,6 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bap_tf import metrics  # noqa: E402
 from bap_tf.atomic import atomic_path, write_json, write_text  # noqa: E402
+from bap_tf.export import promise as promise_lib  # noqa: E402
 
 REPORT_VERSION = 1
 PLOTS = {"kept_channels": "plots/kept_channels.png", "accuracy_vs_cost": "plots/accuracy_vs_cost.png"}
@@ -48,7 +51,7 @@ S_SCORE_ACCURACY = "accuracy_pruned"
 
 def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, manifest, mcu,
                  kept_fractions, union_fraction, layers, reference_errors, reference, history,
-                 timings, baselines=None):
+                 timings, baselines=None, promise=None):
     """The report dict (see the module docstring) from the eval stage's measurements.
 
     Args:
@@ -65,6 +68,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
       reference_errors: ``{domain: error}``; reference: how they were obtained.
       history: the train stage's history.json (or None); timings: ``{stage: seconds}``.
       baselines: ``bap_tf.run.reference.measured_baselines`` output (None: none measured).
+      promise: ``{"layout", "android", "micro"}`` of ``bap_tf.export.promise`` (None: not measured).
     """
     union = costs["union"]
     backbone = costs["backbone"]
@@ -131,6 +135,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "efficiency": metrics.efficiency(score, ratios["params"], ratios["macs"]),
         "mean_accuracy_pruned": sum(d["accuracy_pruned"] for d in domains.values()) / len(domains),
         "android": manifest.get("android", {}),
+        "promise": promise or {},
         "mcu": mcu,
         "layers": layers,
         "training": _training_summary(history),
@@ -390,6 +395,7 @@ def markdown(report):
     ]
     for variant, entry in report["android"].items():
         lines.append(f"- Android, {variant}: `{entry['path']}` ({entry['bytes'] / 1024:.1f} KiB, one signature per domain)")
+    lines += promise_lib.describe(report.get("promise") or {})
     mcu = report["mcu"]
     if mcu:
         verdict = "every domain fits" if mcu["fits"] else "**some domains do not fit**"

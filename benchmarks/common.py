@@ -222,39 +222,6 @@ def std(values):
 
 
 # -- timing ------------------------------------------------------------------------------
-def interleaved_medians(candidates, rounds, runs_per_round, warmup, round_s=None):
-    """Median seconds per call of each candidate, timed in alternating rounds.
-
-    ``candidates``: ``{key: zero-argument callable}``. Each is called ``warmup`` times first;
-    then, ``rounds`` times, every candidate in turn is called ``runs_per_round`` times, each
-    call timed alone. With ``round_s`` instead of ``runs_per_round``, each candidate gets about
-    ``round_s`` seconds per round (its call count estimated from the warm-up, at least 3), so
-    that fast and slow candidates see the same stretches of machine load.
-    Returns ``{key: {"median_s", "p10_s", "p90_s", "runs"}}``.
-    """
-    counts = {}
-    for key, call in candidates.items():
-        start = time.perf_counter()
-        for _ in range(warmup):
-            call()
-        per_call = (time.perf_counter() - start) / max(warmup, 1)
-        counts[key] = runs_per_round if round_s is None else max(3, int(round_s / max(per_call, 1e-7)))
-    samples = {key: [] for key in candidates}
-    for _ in range(rounds):
-        for key, call in candidates.items():
-            for _ in range(counts[key]):
-                start = time.perf_counter()
-                call()
-                samples[key].append(time.perf_counter() - start)
-    return {key: summarize(values) for key, values in samples.items()}
-
-
-def summarize(samples):
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"median_s": statistics.median(ordered), "p10_s": pick(0.1), "p90_s": pick(0.9), "runs": len(ordered)}
-
-
 # -- command line -------------------------------------------------------------------------
 def parser(doc):
     """An ``argparse`` parser with ``--quick`` and ``--results_dir``; the docstring is its help."""

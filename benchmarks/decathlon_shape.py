@@ -15,6 +15,7 @@ per-domain models, and the cost report. Peak memory: ``getrusage`` max RSS of th
 
 import time
 
+from bap_tf.export import timing
 from benchmarks import common
 
 NAME = "decathlon_shape"
@@ -55,7 +56,7 @@ def measure(settings):
     timer = common.step_timer()
     steps = settings["warmup_steps"] + settings["timed_steps"]
     model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0)
-    step = common.summarize(timer.times[settings["warmup_steps"]:])
+    step = timing.summarize(timer.times[settings["warmup_steps"]:])
     global_batch = batch * len(domains)
     training = {
         "global_batch": global_batch, "first_step_s": timer.times[0], "step_s": step,

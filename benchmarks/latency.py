@@ -40,6 +40,7 @@ Files are cached in ``runs/benchmarks/latency_<shape>/``; delete it after changi
 
 import os
 
+from bap_tf.export import timing
 from benchmarks import common, op_profile, pocket_runs
 
 NAME = "latency"
@@ -198,25 +199,6 @@ def op_counts(path, signature):
         for op in graph.operators))
 
 
-def _invoker(interpreter, signature):
-    """A zero-argument call that runs the signature once more on a random input set here."""
-    import numpy as np
-
-    runner = interpreter.get_signature_runner(signature)
-    detail = runner.get_input_details()["image"]
-    shape = (1, *detail["shape"][1:])
-    rng = np.random.default_rng(0)
-    if np.issubdtype(detail["dtype"], np.integer):
-        image = rng.integers(-128, 128, size=shape, dtype=detail["dtype"])
-    else:
-        image = rng.random(shape, dtype=np.float32)
-    runner(image=image)  # resizes to batch 1, allocates, sets the input
-    wrapper, index = getattr(runner, "_interpreter_wrapper", None), getattr(runner, "_subgraph_index", None)
-    if wrapper is None or index is None:  # another LiteRT version: time the public call instead
-        return lambda: runner(image=image)
-    return lambda: wrapper.Invoke(index)
-
-
 def time_entries(entries, threads, rounds, round_s):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -225,8 +207,8 @@ def time_entries(entries, threads, rounds, round_s):
         key = (entry["path"], threads)
         if key not in interpreters:
             interpreters[key] = Interpreter(model_path=str(entry["path"]), num_threads=threads)
-        candidates[index] = _invoker(interpreters[key], entry["signature"])
-    return common.interleaved_medians(candidates, rounds, None, warmup=5, round_s=round_s)
+        candidates[index] = timing.signature_invoker(interpreters[key], entry["signature"])
+    return timing.interleaved_medians(candidates, rounds, None, warmup=5, round_s=round_s)
 
 
 def profile(entry, rounds, round_s):
@@ -234,10 +216,10 @@ def profile(entry, rounds, round_s):
     from ai_edge_litert.interpreter import Interpreter
 
     ops = op_profile.ops_of(entry["path"].read_bytes(), entry["signature"])
-    candidates = {"whole": _invoker(Interpreter(model_path=str(entry["path"]), num_threads=1), entry["signature"])}
+    candidates = {"whole": timing.signature_invoker(Interpreter(model_path=str(entry["path"]), num_threads=1), entry["signature"])}
     for index, _, _, _, data in ops:
         candidates[index] = op_profile.invoker(data, threads=1)
-    timings = common.interleaved_medians(candidates, rounds, None, warmup=3, round_s=round_s)
+    timings = timing.interleaved_medians(candidates, rounds, None, warmup=3, round_s=round_s)
     rows = [{"index": index, "op": name, "macs": macs, "what": what, "ms": timings[index]["median_s"] * 1e3}
             for index, name, macs, what, _ in ops]
     return {"whole_ms": timings["whole"]["median_s"] * 1e3, "sum_ms": sum(r["ms"] for r in rows), "ops": rows}

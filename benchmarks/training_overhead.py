@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 
+from bap_tf.export import timing
 from benchmarks import common
 
 NAME = "training_overhead"
@@ -106,7 +107,7 @@ def child(kind, settings, output):
     result = {
         "kind": kind,
         "global_batch": config.batch_size * len(domains),
-        "step_s": common.summarize(timed),
+        "step_s": timing.summarize(timed),
         "first_step_s": stamps[0],
         "fit_s": fit_s,
         "trainable_weights": int(sum(int(w.numpy().size) for w in model.trainable_weights)),
@@ -200,7 +201,7 @@ def main():
     summary = {}
     for kind in KINDS:
         mine = [r for r in runs if r["kind"] == kind]
-        step = common.summarize([r["step_s"]["median_s"] for r in mine])["median_s"]
+        step = timing.summarize([r["step_s"]["median_s"] for r in mine])["median_s"]
         batch = mine[0]["global_batch"]
         summary[kind] = {
             "step_s": step, "images_per_s": batch / step, "ms_per_image": step / batch * 1e3,

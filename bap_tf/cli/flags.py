@@ -145,7 +145,8 @@ def define_experiment_flags(fv=FLAGS):
                       "qat (the same after quantization-aware fine-tuning; needs the [qat] extra).", flag_values=fv)
     _list_of("quantize", config_lib.QUANTIZE_VARIANTS, fv)
     flags.DEFINE_integer("calibration_examples", _E.calibration_examples, "Training images per domain that "
-                         "calibrate the int8 quantization.", lower_bound=1, flag_values=fv)
+                         "calibrate the int8 quantization and, with --android_layout=shared_filters, the tie of "
+                         "the domains' BatchNorm scales.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("qat_epochs", _E.qat_epochs, "Epochs of quantization-aware fine-tuning (--quantize=qat).",
                          lower_bound=1, flag_values=fv)
     # -- eval

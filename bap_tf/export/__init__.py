@@ -13,6 +13,9 @@ the TFLM arena probes and the QAT worker start without loading what they do not 
 - ``checks``: ``run_checks``, accuracy and agreement of every runtime against Keras.
 - ``mcu``: ``check_mcu_budget``, flash/RAM fit with margins and optional enforcement.
 - ``qat``: ``quantization_aware_int8`` (extra ``[qat]``), run in its own process (``qat_worker``).
+- ``timing``: latency of signatures in LiteRT, timed in alternating rounds.
+- ``promise``: the files' stored parameters, bytes and latency against the unpruned backbone's.
+- ``absorb``: ``android_models``, the Keras models behind each Android layout's signatures.
 - ``sharing``, ``saved_model``, ``signatures``, ``validate``, ``quantization``, ``child``: the
   pieces the above are built from.
 """

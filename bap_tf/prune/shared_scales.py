@@ -7,10 +7,14 @@ the scale ``s``, it folds into the shared kernel once (``s * W``, here, in Keras
 left of domain d's BatchNorm is the shift ``beta_d - s * mu_d``: a ``ChannelShift``, which the
 converter folds into the conv's bias, a separate tensor of C floats per signature.
 
-``s`` is the scale closest to the domains' own in the variance each sees,
-``argmin_s sum_d var_d (s - s_d)^2``, and each domain's output mean is kept; the fine-tuning
-that follows (``prune.finetune.finetune_union``) trains the shared kernels (scales included),
-the shifts and the heads together.
+The BatchNorms are tied one after the other, in the order the image meets them, on each
+domain's calibration images: a tie changes what every later conv sees, so ``mu_d`` and the
+variance ``var_d`` of ``z`` are measured on the model tied so far (the stored statistics would
+compound the drift, layer after layer). ``s`` is the scale closest to what each domain's
+BatchNorm would apply to those statistics, ``gamma_d / sqrt(var_d + eps)``, weighted by
+``var_d``; each domain's output mean is kept exactly. The fine-tuning that follows
+(``prune.finetune.finetune_union``) trains the shared kernels (scales included), the shifts
+and the heads together.
 """
 
 import collections
@@ -27,12 +31,14 @@ from bap_tf.rules.norms import batchnorm_parameters
 _FOLDABLE_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
-def share_batchnorm_scales(models):
+def share_batchnorm_scales(models, images):
     """The union model with its domains' BatchNorm scales shared and folded into the convs.
 
     Args:
       models: ``{domain: keras.Model}`` calling the same conv objects, without channel masks
         (``Rewriter.union_models(domain_masks=False)``: every domain reads every kept channel).
+      images: ``{domain: float images (N, H, W, C) in [0, 1]}``, the calibration images (a few
+        hundred of its training images).
     Returns:
       ``(models, untied)``: new ``{domain: keras.Model}`` (the convs that read into per-domain
       BatchNorms replaced by scaled copies shared by all, those BatchNorms by ``ChannelShift``),
@@ -50,8 +56,21 @@ def share_batchnorm_scales(models):
         image = keras.Input(shape=model.inputs[0].shape[1:], name="image")
         (input_name,) = endpoint_names(model.get_config()["input_layers"])
         tied[domain] = keras.Model(image, replay(model, {input_name: image}, layers=overrides[domain]), name=domain)
-    for name, (conv, batchnorms) in groups.items():
-        scale, shifts = _shared_scale(batchnorms)
+    for name, (conv, _) in groups.items():
+        convs[name].set_weights(conv.get_weights())  # untied until its turn: z as trained
+    layer_order = [layer.name for layer in tied[next(iter(models))].layers]  # the order the image meets them
+    order = sorted(groups, key=layer_order.index)
+    # z of each tied conv, per domain: the input of the domain's ChannelShift.
+    probes = {d: keras.Model(tied[d].inputs, [overrides[d][groups[name][1][d].name].input for name in order])
+              for d in models}
+    for index, name in enumerate(order):
+        conv, batchnorms = groups[name]
+        moments = {}
+        for domain, probe in probes.items():
+            z = np.asarray(probe(np.asarray(images[domain], "float32"), training=False)[index], "float64")
+            axes = tuple(range(z.ndim - 1))
+            moments[domain] = (z.mean(axis=axes), z.var(axis=axes))
+        scale, shifts = _shared_scale(batchnorms, moments)
         convs[name].set_weights(_scaled(conv, scale))
         for domain, shift in shifts.items():
             overrides[domain][batchnorms[domain].name].shift.assign(shift.astype("float32"))
@@ -86,16 +105,16 @@ def _tie_groups(models):
     return groups, untied
 
 
-def _shared_scale(batchnorms):
-    """``(s, {domain: beta_d - s * mu_d})``; see the module docstring."""
-    scales, shifts, variances = {}, {}, {}
+def _shared_scale(batchnorms, moments):
+    """``(s, {domain: beta_d - s * mu_d})`` for ``moments`` ``{domain: (mu_d, var_d)}`` of z."""
+    scales, betas = {}, {}
     for domain, batchnorm in batchnorms.items():
-        gamma, beta, mean, variance = batchnorm_parameters(batchnorm)
-        scales[domain] = gamma / np.sqrt(variance + batchnorm.epsilon)
-        shifts[domain], variances[domain] = (beta, mean), variance
-    weight = np.maximum(sum(variances.values()), np.finfo("float64").tiny)
-    scale = sum(variances[d] * scales[d] for d in batchnorms) / weight
-    return scale, {d: beta - scale * mean for d, (beta, mean) in shifts.items()}
+        gamma, beta, _, _ = batchnorm_parameters(batchnorm)
+        scales[domain] = gamma / np.sqrt(moments[domain][1] + batchnorm.epsilon)
+        betas[domain] = beta
+    weight = np.maximum(sum(variance for _, variance in moments.values()), np.finfo("float64").tiny)
+    scale = sum(moments[d][1] * scales[d] for d in batchnorms) / weight
+    return scale, {d: betas[d] - scale * moments[d][0] for d in batchnorms}
 
 
 def _scaled(conv, scale):

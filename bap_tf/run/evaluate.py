@@ -9,6 +9,8 @@ that did not run leaves its entries ``null``), then measures per domain:
   where they will run: the Android file in LiteRT (one signature per domain), each int8 file in
   LiteRT and in TensorFlow Lite Micro, with the smallest TFLM arena it runs in;
 - the microcontroller budget check (``--mcu_flash_kb``, ``--mcu_ram_kb``);
+- the promise (``export.promise``): the Android file's stored parameters, bytes and each
+  signature's latency, and the int8 files' flash, against the unpruned backbone's files;
 - the baselines (``bap_tf.run.baselines``: feature extractor, per-domain fine-tuning);
 - the S-score against the reference errors (``bap_tf.run.reference``) and the efficiency.
 
@@ -27,8 +29,10 @@ from bap_tf import report as report_lib
 from bap_tf.atomic import read_json
 from bap_tf.domains import identifier
 from bap_tf.data import eval_datasets
+from bap_tf.export import promise as promise_lib
 from bap_tf.export.checks import run_checks
 from bap_tf.export.litert import LiteRTModel
+from bap_tf.export.timing import signature_latencies
 from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
 from bap_tf.run import sources as data_sources
 from bap_tf.run.reference import measured_baselines, reference_errors
@@ -83,6 +87,7 @@ def evaluate(config, workdir):
     if manifest.get("qat"):
         extra["qat"] = {d: _file_accuracy(workdir.root / e["path"], {d: eval_sets[d]})[d] for d, e in manifest["qat"].items()}
 
+    promise = _promise(config, workdir, manifest, android_sources)
     footprints = footprints_from_checks(checks)
     mcu = check_mcu_budget(config.mcu_flash_kb, config.mcu_ram_kb, footprints) if footprints else None
     baselines = measured_baselines(config, workdir)
@@ -95,11 +100,35 @@ def evaluate(config, workdir):
         reference_errors=errors, reference=reference,
         history=read_json(workdir.history) if workdir.history.exists() else None,
         timings=read_json(workdir.timings) if workdir.timings.exists() else {}, baselines=baselines,
+        promise=promise,
     )
     paths = report_lib.write_report(report, workdir.root)
     if config.enforce_mcu_budget and mcu is not None and not mcu["fits"]:
         raise McuBudgetError(describe_failures(mcu), mcu)
     return EvalResult(report, paths)
+
+
+def _promise(config, workdir, manifest, android_sources):
+    """``export.promise``'s comparisons for the files the export stage wrote (``{}`` without a
+    float32 Android file and the backbone's)."""
+    backbone = manifest.get("backbone", {})
+    result = {}
+    android = manifest["android"].get("float32")
+    if android and "float32" in backbone:
+        logging.info("Timing the Android file's signatures against the unpruned backbone (LiteRT, 1 thread).")
+        path = workdir.root / android["path"]
+        files = {d: (path, identifier(d)) for d in config.domains}
+        files["backbone"] = (workdir.root / backbone["float32"]["path"], identifier(backbone["domain"]))
+        latency = signature_latencies(files)
+        macs_ratio = {d: android["macs"][d] / backbone["float32"]["macs"] for d in config.domains}
+        heads = {d: promise_lib.head_parameters(model) for d, model in android_sources.items()}
+        result["layout"] = android["layout"]
+        result["android"] = promise_lib.android_promise(path, files["backbone"][0], backbone["domain"], heads,
+                                                        latency, macs_ratio)
+    if manifest["int8"] and "int8" in backbone:
+        result["micro"] = promise_lib.micro_promise({d: workdir.root / e["path"] for d, e in manifest["int8"].items()},
+                                                    workdir.root / backbone["int8"]["path"])
+    return result
 
 
 def device_eval_set(source, config):

@@ -16,6 +16,10 @@
 - ``qat``: ``qat/<domain>.tflite``, the same after quantization-aware fine-tuning (needs the
   ``[qat]`` extra).
 
+The unpruned backbone (every switch on; the first domain's BatchNorms and head) is written too,
+as ``backbone/float32.tflite`` and ``backbone/int8.tflite`` when those variants are: the eval
+stage measures the files' parameters, bytes and latency against it (``export.promise``).
+
 Beside each int8 file go the firmware sources (``export.firmware``): ``<domain>_model_data.cc``
 / ``.h`` and ``<domain>_op_resolver.h``, whose arena constant comes from the smallest arena the
 file ran in, measured here with TFLM (``micro.find_arena_bytes``, a few child processes of a
@@ -82,8 +86,35 @@ def export(config, workdir):
                     seed=config.seed,
                 )
                 manifest["qat"][name] = {**result, **_micro_entry(workdir, workdir.int8(name, "qat"))}
+    manifest["backbone"] = _backbone_files(config, workdir, {v for v in ("float32", "int8") if v in config.quantize})
     write_json(workdir.manifest, manifest)
     return ExportResult(str(workdir.manifest), manifest)
+
+
+def _backbone_files(config, workdir, variants):
+    """``{"domain": first domain, variant: entry}`` of the unpruned backbone's files."""
+    if not variants:
+        return {}
+    import numpy as np
+
+    from bap_tf.prune import Rewriter
+    from bap_tf.switching import gate_values
+
+    masked = workdir.load_masked_model(config)
+    every_channel = {name: np.ones_like(gates) for name, gates in gate_values(masked.network).items()}
+    first = config.domains[0]
+    backbone = Rewriter.from_model(masked, gates=every_channel).domain_model(first)
+    files = {"domain": first}
+    if "float32" in variants:
+        path = export_android({identifier(first): backbone}, workdir.backbone_file("float32"), variant="float32")
+        files["float32"] = {**_entry(workdir, path), "macs": int(costs.count_model(backbone).macs)}
+    if "int8" in variants:
+        source = data_sources.domain_sources(config, "train", workdir)[0]
+        images, _ = data_sources.sample_images(source, config.image_size, 4 * config.calibration_examples, config.seed)
+        path = export_micro(backbone, workdir.backbone_file("int8"), images,
+                            max_samples=config.calibration_examples, seed=config.seed)
+        files["int8"] = _entry(workdir, path)
+    return files
 
 
 def _entry(workdir, path):

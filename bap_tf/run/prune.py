@@ -50,7 +50,7 @@ def prune(config, workdir):
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
     rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=config.dense_reads)
-    union = _union_models(rewriter, config)
+    union = _union_models(rewriter, config, workdir)
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models, budget=(config.budget, config.budget_metric))
@@ -85,11 +85,14 @@ def _reads_all(config):
     return config.whole_union or config.android_layout == "shared_filters"
 
 
-def _union_models(rewriter, config):
+def _union_models(rewriter, config, workdir):
     union = rewriter.union_models(domain_masks=not _reads_all(config))
     if config.android_layout != "shared_filters":
         return union
-    union, untied = share_batchnorm_scales(union)
+    calibration = {source.name: data_sources.sample_images(source, config.image_size, config.calibration_examples,
+                                                            config.seed)[0]
+                   for source in data_sources.domain_sources(config, "train", workdir)}
+    union, untied = share_batchnorm_scales(union, calibration)
     if untied:
         logging.warning("%d shared conv(s) keep per-domain BatchNorm scales (another layer reads their raw output, "
                         "or they apply an activation), so the Android file stores them once per domain: %s",

@@ -72,6 +72,10 @@ class Workdir:
     def int8(self, domain, variant="int8"):
         return self.export / variant / f"{domain}.tflite"
 
+    def backbone_file(self, variant):
+        """The unpruned backbone converted like the pruned files: what they are measured against."""
+        return self.export / "backbone" / f"{variant}.tflite"
+
     def split(self, domain):
         return self.root / "splits" / f"{domain}.json"
 

@@ -50,7 +50,7 @@ def test_chain_writes_every_stage_output(chain):
     for relative in ("config.json", "flags.cfg", "model.keras", "history.json", "timings.json",
                      "pruned/union.keras", "pruned/digits.keras", "pruned/letters.keras", "pruned/costs.json",
                      "export/android_float32.tflite", "export/int8/digits.tflite", "export/int8/letters.tflite",
-                     "export/manifest.json", "baselines.json", "report.json", "report.md",
+                     "export/manifest.json", "export/backbone/float32.tflite", "export/backbone/int8.tflite", "baselines.json", "report.json", "report.md",
                      "plots/kept_channels.png", "plots/accuracy_vs_cost.png"):
         assert (workdir / relative).is_file(), relative
     assert any((workdir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -104,6 +104,18 @@ def test_chain_report_fields(chain):
         assert sorted(Path(p).name for p in entry["firmware"].values()) == [
             f"{name}_model_data.cc", f"{name}_model_data.h", f"{name}_op_resolver.h"]
         assert all((workdir / p).is_file() for p in entry["firmware"].values())
+    # The promise, measured against the unpruned backbone's files: per-domain files store more
+    # than one backbone (two domains, each its own model), signatures run fewer MACs.
+    promise = report["promise"]
+    assert promise["layout"] == "per_domain" and manifest["backbone"]["domain"] == "digits"
+    android = promise["android"]
+    assert android["bytes"] == manifest["android"]["float32"]["bytes"] and android["backbone_params"] > android["params"] / 2
+    assert set(android["signatures"]) == {"digits", "letters"}
+    for entry in android["signatures"].values():
+        assert entry["latency_ms"] > 0 and 0 < entry["macs_ratio"] < 1
+        assert entry["latency_ratio"] == pytest.approx(entry["latency_ms"] / android["backbone_latency_ms"])
+    assert promise["micro"]["bytes"] == sum(e["bytes"] for e in manifest["int8"].values())
+    assert "the promise" in (workdir / "report.md").read_text()
     costs = json.loads((workdir / "pruned" / "costs.json").read_text())
     assert max(max(v.values()) for v in costs["max_abs_logit_diff"].values()) < 1e-3
 
@@ -117,10 +129,13 @@ def test_chain_workdir_refuses_another_run(chain):
 
 
 def _measured(report):
-    """The report without what may differ between two runs of one command: wall times."""
-    report = {key: value for key, value in report.items() if key != "timings_s"}
-    report["training"] = {key: value for key, value in report["training"].items() if key != "seconds"}
-    return report
+    """The report without what may differ between two runs of one command: wall times and
+    latencies (and whether those beat the backbone's)."""
+    measured = {key: value for key, value in report.items() if key not in ("timings_s", "promise")}
+    measured["training"] = {key: value for key, value in report["training"].items() if key != "seconds"}
+    measured["promise_sizes"] = {key: value for key, value in report["promise"]["android"].items()
+                                 if key not in ("signatures", "backbone_latency_ms", "kept")}
+    return measured
 
 
 @pytest.mark.slow

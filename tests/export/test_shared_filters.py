@@ -14,7 +14,7 @@ from bap_tf.export.absorb import android_models
 from bap_tf.export.convert import export_android
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.graph import producer_names
-from bap_tf.layers import ChannelMask, ChannelShift, DomainBatchNormalization
+from bap_tf.layers import ChannelMask, ChannelShift
 from bap_tf.prune import Rewriter
 from bap_tf.prune.shared_scales import share_batchnorm_scales
 from tflite_file import weight_buffers
@@ -40,9 +40,21 @@ def _union(name, seed=0):
     return network, Rewriter(network, DOMAINS).union_models(domain_masks=False)
 
 
-def test_shared_scale_keeps_each_domains_mean_and_fits_its_scales():
+def _calibration(network, count=32):
+    return {name: prune_nets.images(network, count=count, seed=index + 5, smooth=True)
+            for index, (name, _) in enumerate(DOMAINS)}
+
+
+def _reader(model, producer):
+    """The one layer of ``model`` that reads ``producer``'s output."""
+    (name,) = [reader for reader, producers in producer_names(model.get_config()).items() if producers == [producer]]
+    return model.get_layer(name)
+
+
+def test_tied_model_shares_convs_keeps_each_domains_mean_and_fits_its_scales():
     network, union = _union("resnet26")
-    tied, untied = share_batchnorm_scales(union)
+    images = _calibration(network)
+    tied, untied = share_batchnorm_scales(union, images)
     assert untied == []
     assert not prune_nets.layers_of_type(tied, ChannelMask)
     # One conv object for every domain; its BatchNorms became one ChannelShift per domain.
@@ -50,36 +62,24 @@ def test_shared_scale_keeps_each_domains_mean_and_fits_its_scales():
     convs = [layer for layer in birds.layers if isinstance(layer, keras.layers.Conv2D)]
     assert convs and all(cars.get_layer(conv.name) is conv for conv in convs)
     assert len([layer for layer in birds.layers if isinstance(layer, ChannelShift)]) == len(convs)
-    # For one BatchNorm: the shared scale is the variance-weighted mean of the domains' scales,
-    # and at the domain's mean input each domain's output is its beta, as before.
-    conv = convs[1]
-    bn = {d: union[d].get_layer(next(reader for reader, producers in producer_names(union[d].get_config()).items()
-                                     if producers == [conv.name])) for d, _ in DOMAINS}
-    scales = {d: b.gamma.numpy() / np.sqrt(b.moving_variance.numpy() + b.epsilon) for d, b in bn.items()}
-    variances = {d: b.moving_variance.numpy() for d, b in bn.items()}
-    expected = sum(variances[d] * scales[d] for d in bn) / sum(variances.values())
-    original = union["birds"].get_layer(conv.name).kernel.numpy()
-    np.testing.assert_allclose(conv.kernel.numpy(), original * expected, rtol=1e-5, atol=1e-7)
-    for d, b in bn.items():
-        shift = tied[d].get_layer(b.name).shift.numpy()
-        np.testing.assert_allclose(shift + expected * b.moving_mean.numpy(), b.beta.numpy(), rtol=1e-5, atol=1e-6)
-
-
-def test_domains_with_equal_batchnorms_compute_what_they_did():
-    network, union = _union("resnet26")
-    # Give the second domain the first one's BatchNorms: the shared scale is then theirs, exactly.
-    for layer in network.layers:
-        if isinstance(layer, DomainBatchNormalization):
-            for variable in layer.weights:
-                value = variable.numpy()
-                value[1] = value[0]
-                variable.assign(value)
-    union = Rewriter(network, DOMAINS).union_models(domain_masks=False)
-    tied, _ = share_batchnorm_scales(union)
-    images = prune_nets.images(network, seed=1, smooth=True)
-    for name in union:
-        np.testing.assert_allclose(tied[name].predict(images, verbose=0), union[name].predict(images, verbose=0),
-                                   rtol=1e-5, atol=1e-4)  # logits in the hundreds: float32 rounding
+    # The first conv sees the images as before the tie: its shared scale is the variance-weighted
+    # mean of what each domain's BatchNorm applies to its images' statistics.
+    stem = convs[0]
+    raw = {d: keras.Model(union[d].inputs, _reader(union[d], stem.name).input)(images[d]).numpy().astype("float64")
+           for d, _ in DOMAINS}
+    batchnorms = {d: _reader(union[d], stem.name) for d, _ in DOMAINS}
+    variances = {d: z.var(axis=(0, 1, 2)) for d, z in raw.items()}
+    scales = {d: b.gamma.numpy() / np.sqrt(variances[d] + b.epsilon) for d, b in batchnorms.items()}
+    expected = sum(variances[d] * scales[d] for d in raw) / sum(variances.values())
+    original = union["birds"].get_layer(stem.name).kernel.numpy()
+    np.testing.assert_allclose(stem.kernel.numpy(), original * expected, rtol=1e-4, atol=1e-6)
+    # Every tied layer, however deep, keeps each domain's mean output on its images: beta_d.
+    for conv in (convs[0], convs[-1]):
+        for d, _ in DOMAINS:
+            shift = tied[d].get_layer(_reader(union[d], conv.name).name)
+            output = keras.Model(tied[d].inputs, shift.output)(images[d]).numpy()
+            beta = batchnorms[d].beta.numpy() if conv is stem else _reader(union[d], conv.name).beta.numpy()
+            np.testing.assert_allclose(output.mean(axis=(0, 1, 2)), beta, atol=1e-4)
 
 
 def test_layout_refuses_a_union_model_built_for_another_layout():
@@ -92,7 +92,7 @@ def test_layout_refuses_a_union_model_built_for_another_layout():
     "name", [pytest.param(n, marks=pytest.mark.slow) if n != "resnet26" else n for n in BACKBONES])
 def test_file_stores_each_filter_once_and_matches_keras(name, tmp_path):
     network, union = _union(name)
-    tied, untied = share_batchnorm_scales(union)
+    tied, untied = share_batchnorm_scales(union, _calibration(network, count=8))
     assert untied == []
     signatures = android_models("shared_filters", tied, {})
     path = export_android(signatures, tmp_path / "shared_filters.tflite")
