@@ -6,7 +6,9 @@ a message naming it before any work starts. ``resolve`` fills the values that de
 dataset (its standard domains and image size); the resolved config is what a run writes to
 ``WORKDIR/config.json`` and what a later stage reads back.
 
-Flag names are field names: ``--budget`` sets ``ExperimentConfig.budget``.
+Flag names are field names: ``--budget`` sets ``ExperimentConfig.budget``. Each field is
+documented once, by ``setting``: its default, the help text of its flag and the flag's bounds;
+``bap_tf.cli.flags`` defines the flags from that.
 """
 
 import dataclasses
@@ -83,6 +85,37 @@ def _check_choice(name, value, choices):
         _fail(name, value, f"one of {list(choices)}")
 
 
+def setting(default, help, *, choices=None, lower_bound=None, upper_bound=None, positive=False, flag=True):
+    """A config field, documented once: its default and the help text of its flag.
+
+    ``bap_tf.cli.flags`` defines a flag of the field's name from this metadata. The field's
+    type picks the flag's: ``bool``, ``int``, ``float``, ``str`` (an enum when ``choices`` is
+    given) or ``tuple`` (a comma list, each item among ``choices`` when given).
+    ``lower_bound`` and ``upper_bound`` bound a number flag, ``positive=True`` requires it
+    to be > 0, and ``flag=False`` is a field that no flag sets. The config's own checks
+    (``__post_init__``) apply to every value, from flags or from ``config.json``.
+
+    Args:
+        default: the field's default value (immutable: a tuple, not a list).
+        help: what the flag's ``--help`` says.
+        choices: the values a ``str`` field, or each item of a ``tuple`` field, may take.
+        lower_bound: the smallest value a number flag accepts.
+        upper_bound: the largest value a number flag accepts.
+        positive: whether a number flag must be > 0.
+        flag: whether the field has a flag.
+
+    Returns:
+        A ``dataclasses.field`` carrying these in its ``metadata``.
+    """
+    metadata = {"help": help, "flag": flag}
+    for key, value in (("choices", choices), ("lower_bound", lower_bound), ("upper_bound", upper_bound)):
+        if value is not None:
+            metadata[key] = value
+    if positive:
+        metadata["positive"] = True
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 def known_domains(dataset):
     """The domain names ``dataset`` can load (``None`` for ``folders``: any sub-folder)."""
     if dataset == "pocket":
@@ -126,83 +159,230 @@ class ExperimentConfig:
     """
 
     # -- data ---------------------------------------------------------------------------
-    dataset: str = "pocket"  # pocket | decathlon | imagenet_sketch | folders
-    domains: tuple = ()  # empty: the dataset's standard domains (default_domains)
-    data_dir: str = ""  # tfds data_dir; for pocket the cache folder ("": ~/.cache/bap_tf)
-    manual_dir: str = ""  # tfds manual_dir (archives tfds cannot download, e.g. ImageNet)
-    folders_root: str = ""  # dataset=folders, or ImageNet-to-Sketch's wikiart/sketch
-    test_fraction: float = 0.2  # folder domains without train/test: the share split off for test
-    image_size: int = 0  # 0: the dataset's standard size (DEFAULT_IMAGE_SIZE)
-    augment: bool = True  # random translations (and flips where a domain allows them)
-    # Share of each domain's training split held back (seeded, per domain): the best epoch of
-    # training and of fine-tuning is kept on it, and the baselines choose their settings on it.
-    # 0: nothing held back, the last epoch is kept and the baselines take their first setting.
-    validation_fraction: float = 0.1
+    dataset: str = setting(
+        "pocket",
+        "pocket: the offline pocket benchmark (4 small domains, no download); decathlon: Visual Decathlon "
+        "(tfds visual_domain_decathlon); imagenet_sketch: ImageNet-to-Sketch (tfds + --folders_root for "
+        "wikiart/sketch); folders: --folders_root/<domain>/{train,test}/<class>/*, or <domain>/<class>/* "
+        "split with --test_fraction.",
+        choices=DATASETS,
+    )
+    domains: tuple = setting(  # empty: resolve() fills in default_domains(dataset)
+        (),
+        "Comma list of target domains, in the order of their domain index. Empty: the dataset's standard "
+        f"domains (pocket: {','.join(POCKET_DOMAINS)}; decathlon: all ten; imagenet_sketch: "
+        "cubs,stanford_cars,flowers,wikiart,sketch; folders: every sub-folder).",
+    )
+    data_dir: str = setting(
+        "", "tfds data_dir (prepared data sets). For pocket: its cache folder (empty: ~/.cache/bap_tf/pocket)."
+    )
+    manual_dir: str = setting("", "tfds manual_dir: archives tfds cannot download (ImageNet).")
+    folders_root: str = setting(
+        "",
+        "Root of folder domains: <root>/<domain>/train/<class>/*.png and <root>/<domain>/test/<class>/*.png "
+        "(dataset=folders, or ImageNet-to-Sketch's wikiart/sketch); for folders also "
+        "<root>/<domain>/<class>/*.png, split with --test_fraction.",
+    )
+    test_fraction: float = setting(
+        0.2,
+        "Folder domains without train/test folders: the share of each class's images held out for test "
+        "(seeded by --seed, recorded in WORKDIR/splits/).",
+    )
+    image_size: int = setting(  # 0: resolve() fills in DEFAULT_IMAGE_SIZE[dataset]
+        0,
+        "Square input size in pixels; 0: the dataset's standard size (pocket 32, decathlon 72, "
+        "imagenet_sketch 224, folders 64).",
+        lower_bound=0,
+    )
+    augment: bool = setting(True, "Random translations (and flips where a domain allows) in training.")
+    validation_fraction: float = setting(
+        0.1,
+        "Share of each domain's training split held back (seeded, per domain): the best epoch of training and "
+        "of fine-tuning is kept on it, and the baselines choose their settings on it; 0: nothing held back, "
+        "the last epoch is kept and the baselines take their first setting.",
+        lower_bound=0.0,
+        upper_bound=0.49,
+    )
     # -- backbone -----------------------------------------------------------------------
-    backbone: str = "resnet26"
-    width: int = 16  # resnet26 only: channels of its first stage (64 in the paper)
-    pretrained: str = ""  # weights file; "": the shipped pocket backbone; "none": random
+    backbone: str = setting("resnet26", "The frozen pre-trained CNN.", choices=BACKBONES)
+    width: int = setting(
+        16,
+        "resnet26 only: channels of the first stage (64 in the paper; the shipped pocket backbone has 16).",
+        lower_bound=1,
+    )
+    pretrained: str = setting(
+        "",
+        "Backbone weights file (bap-pretrain's output, or a Keras Applications *_notop.h5). Empty: the "
+        "backbone shipped for the pocket benchmark (resnet26, width 16, 32 px); 'none': random weights "
+        "(tests only).",
+    )
     # -- method (docs/method.md sections 2-4) --------------------------------------------
-    budget: float = 0.5
-    budget_metric: str = "macs"
-    sharing_loss: str = "jaccard"  # benchmarks/results/recipes.md: more accurate and cheaper than union
-    sharing_weight: float = None  # None: learnable (dual ascent); a number: fixed alpha
-    multiplier_rate: float = 2.0  # eta_lambda
-    sharing_rate: float = 0.5  # eta_alpha
-    # Epochs in which only the BatchNorms and heads train: switches still, lambda and alpha at 0.
-    warmup_epochs: int = 0
-    max_sharing_weight: float = 0.0  # cap of the learnable alpha; 0: no cap
+    budget: float = setting(
+        0.5,
+        "Budget beta in (0, 1]: fraction of the switchable cost each domain may keep.",
+        upper_bound=1.0,
+        positive=True,
+    )
+    budget_metric: str = setting(
+        "macs", "What a switch costs: the MACs or the parameters of its kernel slice.", choices=BUDGET_METRICS
+    )
+    # jaccard by default: more accurate and cheaper than union (benchmarks/results/recipes.md).
+    sharing_loss: str = setting(
+        "jaccard",
+        "Parameter-sharing loss: union, intersection, jaccard, or none (BA2 trained jointly).",
+        choices=SHARING_LOSSES,
+    )
+    sharing_weight: float = setting(
+        None,
+        "Fixed weight alpha of the sharing loss. Unset: learnable alpha (dual ascent on the union exceeding "
+        "the budget).",
+        lower_bound=0.0,
+    )
+    multiplier_rate: float = setting(
+        2.0, "Step eta_lambda of the budget multipliers' dual ascent.", lower_bound=0.0
+    )
+    sharing_rate: float = setting(0.5, "Step eta_alpha of the learnable sharing weight.", lower_bound=0.0)
+    warmup_epochs: int = setting(
+        0,
+        "First epochs in which only the BatchNorms and heads train (switches still, budget multipliers "
+        "lambda and sharing weight alpha held at 0).",
+        lower_bound=0,
+    )
+    max_sharing_weight: float = setting(
+        0.0, "Cap of the learnable sharing weight alpha; 0: no cap.", lower_bound=0.0
+    )
     # -- training -------------------------------------------------------------------------
-    epochs: int = 8
-    steps_per_epoch: int = 0  # 0: one pass over the largest domain
-    batch_size: int = 32  # per domain; the global batch is batch_size * len(domains)
-    learning_rate: float = 1e-2  # Adam, for domain BatchNorms and heads
-    switch_learning_rate: float = 1e-2  # Adam without momentum, for the switches
-    seed: int = 0
-    strategy: str = "default"  # default | mirrored | multi_worker | tpu
-    tpu: str = ""  # TPU name or address for strategy=tpu ("": the local TPU)
+    epochs: int = setting(8, "Training epochs. A larger value on an existing workdir trains on.", lower_bound=1)
+    steps_per_epoch: int = setting(
+        0, "Steps per epoch of training and of fine-tuning; 0: one pass over the largest domain.", lower_bound=0
+    )
+    batch_size: int = setting(
+        32,
+        "Images per domain per step; the global batch is batch_size x number of domains.",
+        lower_bound=1,
+    )
+    learning_rate: float = setting(
+        1e-2, "Adam learning rate of the domain BatchNorms and heads.", positive=True
+    )
+    switch_learning_rate: float = setting(
+        1e-2, "Learning rate of the switches (Adam without momentum).", positive=True
+    )
+    seed: int = setting(
+        0, "Random seed (keras.utils.set_random_seed, data order, augmentation).", lower_bound=0
+    )
+    strategy: str = setting(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (local GPUs), multi_worker "
+        "(TF_CONFIG workers), tpu (--tpu).",
+        choices=STRATEGIES,
+    )
+    tpu: str = setting("", "TPU name or grpc:// address for --strategy=tpu (empty: the local TPU).")
     # -- prune ----------------------------------------------------------------------------
-    # Fine-tuning of the reduced models after pruning (0 epochs: none); benchmarks/results/recipes.md:
-    # 8 epochs at batch 128 take the steps of 4 at batch 32. Rate and schedule: chosen on held-back
-    # data (benchmarks/results/finetune_recipe.md: 1.6e-3 decayed by a cosine over 8e-4 held).
-    finetune_epochs: int = 8
-    finetune_learning_rate: float = 1.6e-3
-    finetune_batch_size: int = 128  # per domain; 0: batch_size. Larger batches: fewer, cheaper steps
-    finetune_layers: str = "all"  # all | batchnorm_heads (convolutions stay as pre-trained)
-    finetune_schedule: str = "cosine"  # constant | cosine (decay to 0 over the fine-tuning's steps)
-    # Share of the fine-tuning loss that distils each domain's per-domain fine-tuning baseline
-    # (bap_tf.prune.distill; the baselines are then measured before fine-tuning). 0: off. Off by
-    # default, as it costs D whole-backbone fine-tunings (minutes at pocket size, days at
-    # Visual Decathlon's); the pocket main job, which measures them anyway, turns it on (0.5,
-    # chosen on held-back data: benchmarks/results/finetune_recipe.md).
-    distill_weight: float = 0.0
-    # In the union model each domain reads every channel the union keeps (no channel masks):
-    # the shared convs compute them anyway; the fine-tuning adapts its BatchNorms and head.
-    whole_union: bool = False
-    channel_multiple: int = 1  # kept streams rounded up to a multiple (XNNPACK tiles: 16, 32)
-    dense_reads: bool = False  # zero kernel rows instead of channel gathers
+    # The fine-tuning's recipe: benchmarks/results/recipes.md (8 epochs at batch 128 take the steps
+    # of 4 at batch 32); rate and schedule chosen on held-back data (benchmarks/results/
+    # finetune_recipe.md: 1.6e-3 decayed by a cosine over 8e-4 held).
+    finetune_epochs: int = setting(
+        8, "Epochs of fine-tuning the reduced models after pruning (all layers); 0: off.", lower_bound=0
+    )
+    finetune_learning_rate: float = setting(1.6e-3, "Adam learning rate of the fine-tuning.", positive=True)
+    finetune_batch_size: int = setting(
+        128,
+        "Per-domain batch size of the fine-tuning; 0: --batch_size (larger batches: fewer, cheaper steps).",
+        lower_bound=0,
+    )
+    finetune_layers: str = setting(
+        "all",
+        "What the fine-tuning trains: all layers, or only the BatchNorms and heads (the convolutions stay "
+        "as pre-trained).",
+        choices=FINETUNE_LAYERS,
+    )
+    finetune_schedule: str = setting(
+        "cosine",
+        "Learning rate of the fine-tuning: constant, or cosine decay from --finetune_learning_rate to 0 "
+        "over the fine-tuning's steps.",
+        choices=FINETUNE_SCHEDULES,
+    )
+    # bap_tf.prune.distill. Off by default for its cost; the pocket main job, which measures the
+    # baselines anyway, turns it on (0.5, chosen on held-back data: benchmarks/results/finetune_recipe.md).
+    distill_weight: float = setting(
+        0.0,
+        "Share of the fine-tuning loss that distils each domain's per-domain fine-tuning baseline (its "
+        "teacher, measured before the fine-tuning and cached across runs); 0: off. Costs one whole-backbone "
+        "fine-tuning per domain (minutes at pocket size, days at Visual Decathlon's).",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
+    whole_union: bool = setting(
+        False,
+        "In the union-pruned model every domain reads all the channels the union keeps (no per-domain "
+        "channel masks: the shared convs compute them anyway), and the fine-tuning adapts it; needs "
+        "--finetune_epochs > 0.",
+    )
+    channel_multiple: int = setting(
+        1,
+        "Round every kept channel stream of the reduced models up to a multiple of this (XNNPACK computes "
+        "whole tiles of 16 float32 channels on AVX2, 32 on AVX-512); the extra channels count in the "
+        "reported params and MACs. 1: off.",
+        lower_bound=1,
+    )
+    dense_reads: bool = setting(
+        False,
+        "Convs read their input's whole kept stream with zero kernel rows for the channels they drop, "
+        "instead of a channel gather (which XNNPACK does not run).",
+    )
     # -- export ---------------------------------------------------------------------------
-    quantize: tuple = ("float32", "dynamic", "int8")
-    # per_domain: each domain's own model, gathers absorbed (fast, a model per domain);
-    # shared: the union model with its masks (weights once, slower); shared_filters: the union
-    # model in which every domain reads every kept channel and the domains share each
-    # BatchNorm's scale (bap_tf.prune.shared_scales; the prune stage fine-tunes it so): every
-    # filter stored once, each domain adds biases and its head.
-    android_layout: str = "per_domain"
-    # Training images per domain that calibrate the int8 files and the shared_filters layout's
-    # tie of the BatchNorm scales.
-    calibration_examples: int = 256
-    qat_epochs: int = 1
+    quantize: tuple = setting(
+        ("float32", "dynamic", "int8"),
+        "Comma list of export variants: float32 and dynamic (the Android multi-signature file), int8 "
+        "(per-domain full-int8 files for microcontrollers), qat (the same after quantization-aware "
+        "fine-tuning; needs the [qat] extra).",
+        choices=QUANTIZE_VARIANTS,
+    )
+    # shared_filters: bap_tf.export.absorb.android_models and bap_tf.prune.shared_scales.
+    android_layout: str = setting(
+        "per_domain",
+        "The Android file: per_domain (each domain's own model as its signature, gathers absorbed into the "
+        "convs, BatchNorms folded, no masks: fast, a model per domain), shared (the union model, weights "
+        "stored once, per-domain masks and BatchNorms as extra ops: slower) or shared_filters (the union "
+        "model in which every domain reads all its channels and the domains share each BatchNorm's scale, "
+        "fine-tuned so in the prune stage: every filter stored once, each domain adds biases and its head; "
+        "needs --finetune_epochs > 0).",
+        choices=ANDROID_LAYOUTS,
+    )
+    calibration_examples: int = setting(
+        256,
+        "Training images per domain that calibrate the int8 quantization and, with "
+        "--android_layout=shared_filters, the tie of the domains' BatchNorm scales.",
+        lower_bound=1,
+    )
+    qat_epochs: int = setting(1, "Epochs of quantization-aware fine-tuning (--quantize=qat).", lower_bound=1)
     # -- eval -----------------------------------------------------------------------------
-    eval_examples: int = 0  # test images per domain for the on-device checks (0: all)
-    reference_errors: str = ""  # JSON {domain: error} for the S-score; "": measured in the run
-    # Per-domain fine-tuning of the whole backbone, measured in the eval stage (a few minutes at
-    # pocket size, far longer on real benchmarks) next to the feature extractor; the S-score's
-    # reference unless reference_errors names a file.
-    baselines: bool = True
-    mcu_flash_kb: float = 1024.0
-    mcu_ram_kb: float = 256.0
-    enforce_mcu_budget: bool = False
+    eval_examples: int = setting(
+        0,
+        "Test images per domain on which the exported files run in LiteRT and TFLM; 0: all. (Keras "
+        "accuracies always use the whole test split.)",
+        lower_bound=0,
+    )
+    reference_errors: str = setting(
+        "",
+        "JSON file {domain: error fraction} of the S-score's reference. Empty: measured in the run: "
+        "per-domain fine-tuning of the whole backbone (--baselines), else the frozen backbone + a linear "
+        "classifier per domain.",
+    )
+    baselines: bool = setting(
+        True,
+        "Measure the per-domain fine-tuning baseline (the whole backbone and a head per domain, the run's "
+        "epochs) in the eval stage, next to the feature extractor: the S-score's reference unless "
+        "--reference_errors is given. A few minutes at pocket size, far longer on real benchmarks: "
+        "--nobaselines for large runs.",
+    )
+    mcu_flash_kb: float = setting(1024.0, "Flash (KiB) a microcontroller leaves for one int8 model.", positive=True)
+    mcu_ram_kb: float = setting(256.0, "RAM (KiB) a microcontroller leaves for the TFLM tensor arena.", positive=True)
+    enforce_mcu_budget: bool = setting(
+        False,
+        "Fail (exit code 3) when a domain's int8 model does not fit --mcu_flash_kb / --mcu_ram_kb (the "
+        "report is written first).",
+    )
 
     def __post_init__(self):
         # Lists from JSON or flags become tuples, so the config stays hashable and comparable.
@@ -311,21 +491,30 @@ class ExperimentConfig:
 class PretrainConfig:
     """Pre-training of a backbone on a source domain (``bap-pretrain``)."""
 
-    source: str = POCKET_SOURCE  # fashion_mnist (offline, pocket) | imagenet (tfds imagenet2012)
-    data_dir: str = ""
-    manual_dir: str = ""
-    image_size: int = 32
-    augment: bool = True
-    backbone: str = "resnet26"
-    width: int = 16
-    epochs: int = 10
-    steps_per_epoch: int = 0  # 0: one pass over the source's training split
-    batch_size: int = 64
-    learning_rate: float = 2e-3  # Adam with cosine decay to 0 over the run
-    seed: int = 0
-    strategy: str = "default"
-    tpu: str = ""
-    output: str = ""  # where the backbone's weights go ("": WORKDIR/backbone.weights.h5)
+    source: str = setting(
+        POCKET_SOURCE,
+        "Source domain: fashion_mnist (the pocket benchmark's, offline) or imagenet (tfds imagenet2012; "
+        "archives in --manual_dir).",
+        choices=PRETRAIN_SOURCES,
+    )
+    data_dir: str = setting("", "tfds data_dir; for fashion_mnist the pocket cache folder.")
+    manual_dir: str = setting("", "tfds manual_dir (ImageNet's archives).")
+    image_size: int = setting(32, "Square input size in pixels.", lower_bound=8)
+    augment: bool = setting(True, "Random translations and flips in training.")
+    backbone: str = setting("resnet26", "Architecture to pre-train.", choices=BACKBONES)
+    width: int = setting(16, "resnet26 only: channels of the first stage.", lower_bound=1)
+    epochs: int = setting(10, "Training epochs.", lower_bound=1)
+    steps_per_epoch: int = setting(
+        0, "Steps per epoch; 0: one pass over the source's training split.", lower_bound=0
+    )
+    batch_size: int = setting(64, "Images per step.", lower_bound=1)
+    learning_rate: float = setting(2e-3, "Peak Adam learning rate (cosine decay to 0 over the run).", positive=True)
+    seed: int = setting(0, "Random seed.", lower_bound=0)
+    strategy: str = setting("default", "tf.distribute strategy (see bap-train).", choices=STRATEGIES)
+    tpu: str = setting("", "TPU name or address for --strategy=tpu.")
+    output: str = setting(
+        "", "Where to write the backbone's weights (*.weights.h5); empty: WORKDIR/backbone.weights.h5."
+    )
 
     def __post_init__(self):
         _check_choice("source", self.source, PRETRAIN_SOURCES)
