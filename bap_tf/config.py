@@ -45,8 +45,9 @@ PRETRAIN_SOURCES = (POCKET_SOURCE, "imagenet")
 FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_LAYERS
 FINETUNE_SCHEDULES = ("constant", "cosine")  # bap_tf.prune.finetune.FINETUNE_SCHEDULES
 # The Android file (bap_tf.export.absorb.android_models): each domain's own model, the union
-# model with its weights and channel masks, or the union model with every filter stored once.
-ANDROID_LAYOUTS = ("per_domain", "shared", "shared_filters")
+# model with its channel masks, or the union model read whole by every domain; "auto" is the
+# last when the reduced models are fine-tuned (they must adapt to it), else the first.
+ANDROID_LAYOUTS = ("auto", "per_domain", "shared", "shared_filters")
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -338,21 +339,21 @@ class ExperimentConfig:
         "fine-tuning; needs the [qat] extra).",
         choices=QUANTIZE_VARIANTS,
     )
-    # shared_filters: bap_tf.export.absorb.android_models and bap_tf.prune.shared_scales.
+    # shared_filters: bap_tf.export.absorb.android_models; the prune stage builds its union model.
     android_layout: str = setting(
-        "per_domain",
-        "The Android file: per_domain (each domain's own model as its signature, gathers absorbed into the "
+        "auto",
+        "The Android file: auto (shared_filters when the reduced models are fine-tuned, --finetune_epochs > "
+        "0, else per_domain), per_domain (each domain's own model as its signature, gathers absorbed into the "
         "convs, BatchNorms folded, no masks: fast, a model per domain), shared (the union model, weights "
-        "stored once, per-domain masks and BatchNorms as extra ops: slower) or shared_filters (the union "
-        "model in which every domain reads all its channels and the domains share each BatchNorm's scale, "
-        "fine-tuned so in the prune stage: every filter stored once, each domain adds biases and its head; "
-        "needs --finetune_epochs > 0).",
+        "stored once, per-domain masks, gathers and BatchNorms as extra ops: slower) or shared_filters (the "
+        "union model in which every domain reads all the union's channels, with zero kernel rows instead of "
+        "gathers, fine-tuned so in the prune stage: every filter stored once, each domain adds a 1x1 "
+        "depthwise affine per BatchNorm and its head; needs --finetune_epochs > 0).",
         choices=ANDROID_LAYOUTS,
     )
     calibration_examples: int = setting(
         256,
-        "Training images per domain that calibrate the int8 quantization and, with "
-        "--android_layout=shared_filters, the tie of the domains' BatchNorm scales.",
+        "Training images per domain that calibrate the int8 quantization.",
         lower_bound=1,
     )
     qat_epochs: int = setting(1, "Epochs of quantization-aware fine-tuning (--quantize=qat).", lower_bound=1)
@@ -396,6 +397,8 @@ class ExperimentConfig:
         _check_choice("finetune_layers", self.finetune_layers, FINETUNE_LAYERS)
         _check_choice("finetune_schedule", self.finetune_schedule, FINETUNE_SCHEDULES)
         _check_choice("android_layout", self.android_layout, ANDROID_LAYOUTS)
+        if self.android_layout == "auto":
+            object.__setattr__(self, "android_layout", "shared_filters" if self.finetune_epochs else "per_domain")
         if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:

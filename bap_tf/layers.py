@@ -389,26 +389,6 @@ class ChannelMask(keras.layers.Layer):
         return {**super().get_config(), "mask": self.mask}
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class ChannelShift(keras.layers.Layer):
-    """Adds a learned vector to the last axis (TFLite: one ADD, folded into the conv before it).
-
-    A domain's BatchNormalization after a convolution shared by every domain, once the domains
-    share its scale (``prune.shared_scales``): the scale lives in the shared kernel, so what is
-    left of the domain's BatchNorm is this shift, and the domains' files can share the kernel.
-    """
-
-    def build(self, input_shape):
-        self.shift = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="shift")
-
-    def call(self, inputs, training=None, mask=None):
-        # training and mask: it is called where a BatchNorm was, with a BatchNorm's arguments.
-        return inputs + ops.cast(self.shift, inputs.dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
 def _fail(name, value, expected):
     raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
 

@@ -9,9 +9,12 @@ channels, as the sharing loss leaves them):
 - ``pocket``: ResNet-26 width 16, 32 px, the pocket benchmark's 4 domains and class counts;
 - ``decathlon10``: ResNet-26 width 64, 64 px, the 10 Visual Decathlon domains and class counts.
 
-Layouts: ``per_domain`` (each domain's own pruned model, gathers absorbed), ``shared`` (the
-union model: weights once, masks and BatchNorms as extra ops) and ``shared_filters`` (every
-domain reads the union's channels with shared BatchNorm scales: ``prune.shared_scales``). The
+Layouts (``LAYOUTS``): ``per_domain`` (each domain's own pruned model, gathers absorbed),
+``shared`` (the union model: weights once, masks, gathers and BatchNorms as extra ops),
+``shared_whole_union`` (the same with every domain reading the union's channels and zero
+kernel rows instead of gathers: ``--whole_union --dense_reads``; BatchNorms stay as 1x1
+depthwise convs) and ``shared_filters`` (every domain reads the union's channels with shared
+BatchNorm scales, ``prune.shared_scales``, calibrated on random images). The
 baseline is the unpruned backbone (every switch on, the first domain's BatchNorms and head),
 converted the same way; with the other domains' heads added it is one backbone that would
 serve every domain. Per file (``export.promise.android_promise``): stored parameters (each
@@ -28,7 +31,13 @@ rewriter or the layouts): a killed run converts only what is missing.
 from benchmarks import common
 
 NAME = "android_layouts"
-LAYOUTS = ("per_domain", "shared", "shared_filters")
+# name: (android_models layout, Rewriter options, every domain reads the union's channels)
+LAYOUTS = {
+    "per_domain": ("per_domain", {}, False),
+    "shared": ("shared", {}, False),
+    "shared_whole_union": ("shared", {"dense_reads": True}, True),
+    "shared_filters": ("shared_filters", {}, True),
+}
 SHAPES = {
     "pocket": {"width": 16, "image_size": 32,
                "domains": {"digits": 10, "letters": 26, "textures": 12, "photo_digits": 10}},
@@ -80,17 +89,17 @@ def layout_files(shape):
     from bap_tf.switching import gate_values
 
     network, domains = synthetic_network(shape)
-    rewriter = Rewriter(network, domains)
-    union, own = rewriter.union_models(), rewriter.domain_models()
-    tied, _ = share_batchnorm_scales(rewriter.union_models(domain_masks=False))
     first = domains[0][0]
     ones = {name: np.ones_like(gates) for name, gates in gate_values(network).items()}
-    models = {
-        "backbone": {first: Rewriter(network, domains, gates=ones).domain_model(first)},
-        "per_domain": android_models("per_domain", union, own),
-        "shared": android_models("shared", union, own),
-        "shared_filters": android_models("shared_filters", tied, own),
-    }
+    models = {"backbone": {first: Rewriter(network, domains, gates=ones).domain_model(first)}}
+    for name, (layout, options, whole_union) in LAYOUTS.items():
+        rewriter = Rewriter(network, domains, **options)
+        union = rewriter.union_models(domain_masks=not whole_union)
+        if layout == "shared_filters":
+            size = SHAPES[shape]["image_size"]
+            calibration = {d: np.random.default_rng(SEED).random((32, size, size, 3), dtype=np.float32) for d, _ in domains}
+            union, _ = share_batchnorm_scales(union, calibration)
+        models[name] = android_models(layout, union, rewriter.domain_models() if layout == "per_domain" else {})
     files = {}
     for layout, signatures in models.items():
         path = CACHE / shape / f"{layout}.tflite"
@@ -165,7 +174,7 @@ def plot(record, path):
     for axis, shape in zip(axes[0], shapes):
         for index, (layout, result) in enumerate(record["shapes"][shape].items()):
             ratios = [s["latency_ratio"] for s in result["signatures"].values()]
-            axis.scatter([result["bytes_ratio"]] * len(ratios), ratios, label=layout, marker="os^"[index], alpha=0.7)
+            axis.scatter([result["bytes_ratio"]] * len(ratios), ratios, label=layout, marker="os^D"[index], alpha=0.7)
         axis.axhline(1.0, color="grey", linestyle=":")
         axis.axvline(1.0, color="grey", linestyle=":")
         axis.set_xlabel("file bytes / one backbone with every head")

@@ -85,24 +85,22 @@ def _reading_sources(entry, sources):
 
 
 def android_models(layout, union, domain_models):
-    """``{domain: model}`` behind the Android file's signatures in ``layout``: ``"shared"``, the
-    union models (weights stored once); ``"per_domain"``, each domain's own model with its
-    gathers absorbed (no masks, BatchNorms folded by the converter, no GATHER);
-    ``"shared_filters"``, the union models of ``prune.shared_scales`` with their gathers absorbed
-    (the same zero-padded kernels in every domain: stored once, each domain's shifts folded into
-    its own biases)."""
+    """``{domain: model}`` behind the Android file's signatures in ``layout``: ``"shared"`` and
+    ``"shared_filters"``, the union models (weights stored once; for ``shared_filters`` the prune
+    stage built them with every domain reading all the union's channels and zero kernel rows
+    instead of gathers, so no mask or gather runs); ``"per_domain"``, each domain's own model
+    with its gathers absorbed (no masks, BatchNorms folded by the converter, no GATHER)."""
     if layout == "shared":
         return union
     if layout == "per_domain":
         return {name: absorb_gathers(model) for name, model in domain_models.items()}
     if layout == "shared_filters":
-        masked = sorted(name for name, model in union.items()
-                        if any(isinstance(layer, bap_layers.ChannelMask) for layer in model.layers)
-                        or not any(isinstance(layer, bap_layers.ChannelShift) for layer in model.layers))
-        if masked:
+        extra = sorted({type(layer).__name__ for model in union.values() for layer in model.layers
+                        if isinstance(layer, (bap_layers.ChannelMask, bap_layers.ChannelGather))})
+        if extra:
             raise ValueError(
                 f"The shared_filters layout needs the union model the prune stage builds for it (every domain "
-                f"reading all its channels, BatchNorm scales shared). Re-run the prune stage with "
-                f"--android_layout=shared_filters. Received: a union model whose domains {masked} are not built so")
-        return {name: absorb_gathers(model) for name, model in union.items()}
+                f"reading all the union's channels, no gathers). Re-run the prune stage with "
+                f"--android_layout=shared_filters. Received: a union model with {', '.join(extra)} layers")
+        return union
     raise ValueError(f"layout must be one of 'per_domain', 'shared', 'shared_filters'. Received: layout={layout!r}")

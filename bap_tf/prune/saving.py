@@ -18,7 +18,7 @@ from bap_tf import layers as bap_layers  # noqa: F401
 from bap_tf.graph import endpoint_names, history_of, keras_histories, map_tensors
 
 
-def replay(model, inputs, outputs=None, layers=None):
+def replay(model, inputs, outputs=None):
     """Calls ``model``'s layers again on new ``inputs``; returns the new output tensors.
 
     Args:
@@ -26,12 +26,11 @@ def replay(model, inputs, outputs=None, layers=None):
       inputs: ``{input layer name: tensor}`` standing for the model's inputs.
       outputs: ``keras_history`` triples ``[layer, node, tensor]`` to compute; by default the
         model's outputs (as its config lists them: one triple, or a list or dict of them).
-      layers: ``{layer name: layer}`` called instead of the model's own layers of those names.
     Returns the computed tensors in the structure of ``outputs``.
     """
     config = model.get_config()
     entries = {entry["name"]: entry for entry in config["layers"]}
-    layers = {**{op.name: op for op in model.operations}, **(layers or {})}
+    layers = {op.name: op for op in model.operations}
     outputs = config["output_layers"] if outputs is None else outputs
     computed = {}
 

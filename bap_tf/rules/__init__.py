@@ -35,7 +35,7 @@ import keras
 from bap_tf.rules.base import Rule, UnsupportedLayerError, unsupported
 from bap_tf.rules.convs import ConvRule, DepthwiseRule, SeparableRule
 from bap_tf.rules.norms import BatchNormRule, ConstantsRule, DenseRule, HeadsRule
-from bap_tf.rules.reduced import GatherRule, InputRule, MaskRule, ShiftRule
+from bap_tf.rules.reduced import GatherRule, InputRule, MaskRule
 from bap_tf.rules.streams import (
     ChannelwiseRule,
     ConcatRule,
@@ -63,7 +63,6 @@ RULES = (
     InputRule(),
     GatherRule(),
     MaskRule(),
-    ShiftRule(),
 )
 # Layer types known to have no exact rule, with why and what to do instead.
 REFUSED = (
@@ -162,6 +161,6 @@ def describe_rules():
 __all__ = [
     "RULES", "BatchNormRule", "ChannelwiseRule", "ConcatRule", "ConstantsRule", "ConvRule", "DenseRule",
     "DepthwiseRule", "DropoutRule", "GatherRule", "HeadsRule", "InputRule", "MaskRule", "MergeRule",
-    "OperationRule", "ReshapeRule", "Rule", "SeparableRule", "ShiftRule", "UnsupportedLayerError", "describe_rules",
+    "OperationRule", "ReshapeRule", "Rule", "SeparableRule", "UnsupportedLayerError", "describe_rules",
     "find_rule", "register", "rule_for", "rule_of",
 ]

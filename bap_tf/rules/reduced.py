@@ -1,11 +1,11 @@
-"""Layers that compute nothing of the backbone: a model's inputs, and the channel gathers,
-masks and shifts the rewriter and ``prune.shared_scales`` add to the reduced models. They matter to the cost model (free), to
+"""Layers that compute nothing of the backbone: a model's inputs, and the channel gathers and
+masks the rewriter adds to the reduced models. They matter to the cost model (free), to
 fine-tuning and to the QAT rebuild, not to switching or pruning."""
 
 import keras
 
 from bap_tf import layers as bap_layers
-from bap_tf.rules.base import Rule, output_channels, unsupported
+from bap_tf.rules.base import Rule, unsupported
 
 
 class InputRule(Rule):
@@ -50,17 +50,3 @@ class MaskRule(_ReducedRule):
     def keras2(self, node, rebuild):
         """bap_tf's Keras 2 twin: a MUL by the 0/1 constant, its output fake-quantized."""
         return rebuild.call(rebuild.layers.ChannelMask(node.layer.mask, name=node.name), node)
-
-
-class ShiftRule(_ReducedRule):
-    """ChannelShift: what is left of a domain's BatchNorm once the domains share its scale."""
-
-    types = (bap_layers.ChannelShift,)
-
-    def cost(self, layer):
-        """Like the BatchNorm it stands for: folds into the conv before it, one bias per channel."""
-        return output_channels(layer), 0
-
-    def fine_tuned(self, layer, layers):
-        """Always, like the BatchNorm it stands for."""
-        return True

@@ -4,8 +4,8 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
 
 - ``union.keras``: the union-pruned multi-domain model (filters no domain uses removed; each
   domain applies its own channel masks inside it), shared weights stored once; for the
-  ``shared_filters`` Android layout, every domain reads all the union's channels and the domains
-  share each BatchNorm's scale (``prune.shared_scales``), before the fine-tuning;
+  ``shared_filters`` Android layout, every domain reads all the union's channels, through zero
+  kernel rows rather than gathers, and the fine-tuning adapts each domain's BatchNorms and head;
 - ``<domain>.keras``: each domain alone, physically pruned to its own switches;
 - ``costs.json``: params and MACs of the backbone, the union model and each domain's model
   (``bap_tf.prune.report``), and the largest logit difference between the reduced models and
@@ -26,7 +26,6 @@ from bap_tf.prune import Rewriter
 from bap_tf.prune.finetune import finetune_domain, finetune_union
 from bap_tf.prune.report import prune_report
 from bap_tf.prune.saving import load_union, save_union
-from bap_tf.prune.shared_scales import share_batchnorm_scales
 from bap_tf.run import sources as data_sources
 from bap_tf.run.reference import teacher_models
 from bap_tf.atomic import atomic_path, write_json
@@ -50,7 +49,7 @@ def prune(config, workdir):
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
     rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=config.dense_reads)
-    union = _union_models(rewriter, config, workdir)
+    union = _union_models(rewriter, masked, config)
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models, budget=(config.budget, config.budget_metric))
@@ -85,19 +84,12 @@ def _reads_all(config):
     return config.whole_union or config.android_layout == "shared_filters"
 
 
-def _union_models(rewriter, config, workdir):
-    union = rewriter.union_models(domain_masks=not _reads_all(config))
-    if config.android_layout != "shared_filters":
-        return union
-    calibration = {source.name: data_sources.sample_images(source, config.image_size, config.calibration_examples,
-                                                            config.seed)[0]
-                   for source in data_sources.domain_sources(config, "train", workdir)}
-    union, untied = share_batchnorm_scales(union, calibration)
-    if untied:
-        logging.warning("%d shared conv(s) keep per-domain BatchNorm scales (another layer reads their raw output, "
-                        "or they apply an activation), so the Android file stores them once per domain: %s",
-                        len(untied), ", ".join(untied))
-    return union
+def _union_models(rewriter, masked, config):
+    """The union model; for ``shared_filters``, read whole by every domain through zero kernel
+    rows (a gather runs outside XNNPACK; zero rows cost MACs but keep the filters shared)."""
+    if config.android_layout == "shared_filters" and not config.dense_reads:
+        rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=True)
+    return rewriter.union_models(domain_masks=not _reads_all(config))
 
 
 def _equivalence(masked, union, domain_models, test_sources, config):

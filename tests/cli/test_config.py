@@ -76,6 +76,14 @@ def test_resolve_fills_dataset_defaults(tmp_path):
     assert folders.domains == ("a_domain", "b_domain")
 
 
+def test_android_layout_auto_is_shared_filters_when_the_reduced_models_are_fine_tuned():
+    assert ExperimentConfig().android_layout == "shared_filters"
+    assert ExperimentConfig(finetune_epochs=0).android_layout == "per_domain"
+    assert ExperimentConfig(finetune_epochs=0, android_layout="shared").android_layout == "shared"
+    # A saved config holds what "auto" became, so a later command reads the same layout.
+    assert ExperimentConfig.from_dict(ExperimentConfig().to_dict()).android_layout == "shared_filters"
+
+
 def test_json_round_trip_and_unknown_fields():
     config = ExperimentConfig(budget=0.25, domains=("letters", "digits"), sharing_weight=0.1).resolve()
     assert ExperimentConfig.from_dict(json.loads(config.to_json())) == config

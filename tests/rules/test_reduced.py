@@ -1,11 +1,11 @@
-"""Inputs, gathers, masks and shifts: free (a shift as its BatchNorm), and refused in a network to switch or prune."""
+"""Inputs, gathers and masks: free, and refused in a network to switch or prune."""
 
 import keras
 import pytest
 
 import prune_nets
-from bap_tf import costs, rules, switching
-from bap_tf.layers import ChannelGather, ChannelMask, ChannelShift
+from bap_tf import costs, switching
+from bap_tf.layers import ChannelGather, ChannelMask
 from bap_tf.rules import UnsupportedLayerError
 
 
@@ -18,15 +18,4 @@ def test_gathers_and_masks_are_refused_in_a_backbone_and_cost_nothing(layer):
     assert costs.layer_cost(layer) == costs.Cost() and costs.layer_cost(backbone.layers[0]) == costs.Cost()
     with pytest.raises(UnsupportedLayerError, match=r"'picked' \(Channel(Gather|Mask)\).*a layer the rewriter adds "
                                                     r"to reduced models. Switch and prune the original backbone"):
-        switching.build_switched_network(backbone, prune_nets.DOMAINS[:2])
-
-
-def test_a_shift_costs_what_its_batchnorm_did_is_always_fine_tuned_and_is_refused_in_a_backbone():
-    image = keras.Input((8, 8, 3), name="image")
-    conv = keras.layers.Conv2D(4, 3, use_bias=False, name="stem")(image)
-    shift, batchnorm = ChannelShift(name="picked"), keras.layers.BatchNormalization(name="stem_bn")
-    backbone = keras.Model(image, keras.layers.GlobalAveragePooling2D(name="pool")(shift(batchnorm(conv))))
-    assert costs.layer_cost(shift) == costs.layer_cost(batchnorm) == costs.Cost(params=4, macs=0)
-    assert rules.rule_of(shift).fine_tuned(shift, "all") and rules.rule_of(shift).fine_tuned(shift, "batchnorm_heads")
-    with pytest.raises(UnsupportedLayerError, match=r"'picked' \(ChannelShift\).*a layer the rewriter adds"):
         switching.build_switched_network(backbone, prune_nets.DOMAINS[:2])
