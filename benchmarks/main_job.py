@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from bap_tf.export import promise as promise_lib
 from benchmarks import common, pocket_runs
 
 NAME = "main_job"
@@ -61,6 +62,8 @@ def measure(results_dir, max_cpu_isa=""):
         "tflm_arena_kib": {d: round(v["tflm_arena_bytes"] / 1024, 1) for d, v in domains.items()},
         "s_score_reference": report["s_score_reference"], "efficiency": report["efficiency"],
         "mcu_fits": (report["mcu"] or {}).get("fits"),
+        # The Android file and the int8 files against the unpruned backbone's (export.promise).
+        "promise": report.get("promise") or {},
     }
 
 
@@ -82,7 +85,8 @@ def markdown(record):
         + ", ".join(f"{k} {v:.0f} s" for k, v in m["timings_s"].items()) + ".", "",
         common.markdown_table(["model", *domains, "MACs / backbone"], rows), "",
         f"Mean accuracy of the union-pruned model {m['mean_accuracy']:.3f}; S-score {m['s_score']:.0f} "
-        f"({m['s_score_reference'].split(':')[0]} reference).",
+        f"({m['s_score_reference'].split(':')[0]} reference).", "",
+        *promise_lib.describe(m.get("promise") or {}),
     ])
 
 
