@@ -49,6 +49,13 @@ FINETUNE_SCHEDULES = ("constant", "cosine")  # bap_tf.prune.finetune.FINETUNE_SC
 # last when the reduced models are fine-tuned (they must adapt to it), else the first.
 ANDROID_LAYOUTS = ("auto", "per_domain", "shared", "shared_filters")
 
+
+def resolve_android_layout(layout, finetune_epochs):
+    """The layout ``"auto"`` stands for (see ``ANDROID_LAYOUTS``); any other as it is."""
+    if layout != "auto":
+        return layout
+    return "shared_filters" if finetune_epochs else "per_domain"
+
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
     "pocket": 32,
@@ -397,8 +404,7 @@ class ExperimentConfig:
         _check_choice("finetune_layers", self.finetune_layers, FINETUNE_LAYERS)
         _check_choice("finetune_schedule", self.finetune_schedule, FINETUNE_SCHEDULES)
         _check_choice("android_layout", self.android_layout, ANDROID_LAYOUTS)
-        if self.android_layout == "auto":
-            object.__setattr__(self, "android_layout", "shared_filters" if self.finetune_epochs else "per_domain")
+        object.__setattr__(self, "android_layout", resolve_android_layout(self.android_layout, self.finetune_epochs))
         if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:

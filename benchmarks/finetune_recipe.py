@@ -29,11 +29,18 @@ LOSS, BUDGET = "jaccard", 0.5
 VALIDATION_FRACTION = 0.1
 # label -> the bap-train flags of the recipe (beyond the main job's).
 # Each recipe names every flag any recipe varies: the main job's flagfile sets them too.
+# The union model of the first three keeps each domain's channel masks (as the per_domain and
+# shared layouts need); with the shared_filters layout every domain reads the whole union.
 RECIPES = {
-    "Adam 8e-4, constant": {"finetune_learning_rate": 8e-4, "finetune_schedule": "constant", "distill_weight": 0.0},
-    "Adam 1.6e-3, cosine": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.0},
+    "Adam 8e-4, constant": {"finetune_learning_rate": 8e-4, "finetune_schedule": "constant", "distill_weight": 0.0,
+                            "android_layout": "per_domain"},
+    "Adam 1.6e-3, cosine": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.0,
+                            "android_layout": "per_domain"},
     "Adam 1.6e-3, cosine, distillation 0.5": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine",
-                                              "distill_weight": 0.5},
+                                              "distill_weight": 0.5, "android_layout": "per_domain"},
+    "the same, each domain reading the whole union": {
+        "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.5,
+        "android_layout": "shared_filters"},
 }
 
 

@@ -114,12 +114,17 @@ def resolve_flags(values):
     line) parsed as ``bap-train`` parses it, the library's default for every other. The defaults
     are part of a run's identity: when one changes, the runs and records that relied on it stop
     counting instead of standing for what the flags would do now."""
+    from bap_tf.config import resolve_android_layout
+
     defined = _bap_train_flags()
     unknown = sorted(set(values) - set(defined))
     if unknown:
         raise ValueError(f"not bap-train flags: {', '.join(unknown)}. Received: {values}")
-    return {name: defined[name].parser.parse(values[name]) if name in values else defined[name].default
-            for name in sorted(defined) if name != "workdir"}
+    resolved = {name: defined[name].parser.parse(values[name]) if name in values else defined[name].default
+                for name in sorted(defined) if name != "workdir"}
+    # What the run computes: "auto" is the layout it stands for.
+    resolved["android_layout"] = resolve_android_layout(resolved["android_layout"], resolved["finetune_epochs"])
+    return resolved
 
 
 @functools.cache
