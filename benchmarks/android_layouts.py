@@ -10,11 +10,9 @@ channels, as the sharing loss leaves them):
 - ``decathlon10``: ResNet-26 width 64, 64 px, the 10 Visual Decathlon domains and class counts.
 
 Layouts (``LAYOUTS``): ``per_domain`` (each domain's own pruned model, gathers absorbed),
-``shared`` (the union model: weights once, masks, gathers and BatchNorms as extra ops),
-``shared_whole_union`` (the same with every domain reading the union's channels and zero
-kernel rows instead of gathers: ``--whole_union --dense_reads``; BatchNorms stay as 1x1
-depthwise convs) and ``shared_filters`` (every domain reads the union's channels with shared
-BatchNorm scales, ``prune.shared_scales``, calibrated on random images). The
+``shared`` (the union model: weights once, masks, gathers and BatchNorms as extra ops) and
+``shared_filters`` (every domain reads the whole union through zero kernel rows, as the prune
+stage builds it for that layout: filters once, BatchNorms as 1x1 depthwise affines). The
 baseline is the unpruned backbone (every switch on, the first domain's BatchNorms and head),
 converted the same way; with the other domains' heads added it is one backbone that would
 serve every domain. Per file (``export.promise.android_promise``): stored parameters (each
@@ -31,12 +29,11 @@ rewriter or the layouts): a killed run converts only what is missing.
 from benchmarks import common
 
 NAME = "android_layouts"
-# name: (android_models layout, Rewriter options, every domain reads the union's channels)
+# name: (Rewriter options, every domain reads the whole union), as the prune stage builds each.
 LAYOUTS = {
-    "per_domain": ("per_domain", {}, False),
-    "shared": ("shared", {}, False),
-    "shared_whole_union": ("shared", {"dense_reads": True}, True),
-    "shared_filters": ("shared_filters", {}, True),
+    "per_domain": ({}, False),
+    "shared": ({}, False),
+    "shared_filters": ({"dense_reads": True}, True),
 }
 SHAPES = {
     "pocket": {"width": 16, "image_size": 32,
@@ -85,21 +82,16 @@ def layout_files(shape):
     from bap_tf.export.absorb import android_models
     from bap_tf.export.convert import export_android
     from bap_tf.prune import Rewriter
-    from bap_tf.prune.shared_scales import share_batchnorm_scales
     from bap_tf.switching import gate_values
 
     network, domains = synthetic_network(shape)
     first = domains[0][0]
     ones = {name: np.ones_like(gates) for name, gates in gate_values(network).items()}
     models = {"backbone": {first: Rewriter(network, domains, gates=ones).domain_model(first)}}
-    for name, (layout, options, whole_union) in LAYOUTS.items():
+    for layout, (options, whole_union) in LAYOUTS.items():
         rewriter = Rewriter(network, domains, **options)
         union = rewriter.union_models(domain_masks=not whole_union)
-        if layout == "shared_filters":
-            size = SHAPES[shape]["image_size"]
-            calibration = {d: np.random.default_rng(SEED).random((32, size, size, 3), dtype=np.float32) for d, _ in domains}
-            union, _ = share_batchnorm_scales(union, calibration)
-        models[name] = android_models(layout, union, rewriter.domain_models() if layout == "per_domain" else {})
+        models[layout] = android_models(layout, union, rewriter.domain_models() if layout == "per_domain" else {})
     files = {}
     for layout, signatures in models.items():
         path = CACHE / shape / f"{layout}.tflite"
@@ -174,7 +166,7 @@ def plot(record, path):
     for axis, shape in zip(axes[0], shapes):
         for index, (layout, result) in enumerate(record["shapes"][shape].items()):
             ratios = [s["latency_ratio"] for s in result["signatures"].values()]
-            axis.scatter([result["bytes_ratio"]] * len(ratios), ratios, label=layout, marker="os^D"[index], alpha=0.7)
+            axis.scatter([result["bytes_ratio"]] * len(ratios), ratios, label=layout, marker="os^"[index], alpha=0.7)
         axis.axhline(1.0, color="grey", linestyle=":")
         axis.axvline(1.0, color="grey", linestyle=":")
         axis.set_xlabel("file bytes / one backbone with every head")
