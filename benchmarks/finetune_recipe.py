@@ -1,10 +1,12 @@
-"""Which fine-tuning recipe data held back from training choose, at the main job's settings.
+"""Which recipe data held back from training choose, at the main job's settings: fine-tuning,
+the union model's layout and the sharing loss.
 
 A user chooses without the test split, and so does this benchmark: the main job
 (``flags/pocket.cfg``: ``jaccard``, β 0.5, 8 fine-tuning epochs at batch 128) with 10 % of each
 domain's training data held back (``--validation_fraction=0.1``), trained once per seed, then
 fine-tuned with each recipe of ``RECIPES`` (learning rate, schedule, distillation from the
-per-domain fine-tuning baselines), keeping the epoch that
+per-domain fine-tuning baselines, the union model's layout; a recipe with another sharing loss
+trains its own model), keeping the epoch that
 scores best on the held-back data; the recipe with the best held-back accuracy (union model,
 mean over domains and seeds) wins. Each run is the real chain ``bap-train --stages=train,prune``
 (``benchmarks.pocket_runs``: resumable, and the runs of one seed share its training); the figures
@@ -41,11 +43,21 @@ RECIPES = {
     "the same, each domain reading the whole union": {
         "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.5,
         "android_layout": "shared_filters"},
+    "the same, union sharing loss": {
+        "sharing_loss": "union", "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine",
+        "distill_weight": 0.5, "android_layout": "shared_filters"},
 }
 
 
+def recipe_loss(recipe):
+    """The recipe's sharing loss (the main job's unless it names one)."""
+    return RECIPES[recipe].get("sharing_loss", LOSS)
+
+
 def run_extra(recipe):
-    return {"validation_fraction": VALIDATION_FRACTION, **RECIPES[recipe]}
+    """The recipe's flags beyond the main job's, the sharing loss aside (``recipe_loss``)."""
+    flags = {name: value for name, value in RECIPES[recipe].items() if name != "sharing_loss"}
+    return {"validation_fraction": VALIDATION_FRACTION, **flags}
 
 
 def measure(args, recipes=tuple(RECIPES), on_row=None):
@@ -55,9 +67,12 @@ def measure(args, recipes=tuple(RECIPES), on_row=None):
     for seed in seeds:
         for recipe in recipes:
             print(f"seed {seed}, fine-tuning {recipe}:", flush=True)
-            run = pocket_runs.run_pocket(LOSS, BUDGET, seed, args.quick, stages=("train", "prune"), extra=run_extra(recipe))
+            run = pocket_runs.run_pocket(recipe_loss(recipe), BUDGET, seed, args.quick, stages=("train", "prune"),
+                                         extra=run_extra(recipe))
             union = json.loads((run["workdir"] / "pruned" / "finetune.json").read_text())["union"]
+            costs = json.loads((run["workdir"] / "pruned" / "costs.json").read_text())
             rows.append({"seed": seed, "recipe": recipe, "held_back": union["selection_score"],
+                         "macs": costs["union_ratio"]["macs"],
                          "selected_epoch": union["selected_epoch"],
                          "test": common.mean(list(union["after"].values())), "test_per_domain": union["after"],
                          "prune_s": run["timings"].get("prune")})
@@ -79,6 +94,7 @@ def summarize(rows):
             "held_back": common.mean([r["held_back"] for r in items]),
             "held_back_std": common.std([r["held_back"] for r in items]),
             "selected_epochs": [r["selected_epoch"] for r in items],
+            "macs": common.mean([r["macs"] for r in items if r.get("macs") is not None]),
         }
     most = max((entry["seeds"] for entry in recipes.values()), default=0)
     complete = {recipe: entry for recipe, entry in recipes.items() if entry["seeds"] == most}
@@ -117,7 +133,7 @@ def plot(summary, path):
                       marker="s", capsize=3, linestyle="none", label="test split, chosen recipe only")
     axis.set_xticks(list(positions), [label.replace(", ", "\n") for label in labels], fontsize=8)
     axis.set_ylabel("mean accuracy, union model (4 domains)")
-    axis.set_title("Pocket benchmark, jaccard β 0.5: fine-tuning recipe")
+    axis.set_title("Pocket benchmark, β 0.5: recipe after training")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
@@ -137,13 +153,13 @@ def markdown(record):
     summary, default = record["summary"], record["main_job_recipe"]
     rows = [[recipe + (" (main job)" if recipe == default else ""), str(entry["seeds"]),
              common.fmt_summary_pm(entry, "held_back"), common.fmt_summary_pm(entry, "test") if "test" in entry else "–",
-             ", ".join(map(str, entry["selected_epochs"]))]
+             common.fmt(entry.get("macs")), ", ".join(map(str, entry["selected_epochs"]))]
             for recipe, entry in summary["recipes"].items()]
     chosen = summary["chosen"]
     lines = [
-        f"### Fine-tuning recipe chosen on held-back data, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
+        f"### Recipe chosen on held-back data, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
         common.markdown_table(["recipe", "seeds", "held-back accuracy (chooses)", "test accuracy (chosen recipe only)",
-                               "epoch kept per seed"], rows), "",
+                               "union MACs / backbone", "epoch kept per seed"], rows), "",
         f"The main job (`jaccard`, β 0.5) with {VALIDATION_FRACTION:.0%} of each domain's training data held back; "
         "union model, mean over domains; the epoch kept is the best on the held-back data (0: before fine-tuning).",
         "",
@@ -172,7 +188,7 @@ def main_job_recipe(quick):
     """The label of the recipe the main job's flags run (``None`` if none of ``RECIPES``)."""
     flags = pocket_runs.effective_flags(pocket_runs.run_flags(LOSS, BUDGET, 0, quick))
     return next((label for label, extra in RECIPES.items()
-                 if all(flags[name] == value for name, value in extra.items())), None)
+                 if all(flags[name] == value for name, value in {"sharing_loss": LOSS, **extra}.items())), None)
 
 
 def main():

@@ -7,19 +7,22 @@ from benchmarks import finetune_recipe
 
 LABELS = list(finetune_recipe.RECIPES)
 # held-back and test accuracy of each recipe's fake run: test prefers the first, held-back data the second.
-SCORES = {LABELS[0]: (0.84, 0.85), LABELS[1]: (0.86, 0.83), LABELS[2]: (0.80, 0.81), LABELS[3]: (0.79, 0.80)}
+SCORES = {LABELS[0]: (0.84, 0.85), LABELS[1]: (0.86, 0.83), LABELS[2]: (0.80, 0.81), LABELS[3]: (0.79, 0.80),
+          LABELS[4]: (0.78, 0.79)}
 
 
 def _fake_run_pocket(tmp_path, calls):
     def run_pocket(loss, budget, seed, quick, stages, extra):
         calls.append((loss, budget, seed, stages, extra))
-        label = next(label for label in finetune_recipe.RECIPES if finetune_recipe.run_extra(label) == extra)
+        label = next(label for label in finetune_recipe.RECIPES
+                     if finetune_recipe.run_extra(label) == extra and finetune_recipe.recipe_loss(label) == loss)
         workdir = tmp_path / f"s{seed}_{LABELS.index(label)}"
         (workdir / "pruned").mkdir(parents=True)
         held_back, test = SCORES[label]
         union = {"selection_score": held_back + seed / 100, "selected_epoch": 8,
                  "after": {"a": test, "b": test}, "before": {}, "history": {}}
         (workdir / "pruned" / "finetune.json").write_text(json.dumps({"union": union}))
+        (workdir / "pruned" / "costs.json").write_text(json.dumps({"union_ratio": {"macs": 0.4}}))
         return {"workdir": workdir, "timings": {"prune": 100.0}}
     return run_pocket
 
@@ -40,6 +43,9 @@ def test_recipe_is_chosen_on_held_back_data_never_on_test(tmp_path, monkeypatch)
     # A recipe measured at fewer seeds than the others cannot win on its luckier seeds.
     partial = rows + [{**rows[0], "seed": 2, "recipe": "other", "held_back": 0.99}]
     assert finetune_recipe.summarize(partial)["chosen"] == LABELS[1]
+    # A recipe with another sharing loss trains its own model with that loss.
+    assert ("union", 0.5, 0, ("train", "prune"), finetune_recipe.run_extra(LABELS[4])) in calls
+    assert "sharing_loss" not in finetune_recipe.run_extra(LABELS[4])
 
 
 def test_page_and_plot(tmp_path, monkeypatch):
@@ -52,8 +58,8 @@ def test_page_and_plot(tmp_path, monkeypatch):
     page = finetune_recipe.markdown(record)
     assert (tmp_path / "recipe.png").stat().st_size > 0
     # Only the chosen recipe is reported on the test split.
-    assert f"| {LABELS[0]} (main job) | 1 | 0.840 | – | 8 |" in page
-    assert f"| {LABELS[1]} | 1 | 0.860 | 0.830 | 8 |" in page
+    assert f"| {LABELS[0]} (main job) | 1 | 0.840 | – | 0.400 | 8 |" in page
+    assert f"| {LABELS[1]} | 1 | 0.860 | 0.830 | 0.400 | 8 |" in page
     assert f"Held-back data choose **{LABELS[1]}**: not the main job's ({LABELS[0]})." in page
     assert f"| union-pruned model, {LABELS[1]} | 0.830 | 0.830 | 0.830 |" in page
     assert "| per-domain fine-tuning (tuned on the held-back data) | 0.950 | 0.850 | 0.900 |" in page
