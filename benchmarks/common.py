@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bap_tf.atomic import write_json, write_text  # noqa: E402
-from bap_tf.report import fmt  # noqa: E402,F401  (benchmark tables format numbers as the report does)
+from bap_tf.run.report import fmt  # noqa: E402,F401  (benchmark tables format numbers as the report does)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"

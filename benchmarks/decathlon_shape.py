@@ -36,7 +36,7 @@ def measure(settings):
     from bap_tf.data.synthetic import interleave, template_domains
     from bap_tf.model import BudgetAwareModel
     from bap_tf.prune import Rewriter
-    from bap_tf.prune.report import prune_report
+    from bap_tf.prune.costs_report import prune_report
     from bap_tf.switching import build_switched_network
 
     keras.utils.set_random_seed(0)

@@ -40,7 +40,7 @@ def baselines(workdir, work):
     from bap_tf.export.convert import export_android, export_micro
     from bap_tf.export.micro import find_arena_bytes
     from bap_tf.run import sources as data_sources
-    from bap_tf.run.evaluate import device_eval_set  # Keras is scored on the eval stage's images
+    from bap_tf.run.eval_stage import device_eval_set  # Keras is scored on the eval stage's images
 
     from benchmarks import run_models
 

@@ -219,7 +219,7 @@ def plot(frontier, references, path, current=()):
                   loc="outside right lower")
     axis.set_xlabel("union-pruned MACs relative to the backbone")
     axis.set_ylabel("mean test accuracy (4 domains)")
-    axis.set_xlim(0, 1.1)  # the x frame of every accuracy-vs-cost plot (bap_tf.report)
+    axis.set_xlim(0, 1.1)  # the x frame of every accuracy-vs-cost plot (bap_tf.run.report)
     axis.set_ylim(*y_limits(frontier, references, current))
     axis.grid(alpha=0.3)
     axis.set_title("Pocket benchmark: accuracy vs MACs")

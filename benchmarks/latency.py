@@ -119,7 +119,7 @@ def shape_entries(shape, cache, variants):
 
     from bap_tf.export.absorb import android_models
     from bap_tf.prune import Rewriter
-    from bap_tf.prune.report import model_cost
+    from bap_tf.prune.costs_report import model_cost
     from bap_tf.switching import gate_values
 
     network, domains = synthetic_network(shape)

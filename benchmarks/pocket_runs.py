@@ -34,7 +34,7 @@ STAGES = ("train", "prune", "export", "eval")
 FLAGFILE = "flags/pocket.cfg"
 FULL = {}
 QUICK = {"epochs": 2, "steps_per_epoch": 30, "eval_examples": 100, "calibration_examples": 64}
-# The S-score reference (frozen backbone + logistic regression per domain, bap_tf.run.reference)
+# The S-score reference (frozen backbone + logistic regression per domain, bap_tf.run.baseline_models)
 # depends on neither the budget, the sharing loss nor the mode: measured once (about two minutes
 # on 2 cores) and handed to every run with --reference_errors.
 REFERENCE = "reference_errors.json"
@@ -273,12 +273,12 @@ def shared_reference(runs_dir=RUNS):
 
 
 def shared_baselines(seed, quick, runs_dir=RUNS, measure=True, extra=None):
-    """The baselines (``bap_tf.run.baselines``) of the main job's settings at ``seed``, as its
+    """The baselines (``bap_tf.run.baseline_models``) of the main job's settings at ``seed``, as its
     eval stage would measure them: ``RUNS/<mode>/baselines_s<seed>.json``, measured first (in a
     child process, a few minutes) when missing or made with other flags (``measure=False``:
     None then). Only the flags they depend on (``baselines.DEPENDS_ON``) can make them stale;
     ``extra`` overrides the main job's flags (e.g. a benchmark's fine-tuning schedule)."""
-    from bap_tf.run.baselines import DEPENDS_ON
+    from bap_tf.run.baseline_models import DEPENDS_ON
 
     flags = {**baseline_flags(seed, quick, runs_dir), **(extra or {})}
     path = Path(runs_dir) / ("quick" if quick else "full") / f"baselines_s{seed}.json"
@@ -313,7 +313,7 @@ def baseline_flags(seed, quick, runs_dir=RUNS):
 
 def write_baselines(path, argv):
     """Both baselines of the config ``bap-train argv`` would run (child process of
-    ``shared_baselines``), through the cross-run baseline cache (``bap_tf.run.reference``): the
+    ``shared_baselines``), through the cross-run baseline cache (``bap_tf.run.baseline_cache``): the
     teachers a distilling run measured are these baselines, and are not measured again."""
     import dataclasses
     import tempfile
@@ -323,7 +323,7 @@ def write_baselines(path, argv):
     from bap_tf.atomic import write_json
     from bap_tf.cli import flags as cli_flags
     from bap_tf.config import ExperimentConfig
-    from bap_tf.run import reference
+    from bap_tf.run import baseline_cache
     from bap_tf.run.workdir import Workdir
 
     values = absl_flags.FlagValues()
@@ -331,7 +331,7 @@ def write_baselines(path, argv):
     values(["bap-train", "--workdir=unused", *argv])
     config = ExperimentConfig.from_dict(cli_flags.explicit_values(ExperimentConfig, values)).resolve()
     with tempfile.TemporaryDirectory() as folder:
-        measured = reference.measured_baselines(dataclasses.replace(config, baselines=True), Workdir(folder).create())
+        measured = baseline_cache.measured_baselines(dataclasses.replace(config, baselines=True), Workdir(folder).create())
     write_json(path, measured)
 
 
@@ -339,11 +339,11 @@ def write_reference(path):
     """The feature-extractor reference of the pocket domains, as ``bap-train`` would measure it."""
     from bap_tf.atomic import write_json
     from bap_tf.config import ExperimentConfig
-    from bap_tf.run import baselines
+    from bap_tf.run import baseline_models
 
     config = ExperimentConfig(dataset="pocket").resolve()
-    errors = {d: 1.0 - e["accuracy"] for d, e in baselines.feature_extractor(config).items()}
-    write_json(path, {"kind": "feature_extractor", "description": baselines.DESCRIPTIONS["feature_extractor"],
+    errors = {d: 1.0 - e["accuracy"] for d, e in baseline_models.feature_extractor(config).items()}
+    write_json(path, {"kind": "feature_extractor", "description": baseline_models.DESCRIPTIONS["feature_extractor"],
                       "pretrained": config.pretrained, "errors": errors})
 
 

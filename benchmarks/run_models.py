@@ -4,13 +4,13 @@ The baseline of the export and latency benchmarks is the *unpruned backbone*: th
 network rewritten with every switch on (``Rewriter(..., gates=all ones)``), i.e. the frozen
 backbone with a domain's own BatchNorms and head and nothing removed. It is what serving that
 domain costs without BAP, built by the same rewriter and counted by the same cost model
-(``bap_tf.prune.report.model_cost``) as the pruned models, so every ratio compares like with like.
+(``bap_tf.prune.costs_report.model_cost``) as the pruned models, so every ratio compares like with like.
 """
 
 import numpy as np
 
 from bap_tf.prune import Rewriter
-from bap_tf.prune.report import model_cost
+from bap_tf.prune.costs_report import model_cost
 from bap_tf.run.workdir import Workdir
 from bap_tf.switching import gate_values, switched_layers
 

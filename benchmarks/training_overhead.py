@@ -4,7 +4,7 @@ Both train on the same interleaved pocket batches (``bap_tf.data.train_dataset``
 domain, 4 domains, 32 px; a fixed set of batches held in memory so that the input pipeline is
 not timed) with the same backbone and Adam:
 
-- **BAP**: ``bap_tf.run.train.build_model`` (the ``BudgetAwareModel`` ``bap-train`` builds:
+- **BAP**: ``bap_tf.run.train_stage.build_model`` (the ``BudgetAwareModel`` ``bap-train`` builds:
   frozen switched convs, per-domain switches, BatchNorms and heads, budget and sharing terms,
   dual ascent) and its ``fit``;
 - **plain**: the same backbone in plain Keras, convolutions frozen, its BatchNorms and a head per
@@ -76,7 +76,7 @@ def child(kind, settings, output):
     from bap_tf.config import ExperimentConfig
     from bap_tf.data import train_dataset
     from bap_tf.run import sources as data_sources
-    from bap_tf.run.train import build_model
+    from bap_tf.run.train_stage import build_model
 
     keras.utils.set_random_seed(0)
     config = ExperimentConfig(dataset="pocket", batch_size=settings["batch_size"], pretrained=settings["pretrained"]).resolve()

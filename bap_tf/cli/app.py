@@ -156,7 +156,7 @@ def print_outputs(command, workdir, results):
                 total = sum(e["bytes"] for e in manifest[variant].values()) / 1024
                 print(f"  export/{variant}/<domain>.tflite: {len(manifest[variant])} files, {total:.0f} KiB in all")
     if "eval" in results:
-        from bap_tf.report import fmt  # loaded by the eval stage already; matplotlib slows --help
+        from bap_tf.run.report import fmt  # loaded by the eval stage already; matplotlib slows --help
 
         r = results["eval"]
         report = r.report

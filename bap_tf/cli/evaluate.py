@@ -3,7 +3,7 @@
     bap-eval --workdir=runs/pocket [--reference_errors=refs.json] [--mcu_ram_kb=128]
 
 Runs the exported files in LiteRT and TensorFlow Lite Micro, checks the microcontroller
-budget and writes WORKDIR/report.json, report.md and plots/ (see ``bap_tf.run.evaluate``).
+budget and writes WORKDIR/report.json, report.md and plots/ (see ``bap_tf.run.eval_stage``).
 """
 
 from bap_tf.cli import app, flags

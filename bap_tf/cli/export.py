@@ -1,4 +1,4 @@
-"""bap-export: writes the .tflite files of the run in --workdir (WORKDIR/export); see ``bap_tf.run.export``.
+"""bap-export: writes the .tflite files of the run in --workdir (WORKDIR/export); see ``bap_tf.run.export_stage``.
 
     bap-export --workdir=runs/pocket
 

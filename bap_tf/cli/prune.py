@@ -1,4 +1,4 @@
-"""bap-prune: builds the reduced models of the run in --workdir (WORKDIR/pruned); see ``bap_tf.run.prune``.
+"""bap-prune: builds the reduced models of the run in --workdir (WORKDIR/pruned); see ``bap_tf.run.prune_stage``.
 
     bap-prune --workdir=runs/pocket
 

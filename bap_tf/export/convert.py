@@ -3,7 +3,7 @@
 Both follow the same path: the parent writes a SavedModel with one signature per model
 (``saved_model.py``), a child process (``convert_worker.py``) converts it with TF's
 ``TFLiteConverter`` into a temporary file beside the destination, the parent checks the file
-with LiteRT (``validate.py``) and only then renames it into place (``atomic.py``). A failed,
+with LiteRT (``file_checks.py``) and only then renames it into place (``atomic.py``). A failed,
 crashed or killed conversion therefore never leaves a partial or unchecked ``.tflite``, and an
 existing file at the destination survives it unchanged.
 
@@ -21,7 +21,7 @@ from bap_tf.export.child import WorkerError, run_worker
 from bap_tf.export.saved_model import write_saved_model
 from bap_tf.export.sharing import keep_shared_kernels
 from bap_tf.export.signatures import DEFAULT_SIGNATURE, check_signature_keys
-from bap_tf.export.validate import check_android_model, check_int8_model
+from bap_tf.export.file_checks import check_android_model, check_int8_model
 
 VARIANTS = ("float32", "dynamic")
 DEFAULT_TIMEOUT_S = 1800

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from bap_tf.atomic import write_text
-from bap_tf.export.validate import check_int8_model
+from bap_tf.export.file_checks import check_int8_model
 
 ARENA_MARGIN = 0.25
 ARENA_ALIGN_BYTES = 1024

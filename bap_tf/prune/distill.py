@@ -1,6 +1,6 @@
 """Distillation from per-domain teachers while the reduced models are fine-tuned.
 
-The teachers are the per-domain fine-tuning baselines (``bap_tf.run.baselines``): one whole
+The teachers are the per-domain fine-tuning baselines (``bap_tf.run.baseline_models``): one whole
 backbone per domain, the reference the pruned model is scored against. Their logits on the
 fine-tuning images are computed once (the fine-tuning data are not augmented, so one pass
 suffices) and travel with the labels: ``y_true`` is ``[label, teacher logits...]``, which lets

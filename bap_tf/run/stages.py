@@ -12,15 +12,15 @@ from bap_tf.run.workdir import Workdir
 def _stage(name):
     # Imported on use: a command that only evaluates need not load the trainer, and back.
     if name == "train":
-        from bap_tf.run.train import train
+        from bap_tf.run.train_stage import train
         return train
     if name == "prune":
-        from bap_tf.run.prune import prune
+        from bap_tf.run.prune_stage import prune
         return prune
     if name == "export":
-        from bap_tf.run.export import export
+        from bap_tf.run.export_stage import export
         return export
-    from bap_tf.run.evaluate import evaluate
+    from bap_tf.run.eval_stage import evaluate
     return evaluate
 
 

@@ -12,7 +12,7 @@ from bap_tf.backbones import build_backbone
 from bap_tf.config import ExperimentConfig, PretrainConfig
 from bap_tf.run import stages, strategy
 from bap_tf.run.pretrain import pretrain
-from bap_tf.run.train import train
+from bap_tf.run.train_stage import train
 from bap_tf.run.workdir import Workdir
 
 
@@ -86,7 +86,7 @@ def test_shipped_backbone_is_found_and_others_are_asked_for(pocket_cache):
 @pytest.mark.slow
 def test_prune_stage_with_finetuning(tmp_path, pocket_cache):
     from bap_tf.prune.saving import load_union
-    from bap_tf.run.prune import prune
+    from bap_tf.run.prune_stage import prune
 
     # One domain: each fine-tuned model costs a trace of its training step (~30 s here); the
     # joint fine-tuning of several domains is tested in tests/prune/test_finetune.py.

@@ -42,7 +42,7 @@ def test_shared_and_per_domain_layouts_match_keras_with_rounding(tmp_path):
         np.testing.assert_allclose(union[name].predict(images, verbose=0), own[name].predict(images, verbose=0), atol=1e-4)
     # The latency benchmark's per-operator profile cuts every operator out of the file: each runs
     # alone, and their MACs are the cost model's.
-    from bap_tf.prune.report import model_cost
+    from bap_tf.prune.costs_report import model_cost
     from benchmarks import op_profile
 
     ops = op_profile.ops_of(path.read_bytes(), "birds_own")

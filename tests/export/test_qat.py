@@ -17,7 +17,7 @@ import pytest
 import tiny_models
 from bap_tf.export import qat
 from bap_tf.export.litert import LiteRTModel
-from bap_tf.export.validate import check_int8_model
+from bap_tf.export.file_checks import check_int8_model
 
 # Looked up in a child process: importing tfmot here would switch this process to Keras 2.
 _AVAILABLE, _REASON = qat.qat_available()

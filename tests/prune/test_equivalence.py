@@ -7,7 +7,7 @@ import pytest
 import prune_nets
 from bap_tf import switching
 from bap_tf.layers import ChannelGather, ChannelMask, SwitchedConv2D
-from bap_tf.prune import Rewriter, report
+from bap_tf.prune import Rewriter, costs_report
 
 
 @pytest.mark.parametrize("budget", [0.25, 0.5, 0.75])
@@ -102,7 +102,7 @@ def test_whole_union_drops_the_masks_and_keeps_the_shared_convs(networks):
     masked, whole = rewriter.union_models(), rewriter.union_models(domain_masks=False)
     assert prune_nets.layers_of_type(masked, ChannelMask) and not prune_nets.layers_of_type(whole, ChannelMask)
     names = rewriter.dependency.switched
-    assert report.model_cost(whole, names).total.macs == report.model_cost(masked, names).total.macs
+    assert costs_report.model_cost(whole, names).total.macs == costs_report.model_cost(masked, names).total.macs
     conv = switching.switched_layers(network)[3].name
     assert whole["birds"].get_layer(conv) is whole["cars"].get_layer(conv)
     batch = prune_nets.images(network, seed=4)
@@ -124,9 +124,9 @@ def test_all_switches_on_keeps_the_original_size(networks, arch):
         for layer in network.layers:
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, SwitchedConv2D)):
                 assert model.get_layer(layer.name).kernel.shape == layer.kernel.shape
-    backbone = report.backbone_cost(network).total
+    backbone = costs_report.backbone_cost(network).total
     for model in own.values():  # a per-domain model is the backbone plus its head
-        cost = report.model_cost(model, rewriter.dependency.switched)
+        cost = costs_report.model_cost(model, rewriter.dependency.switched)
         assert cost.total.params - cost.parts["heads"].params == backbone.params
         assert cost.total.macs - cost.parts["heads"].macs == backbone.macs
     worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=4), own)
@@ -174,7 +174,7 @@ def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple,
         assert not prune_nets.layers_of_type(own, ChannelGather)
         assert not prune_nets.layers_of_type(union, ChannelGather)
     switched = graph.switched
-    rounded, unrounded = report.model_cost(own["cars"], switched), report.model_cost(plain.domain_model("cars"), switched)
+    rounded, unrounded = costs_report.model_cost(own["cars"], switched), costs_report.model_cost(plain.domain_model("cars"), switched)
     assert rounded.total.macs >= unrounded.total.macs
     if multiple > 1 or dense:
         assert rounded.total.macs > unrounded.total.macs  # the extra channels are paid for

@@ -1,6 +1,6 @@
 """The chain after training on a tiny MobileNetV3-Small (hard-swish, squeeze-and-excitation):
 switched network, prune, the Android file and an int8 file, run in LiteRT and TFLM with the
-fidelity checks of ``export.checks`` (the ones ``bap-train`` reports for ResNet-26)."""
+fidelity checks of ``export.runtime_checks`` (the ones ``bap-train`` reports for ResNet-26)."""
 
 import keras
 import numpy as np
@@ -8,10 +8,10 @@ import pytest
 
 import prune_nets
 from bap_tf import backbones, switching
-from bap_tf.export import checks, convert
+from bap_tf.export import convert, runtime_checks
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.micro import MicroModel
-from bap_tf.export.validate import check_int8_model
+from bap_tf.export.file_checks import check_int8_model
 from bap_tf.prune import Rewriter
 
 
@@ -30,7 +30,7 @@ def test_pruned_mobilenet_v3_runs_in_litert_and_tflm_like_keras(tmp_path):
     android = convert.export_android(union, tmp_path / "android.tflite")
     micro = {"birds": convert.export_micro(union["birds"], tmp_path / "birds_int8.tflite", images[16:])}
 
-    result = checks.run_checks(union, eval_sets, android_path=android, micro_paths=micro)
+    result = runtime_checks.run_checks(union, eval_sets, android_path=android, micro_paths=micro)
     for name, domain in result["domains"].items():
         assert domain["tflite_float_vs_keras"]["max_abs_logit_diff"] < 1e-4, name
         assert domain["tflite_float_vs_keras"]["argmax_agreement"] == 1.0, name

@@ -9,7 +9,7 @@ import pytest
 from bap_tf.config import ExperimentConfig
 from bap_tf.data import pocket
 from bap_tf.run import sources
-from bap_tf.run.train import train
+from bap_tf.run.train_stage import train
 from bap_tf.run.workdir import Workdir
 
 

@@ -7,7 +7,7 @@ import pytest
 import prune_nets
 from bap_tf import costs, switching
 from bap_tf.layers import ChannelGather, ChannelMask
-from bap_tf.prune import Rewriter, report
+from bap_tf.prune import Rewriter, costs_report
 
 TOY_DOMAINS = [("birds", 2), ("cars", 3)]
 
@@ -27,7 +27,7 @@ def test_toy_costs_by_hand():
     network = toy_network()
     # Backbone: stem 3*3*3*4 = 108 weights, 8*8 positions -> 6912 MACs; BN folds to 4 biases;
     # pointwise 4*6 + 6 = 30 params, 8*8*24 = 1536 MACs.
-    backbone = report.backbone_cost(network)
+    backbone = costs_report.backbone_cost(network)
     assert backbone.parts["unswitched"] == costs.Cost(108 + 4, 6912)
     assert backbone.parts["switched"] == costs.Cost(30, 1536)
     assert backbone.parts["heads"] == costs.Cost(0, 0)
@@ -36,7 +36,7 @@ def test_toy_costs_by_hand():
     gates = {"pointwise": np.array([[False, False, True, True], [False, True, True, True]])}
     rewriter = Rewriter(network, TOY_DOMAINS, gates)
     union = rewriter.union_models()
-    cost = report.model_cost(union, rewriter.dependency.switched)
+    cost = costs_report.model_cost(union, rewriter.dependency.switched)
     # Stem keeps 3 filters: 3*3*3*3 = 81, 64*81 = 5184 MACs; pointwise reads 3: 3*6 + 6 = 24,
     # 64*18 = 1152 MACs; a 3-channel BN per domain; heads 6*2 + 2 = 14 and 6*3 + 3 = 21.
     assert cost.parts["unswitched"] == costs.Cost(81 + 2 * 3, 5184)
@@ -47,12 +47,12 @@ def test_toy_costs_by_hand():
     assert cost.mask_bits == 3
     assert cost.params_with_masks == pytest.approx(146 + 3 / 32)
 
-    summary = report.prune_report(rewriter, union, {"birds": rewriter.domain_model("birds")})
+    summary = costs_report.prune_report(rewriter, union, {"birds": rewriter.domain_model("birds")})
     assert summary["backbone"]["params"] == 142 and summary["backbone"]["macs"] == 8448
     assert summary["union"]["params"] == 146 and summary["union"]["mask_bits"] == 3
     assert summary["union_ratio"]["switched_macs"] == pytest.approx(1152 / 1536)
 
-    birds = report.model_cost(rewriter.domain_model("birds"), rewriter.dependency.switched)
+    birds = costs_report.model_cost(rewriter.domain_model("birds"), rewriter.dependency.switched)
     # Stem 2 filters: 54 params, 3456 MACs; BN 2; pointwise reads 2: 18 params, 768 MACs; head 14.
     assert birds.total == costs.Cost(54 + 2 + 18 + 14, 3456 + 768 + 12)
     assert birds.mask_bits == 0
@@ -77,10 +77,10 @@ def test_counts_equal_keras_count_params(networks, arch):
         # Masks and gathers hold no weights; masks count as bits.
         assert all(layer.count_params() == 0 for layer in layers if isinstance(layer, (ChannelMask, ChannelGather)))
         mask_bits = sum(len(layer.mask) for layer in layers if isinstance(layer, ChannelMask))
-        assert report.model_cost(models, rewriter.dependency.switched).mask_bits == mask_bits
+        assert costs_report.model_cost(models, rewriter.dependency.switched).mask_bits == mask_bits
     assert costs.mask_bits(union) > 0  # random per-domain switches need masks in the union
     for model in rewriter.domain_models().values():  # a lone model: the usual count_model
-        assert report.model_cost(model, rewriter.dependency.switched).total == costs.count_model(model)
+        assert costs_report.model_cost(model, rewriter.dependency.switched).total == costs.count_model(model)
 
 
 def _random_halves(network, rng):
@@ -99,8 +99,8 @@ def test_half_budget_halves_the_switched_macs(networks, arch):
     network = networks(arch)
     rewriter = Rewriter(network, prune_nets.domains_of(network), _random_halves(network, np.random.default_rng(12)))
     union = rewriter.union_models()
-    backbone = report.backbone_cost(network)
-    cost = report.model_cost(union, rewriter.dependency.switched)
+    backbone = costs_report.backbone_cost(network)
+    cost = costs_report.model_cost(union, rewriter.dependency.switched)
     ratio = cost.parts["switched"].macs / backbone.parts["switched"].macs
     for part in costs.PARTS:
         print(f"{arch} {part} MACs: union {cost.parts[part].macs}, backbone {backbone.parts[part].macs}")
@@ -117,7 +117,7 @@ def test_rounding_is_paid_for_and_the_budget_check_says_by_how_much():
     checks = {}
     for multiple in (1, 4):
         rewriter = Rewriter(network, TOY_DOMAINS, gates=gates, channel_multiple=multiple, dense_reads=multiple > 1)
-        result = report.prune_report(rewriter, rewriter.union_models(), rewriter.domain_models(), budget=(0.5, "macs"))
+        result = costs_report.prune_report(rewriter, rewriter.union_models(), rewriter.domain_models(), budget=(0.5, "macs"))
         checks[multiple] = result["budget_check"]["birds"]
         assert result["domains"]["birds"]["switched_macs"] == 8 * 8 * 6 * (1 if multiple == 1 else 4)
     assert checks[1]["met"] and checks[1]["ratio"] == pytest.approx(0.25) and checks[1]["exceeded_by"] == 0.0

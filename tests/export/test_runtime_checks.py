@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bap_tf.export.checks import check_domain, run_checks
+from bap_tf.export.runtime_checks import check_domain, run_checks
 from bap_tf.export.mcu import check_mcu_budget, footprints_from_checks
 
 

@@ -11,10 +11,10 @@ that did not run leaves its entries ``null``), then measures per domain:
 - the microcontroller budget check (``--mcu_flash_kb``, ``--mcu_ram_kb``);
 - the promise (``export.promise``): the Android file's stored parameters, bytes and each
   signature's latency, and the int8 files' flash, against the unpruned backbone's files;
-- the baselines (``bap_tf.run.baselines``: feature extractor, per-domain fine-tuning);
-- the S-score against the reference errors (``bap_tf.run.reference``) and the efficiency.
+- the baselines (``bap_tf.run.baseline_models``: feature extractor, per-domain fine-tuning);
+- the S-score against the reference errors (``bap_tf.run.s_score_reference``) and the efficiency.
 
-Writes ``report.json``, ``report.md`` and ``plots/`` (``bap_tf.report``). With
+Writes ``report.json``, ``report.md`` and ``plots/`` (``bap_tf.run.report``). With
 ``enforce_mcu_budget`` a domain over budget raises ``McuBudgetError`` once the report is written.
 """
 
@@ -25,17 +25,18 @@ from absl import logging
 from tqdm import tqdm
 
 from bap_tf import metrics
-from bap_tf import report as report_lib
+from bap_tf.run import report as report_lib
 from bap_tf.atomic import read_json
 from bap_tf.domains import identifier
 from bap_tf.data import eval_datasets
 from bap_tf.export import promise as promise_lib
-from bap_tf.export.checks import run_checks
+from bap_tf.export.runtime_checks import run_checks
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.timing import signature_latencies
 from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
 from bap_tf.run import sources as data_sources
-from bap_tf.run.reference import measured_baselines, reference_errors
+from bap_tf.run.baseline_cache import measured_baselines
+from bap_tf.run.s_score_reference import reference_errors
 from bap_tf.switching import gate_values
 
 

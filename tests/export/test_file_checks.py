@@ -2,7 +2,7 @@
 
 import pytest
 
-from bap_tf.export.validate import ModelCheckError, check_android_model, check_int8_model
+from bap_tf.export.file_checks import ModelCheckError, check_android_model, check_int8_model
 
 
 def test_int8_check_rejects_a_float_model(android_float):

@@ -1,4 +1,5 @@
-"""The baselines measured on the run's data, and the S-score reference taken from them."""
+"""The baselines measured once per workdir and cached across runs, the teachers kept with them,
+and the S-score reference taken from them."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 from bap_tf.config import ExperimentConfig
 from bap_tf.data import pocket
-from bap_tf.run import baselines, reference
+from bap_tf.run import baseline_cache, baseline_models, s_score_reference
 from bap_tf.run.workdir import Workdir
 
 
@@ -28,24 +29,24 @@ def _config(cache, **overrides):
 def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, pocket_cache, monkeypatch):
     config = _config(pocket_cache)
     workdir = Workdir(tmp_path / "run").create()
-    measured = reference.measured_baselines(config, workdir)
+    measured = baseline_cache.measured_baselines(config, workdir)
     for kind in ("feature_extractor", "finetune"):
         entry = measured[kind]["digits"]
         assert 0.0 <= entry["accuracy"] <= 1.0 and entry["params"] > 0 and entry["macs"] > 0
         assert 0.0 <= entry["held_back"] <= 1.0  # the setting was chosen on held-back data
     assert measured["finetune"]["digits"]["epoch"] in (0, 1, 2)  # selected on the validation split
-    assert measured["finetune"]["digits"]["settings"] in baselines.FINETUNE_GRID
-    assert measured["feature_extractor"]["digits"]["settings"]["C"] in baselines.FEATURE_EXTRACTOR_C
-    errors, description = reference.reference_errors(config, measured)
+    assert measured["finetune"]["digits"]["settings"] in baseline_models.FINETUNE_GRID
+    assert measured["feature_extractor"]["digits"]["settings"]["C"] in baseline_models.FEATURE_EXTRACTOR_C
+    errors, description = s_score_reference.reference_errors(config, measured)
     assert errors == {"digits": pytest.approx(1.0 - measured["finetune"]["digits"]["accuracy"])}
     assert description.startswith("finetune")
     # Saved with what it depends on: the same settings reuse it, others measure again.
-    monkeypatch.setattr(baselines, "finetune", lambda config, workdir, *models_dir: pytest.fail("measured twice"))
-    assert reference.measured_baselines(config, workdir) == measured
+    monkeypatch.setattr(baseline_models, "finetune", lambda config, workdir, *models_dir: pytest.fail("measured twice"))
+    assert baseline_cache.measured_baselines(config, workdir) == measured
     assert json.loads(workdir.baselines.read_text())["key"]["epochs"] == 2
     calls = []
-    monkeypatch.setattr(baselines, "finetune", lambda config, workdir, *models_dir: calls.append(config) or measured["finetune"])
-    reference.measured_baselines(_config(pocket_cache, epochs=3), workdir)
+    monkeypatch.setattr(baseline_models, "finetune", lambda config, workdir, *models_dir: calls.append(config) or measured["finetune"])
+    baseline_cache.measured_baselines(_config(pocket_cache, epochs=3), workdir)
     assert len(calls) == 1
 
 
@@ -54,46 +55,24 @@ def test_without_baselines_a_reference_file_measures_nothing(tmp_path, monkeypat
     refs.write_text(json.dumps({"digits": 0.25}))
     config = ExperimentConfig(domains=("digits",), baselines=False, reference_errors=str(refs)).resolve()
     for kind in ("finetune", "feature_extractor"):
-        monkeypatch.setattr(baselines, kind, lambda config, workdir, *models_dir: pytest.fail("measured"))
-    measured = reference.measured_baselines(config, Workdir(tmp_path / "run").create())
+        monkeypatch.setattr(baseline_models, kind, lambda config, workdir, *models_dir: pytest.fail("measured"))
+    measured = baseline_cache.measured_baselines(config, Workdir(tmp_path / "run").create())
     assert measured == {"feature_extractor": None, "finetune": None}
-    assert reference.reference_errors(config, measured) == ({"digits": 0.25}, f"file: {refs}")
-
-
-def test_each_domain_takes_the_setting_best_on_held_back_data(tmp_path, pocket_cache, monkeypatch):
-    scores = {(1e-3, True): 0.5, (1e-3, False): 0.9, (2e-3, True): 0.7, (2e-3, False): 0.6}
-    trained = []
-
-    def fake(config, train, held, setting):
-        trained.append(setting)
-        model = baselines._with_head(keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D()]),
-                                     train.num_classes, "fake")
-        return model, scores[setting["learning_rate"], setting["augment"]], 1
-
-    monkeypatch.setattr(baselines, "_finetuned", fake)
-    config = _config(pocket_cache, image_size=16)
-    entry = baselines.finetune(config, Workdir(tmp_path / "run").create())["digits"]
-    assert trained == list(baselines.FINETUNE_GRID)
-    assert entry["settings"] == {"learning_rate": 1e-3, "augment": False} and entry["held_back"] == 0.9
-    # Nothing held back: nothing to choose on, the first setting is taken.
-    trained.clear()
-    config = _config(pocket_cache, image_size=16, validation_fraction=0.0)
-    entry = baselines.finetune(config, Workdir(tmp_path / "other").create())["digits"]
-    assert trained == [baselines.FINETUNE_GRID[0]] and entry["settings"] == baselines.FINETUNE_GRID[0]
+    assert s_score_reference.reference_errors(config, measured) == ({"digits": 0.25}, f"file: {refs}")
 
 
 def test_baselines_are_shared_by_runs_that_differ_in_budget_or_sharing_loss(tmp_path, pocket_cache, monkeypatch):
     measured = {"digits": {"accuracy": 0.9, "params": 1, "macs": 1}}
     calls = []
     for kind in ("finetune", "feature_extractor"):
-        monkeypatch.setattr(baselines, kind, lambda config, workdir, *models_dir: calls.append(config) or measured)
-    first = reference.measured_baselines(_config(pocket_cache), Workdir(tmp_path / "a").create())
-    assert len(calls) == 2 and reference.cache_path(_config(pocket_cache)).exists()
+        monkeypatch.setattr(baseline_models, kind, lambda config, workdir, *models_dir: calls.append(config) or measured)
+    first = baseline_cache.measured_baselines(_config(pocket_cache), Workdir(tmp_path / "a").create())
+    assert len(calls) == 2 and baseline_cache.cache_path(_config(pocket_cache)).exists()
     other = _config(pocket_cache, budget=0.25, sharing_loss="union")
-    assert reference.measured_baselines(other, Workdir(tmp_path / "b").create()) == first
+    assert baseline_cache.measured_baselines(other, Workdir(tmp_path / "b").create()) == first
     assert len(calls) == 2  # reused from the cache, and written into the new workdir
     assert json.loads((tmp_path / "b" / "baselines.json").read_text())["finetune"] == measured
-    reference.measured_baselines(_config(pocket_cache, seed=1), Workdir(tmp_path / "c").create())
+    baseline_cache.measured_baselines(_config(pocket_cache, seed=1), Workdir(tmp_path / "c").create())
     assert len(calls) == 4  # another seed: other baselines
 
 
@@ -102,10 +81,10 @@ def test_the_cache_knows_when_a_folder_domain_changed(tmp_path):
     (root / "d1" / "a").mkdir(parents=True)
     (root / "d1" / "a" / "x.png").write_bytes(b"one")
     config = ExperimentConfig(dataset="folders", folders_root=str(root), domains=("d1",))
-    before = reference.cache_path(config)
-    assert reference.cache_path(config) == before
+    before = baseline_cache.cache_path(config)
+    assert baseline_cache.cache_path(config) == before
     (root / "d1" / "a" / "y.png").write_bytes(b"two")
-    assert reference.cache_path(config) != before
+    assert baseline_cache.cache_path(config) != before
 
 
 def test_teachers_are_the_fine_tuning_baselines_kept_in_the_cache(tmp_path, pocket_cache, monkeypatch):
@@ -115,15 +94,15 @@ def test_teachers_are_the_fine_tuning_baselines_kept_in_the_cache(tmp_path, pock
     def fake(config, train, held, setting):
         measured.append(setting)
         backbone = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D()])
-        return baselines._with_head(backbone, train.num_classes, "fake"), 0.5, 1
+        return baseline_models._with_head(backbone, train.num_classes, "fake"), 0.5, 1
 
-    monkeypatch.setattr(baselines, "_finetuned", fake)
-    teachers = reference.teacher_models(config, Workdir(tmp_path / "a").create())
+    monkeypatch.setattr(baseline_models, "_finetuned", fake)
+    teachers = baseline_cache.teacher_models(config, Workdir(tmp_path / "a").create())
     assert list(teachers) == ["digits"] and teachers["digits"].output_shape == (None, 10)
     assert (tmp_path / "a" / "baselines.json").exists()  # measured for the teachers, kept as the run's baselines
     count = len(measured)
-    reference.teacher_models(config, Workdir(tmp_path / "b").create())
+    baseline_cache.teacher_models(config, Workdir(tmp_path / "b").create())
     assert len(measured) == count  # the cache had them
-    (reference.models_dir(config) / "digits.keras").unlink()
-    reference.teacher_models(config, Workdir(tmp_path / "c").create())
+    (baseline_cache.models_dir(config) / "digits.keras").unlink()
+    baseline_cache.teacher_models(config, Workdir(tmp_path / "c").create())
     assert len(measured) == 2 * count  # a missing model is measured again

@@ -1,18 +1,14 @@
-"""The S-score's reference errors and the run's baselines, measured once per workdir.
+"""The run's baselines, measured once per workdir and cached across runs, and the teachers.
 
-Reference errors from a file (``--reference_errors=PATH``): JSON ``{domain: error}`` with errors
-as fractions in [0, 1] (e.g. the published errors of fine-tuned models), or a JSON file whose
-``errors`` entry holds them (a ``reference_errors.json`` shared by several runs).
-
-Otherwise measured in the run (``bap_tf.run.baselines``): per-domain fine-tuning of the whole
-backbone, the Visual Decathlon convention (250 points per domain at the reference), or, when
-``config.baselines`` is off, the cheaper feature extractor.
-
-``measured_baselines`` keeps what it measured in ``WORKDIR/baselines.json`` with the settings
-it depends on, so a stage run again reuses it, and in a cache shared by every run of the
-machine (``cache_path``): the baselines depend on the data, backbone, seed and their own
+``measured_baselines`` measures the baselines the run needs (``bap_tf.run.baseline_models``:
+per-domain fine-tuning of the whole backbone and the cheaper feature extractor), for the report
+and for the S-score reference when no ``--reference_errors`` file gives it
+(``bap_tf.run.s_score_reference``). It keeps what it measured in ``WORKDIR/baselines.json`` with
+the settings it depends on, so a stage run again reuses it, and in a cache shared by every run of
+the machine (``cache_path``): the baselines depend on the data, backbone, seed and their own
 settings, not on the budget or the sharing loss, so a run that differs only in those reuses
-them instead of fine-tuning D backbones again.
+them instead of fine-tuning D backbones again. ``teacher_models`` loads the fine-tuning
+baseline's models from that cache (measuring them first if needed), the distillation's teachers.
 """
 
 import dataclasses
@@ -23,9 +19,8 @@ from pathlib import Path
 
 import keras
 
-from bap_tf import metrics
 from bap_tf.atomic import read_json, write_json
-from bap_tf.run import baselines as baselines_lib
+from bap_tf.run import baseline_models as baselines_lib
 from bap_tf.run import sources as data_sources
 
 # Where measured baselines are cached across runs; default: ~/.cache/bap_tf/baselines.
@@ -101,39 +96,3 @@ def teacher_models(config, workdir):
     as the run's baselines) when the cache lacks them."""
     measured_baselines(dataclasses.replace(config, baselines=True), workdir, with_models=True)
     return {d: keras.saving.load_model(models_dir(config) / f"{d}.keras", compile=False) for d in config.domains}
-
-
-def reference_errors(config, baselines):
-    """``(errors {domain: error}, description)`` of the S-score reference, given the run's
-    ``measured_baselines``: the file when there is one, else fine-tuning, else the feature
-    extractor."""
-    if config.reference_errors:
-        return load_reference_errors(config.reference_errors, config.domains)
-    kind = "finetune" if baselines.get("finetune") else "feature_extractor"
-    errors = {d: 1.0 - baselines[kind][d]["accuracy"] for d in config.domains}
-    return errors, f"{baselines_lib.DESCRIPTIONS[kind]}; measured in this run on the same test split"
-
-
-def load_reference_errors(path, domains):
-    """``({domain: error}, description)`` from a JSON file (see module docstring)."""
-    try:
-        data = read_json(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"reference_errors must be a JSON file {{domain: error}}. Received: "
-            f"reference_errors={path!r}, which does not exist"
-        ) from None
-    except ValueError as error:
-        raise ValueError(f"reference_errors must be a JSON file {{domain: error}}. Received: {path} ({error})") from None
-    errors = data.get("errors", data) if isinstance(data, dict) else None
-    if not isinstance(errors, dict):
-        raise ValueError(f"reference_errors must hold a JSON object {{domain: error}}. Received: {path}")
-    missing = [d for d in domains if d not in errors]
-    if missing:
-        raise ValueError(
-            f"reference_errors must give an error for every domain {list(domains)}. "
-            f"Received: {path} lacks {missing}"
-        )
-    for domain in domains:
-        metrics.check_error(domain, errors[domain], f"The reference error of {domain!r} in {path}")
-    return {d: float(errors[d]) for d in domains}, f"file: {path}"

@@ -8,7 +8,7 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
   kernel rows rather than gathers, and the fine-tuning adapts each domain's BatchNorms and head;
 - ``<domain>.keras``: each domain alone, physically pruned to its own switches;
 - ``costs.json``: params and MACs of the backbone, the union model and each domain's model
-  (``bap_tf.prune.report``), and the largest logit difference between the reduced models and
+  (``bap_tf.prune.costs_report``), and the largest logit difference between the reduced models and
   the masked model on a few test images (the rewrite's invariant: float tolerance; with
   ``whole_union`` or the ``shared_filters`` Android layout the union model computes another
   function, and only the domains' models are compared);
@@ -24,10 +24,10 @@ from absl import logging
 
 from bap_tf.prune import Rewriter
 from bap_tf.prune.finetune import finetune_domain, finetune_union
-from bap_tf.prune.report import prune_report
+from bap_tf.prune.costs_report import prune_report
 from bap_tf.prune.saving import load_union, save_union
 from bap_tf.run import sources as data_sources
-from bap_tf.run.reference import teacher_models
+from bap_tf.run.baseline_cache import teacher_models
 from bap_tf.atomic import atomic_path, write_json
 
 # Test images per domain on which the reduced models are compared with the masked model.

@@ -56,18 +56,18 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
 
     Args:
       config: the run's ``ExperimentConfig``.
-      costs: ``bap_tf.prune.report.prune_report`` output (the prune stage's costs.json).
+      costs: ``bap_tf.prune.costs_report.prune_report`` output (the prune stage's costs.json).
       accuracy: ``{"masked": {domain: acc}, "pruned": {domain: acc}, "own": {domain: acc}}``, Keras,
         whole test split (``own``: each domain's own pruned model; optional).
       num_test: ``{domain: test images}``.
-      checks: ``bap_tf.export.checks.run_checks`` output.
+      checks: ``bap_tf.export.runtime_checks.run_checks`` output.
       extra_accuracy: ``{"dynamic": {domain: acc}, "qat": {domain: acc}}`` (either may be absent).
       manifest: the export stage's manifest; mcu: ``check_mcu_budget`` output or None.
       kept_fractions: ``{domain: kept fraction}``; union_fraction: float.
       layers: ``[{"name", "in_channels", "kept": {domain: n}, "union": n}]``.
       reference_errors: ``{domain: error}``; reference: how they were obtained.
       history: the train stage's history.json (or None); timings: ``{stage: seconds}``.
-      baselines: ``bap_tf.run.reference.measured_baselines`` output (None: none measured).
+      baselines: ``bap_tf.run.baseline_cache.measured_baselines`` output (None: none measured).
       promise: ``{"layout", "android", "micro"}`` of ``bap_tf.export.promise`` (None: not measured).
     """
     union = costs["union"]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bap_tf import report as report_lib
+from bap_tf.run import report as report_lib
 from bap_tf.config import ExperimentConfig
 
 DOMAINS = ("digits", "letters")
