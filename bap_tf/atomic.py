@@ -33,7 +33,8 @@ def atomic_path(destination):
     destination.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(destination.suffixes)
     stem = destination.name[: len(destination.name) - len(suffix)]
-    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-", suffix=f".tmp{suffix}", dir=destination.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}-", suffix=f".tmp{suffix}",
+                                         dir=destination.parent)
     os.close(handle)
     temporary = Path(temporary)
     try:

@@ -21,7 +21,8 @@ from bap_tf.domains import check_domain_names  # a module without TensorFlow
 # Names the library defines; repeated here so that building and validating a config (and so a
 # command's --help and its flag errors) does not import TensorFlow. tests/cli/test_config.py
 # checks that each one equals the library's own constant.
-BACKBONES = ("resnet26", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")  # bap_tf.backbones.BACKBONES
+# The same as bap_tf.backbones.BACKBONES.
+BACKBONES = ("resnet26", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
 BUDGET_METRICS = ("macs", "params")  # bap_tf.costs.BUDGET_METRICS
 SHARING_LOSSES = ("none", "union", "intersection", "jaccard")  # bap_tf.losses.SHARING_LOSSES
 POCKET_SOURCE = "fashion_mnist"  # bap_tf.data.pocket.POCKET_SOURCE
@@ -149,11 +150,12 @@ def default_domains(dataset, folders_root=None):
             "dataset='folders' needs folders_root: a folder holding <domain>/train/<class>/* and "
             f"<domain>/test/<class>/* (or <domain>/<class>/*). Received: folders_root={folders_root!r}"
         )
-    names = sorted(n for n in os.listdir(folders_root) if os.path.isdir(os.path.join(folders_root, n)) and not n.startswith("."))
+    names = sorted(n for n in os.listdir(folders_root)
+                   if os.path.isdir(os.path.join(folders_root, n)) and not n.startswith("."))
     if not names:
         raise ValueError(
-            f"folders_root has no domain sub-folders. Expected <domain>/{{train,test}}/<class>/* or <domain>/<class>/*. "
-            f"Received: folders_root={folders_root!r}"
+            "folders_root has no domain sub-folders. Expected <domain>/{train,test}/<class>/* or "
+            f"<domain>/<class>/*. Received: folders_root={folders_root!r}"
         )
     return tuple(names)
 
@@ -405,7 +407,8 @@ class ExperimentConfig:
         _check_choice("finetune_schedule", self.finetune_schedule, FINETUNE_SCHEDULES)
         _check_choice("android_layout", self.android_layout, ANDROID_LAYOUTS)
         object.__setattr__(self, "android_layout", resolve_android_layout(self.android_layout, self.finetune_epochs))
-        if not (isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool) and 0.0 < self.budget <= 1.0):
+        budget = self.budget
+        if not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0.0 < budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")
         if self.sharing_weight is not None:
             _check_number("sharing_weight", self.sharing_weight)
@@ -425,7 +428,8 @@ class ExperimentConfig:
         if self.distill_weight > 1:
             _fail("distill_weight", self.distill_weight, "a fraction in [0, 1]")
         if self.distill_weight and not self.finetune_epochs:
-            _fail("distill_weight", self.distill_weight, "0 when finetune_epochs=0 (distillation happens in the fine-tuning)")
+            _fail("distill_weight", self.distill_weight,
+                  "0 when finetune_epochs=0 (distillation happens in the fine-tuning)")
         if self.android_layout == "shared_filters" and not self.finetune_epochs:
             _fail("android_layout", self.android_layout, "per_domain or shared when finetune_epochs=0 (shared_filters "
                   "changes the union model, and the fine-tuning adapts it)")
@@ -434,7 +438,8 @@ class ExperimentConfig:
                   "must adapt to the channels it gains)")
         if self.warmup_epochs >= self.epochs:
             _fail("warmup_epochs", self.warmup_epochs, f"fewer than epochs={self.epochs} (the switches must train)")
-        if isinstance(self.test_fraction, bool) or not isinstance(self.test_fraction, (int, float)) or not 0 < self.test_fraction < 1:
+        test_fraction = self.test_fraction
+        if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
             _fail("test_fraction", self.test_fraction, "a fraction in (0, 1)")
         if 0 < self.image_size < 8:
             _fail("image_size", self.image_size, "0 (the dataset's standard size) or at least 8 pixels")
@@ -444,7 +449,8 @@ class ExperimentConfig:
             _fail("quantize", ",".join(self.quantize), "a list without repeats")
         self._check_domains()
         if self.dataset == "folders" and not self.folders_root:
-            _fail("folders_root", self.folders_root, "a folder of <domain>/{train,test}/<class>/ or <domain>/<class>/ images when dataset='folders'")
+            _fail("folders_root", self.folders_root,
+                  "a folder of <domain>/{train,test}/<class>/ or <domain>/<class>/ images when dataset='folders'")
 
     def _check_domains(self):
         names = list(self.domains)

@@ -82,7 +82,8 @@ class LayerGraph:
                 self._inline(layer, inputs)
             else:
                 self._add(Node(layer, tuple(inputs), call))
-        return [self._aliases.get(name, renamed_inputs.get(name, name)) for name in endpoint_names(config["output_layers"])]
+        return [self._aliases.get(name, renamed_inputs.get(name, name))
+                for name in endpoint_names(config["output_layers"])]
 
     def _inline(self, submodel, inputs):
         sub_inputs = endpoint_names(submodel.get_config()["input_layers"])

@@ -101,7 +101,8 @@ class SwitchedConv2D(keras.layers.Layer):
         self.use_bias = bool(use_bias)
         self.activation = keras.activations.get(activation)
         if not _is_real(switch_init) or abs(switch_init) > 1.0:
-            _fail("switch_init", switch_init, "a finite number in [-1, 1] (beyond it the straight-through gradient is zero)")
+            _fail("switch_init", switch_init,
+                  "a finite number in [-1, 1] (beyond it the straight-through gradient is zero)")
         self.switch_init = float(switch_init)
 
     def build(self, inputs_shape, domain_shape=None):

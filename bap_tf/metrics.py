@@ -32,7 +32,8 @@ def accuracy(logits, labels):
 
 def check_error(name, value, what):
     """``value`` as a float after checking it is an error fraction in [0, 1]."""
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0.0 <= value <= 1.0):
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (is_number and math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"{what} must be an error fraction in [0, 1]. Received: {name}={value!r}")
     return float(value)
 

@@ -132,7 +132,8 @@ def markdown(record):
     lines = [f"# {NAME}", "", common.describe_run(record), ""]
     for shape, results in record["shapes"].items():
         spec = SHAPES[shape]
-        lines += [f"## {shape}: ResNet-26 width {spec['width']}, {spec['image_size']} px, {len(spec['domains'])} domains",
+        lines += [f"## {shape}: ResNet-26 width {spec['width']}, {spec['image_size']} px, "
+                  f"{len(spec['domains'])} domains",
                   "", f"Backbone (one, every domain's head): {next(iter(results.values()))['backbone_params']:,} "
                   f"parameters, {next(iter(results.values()))['backbone_bytes'] / 1024:.1f} KiB, "
                   f"{next(iter(results.values()))['backbone_latency_ms']:.2f} ms.", ""]

@@ -13,7 +13,8 @@ from benchmarks import common, frontier
 
 README = common.RESULTS.parent / "README.md"
 PLOTS = {"latency": "latency vs MACs"}
-ORDER = ("main_job", "main_job_avx2", "cpu_isa", "recipes", "finetune_recipe", "frontier", "frontier_finetune_before", "export", "latency", "training_overhead", "decathlon_shape")
+ORDER = ("main_job", "main_job_avx2", "cpu_isa", "recipes", "finetune_recipe", "frontier", "frontier_finetune_before",
+         "export", "latency", "training_overhead", "decathlon_shape")
 SECTION = "## Latest results"
 
 
@@ -65,7 +66,8 @@ def targets():
                     continue
                 for model, entry in by_model.items():
                     worst = "; ".join(f"{t} thr {c['worst']:.2f}" for t, c in entry["threads"].items())
-                    rows.append([f"latency ({shape}, `{variant}`, {model}): latency ratio ÷ MACs ratio ≤ {entry['target']}",
+                    rows.append([f"latency ({shape}, `{variant}`, {model}): latency ratio ÷ MACs ratio "
+                                 f"≤ {entry['target']}",
                                  latency["mode"], f"worst {worst}", common.verdict(entry["met"])])
     overhead = latest("training_overhead")
     if overhead:

@@ -42,7 +42,8 @@ def weights(path):
     with zipfile.ZipFile(path) as archive:
         found = {}
         with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
-            h5.visititems(lambda name, item: found.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+            h5.visititems(
+                lambda name, item: found.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
     return found
 
 
@@ -68,7 +69,8 @@ def masked_figures(workdir):
         labels = np.concatenate([y.numpy() for _, y in dataset])
         logits = masked.predict(dataset, verbose=0)[:, : masked.domains[index].num_classes]
         accuracy[name] = metrics.accuracy(logits, labels)
-    return {"accuracy_masked": accuracy, "kept_fraction": dict(zip(masked.domain_names, map(float, masked.kept_fractions()))),
+    return {"accuracy_masked": accuracy,
+            "kept_fraction": dict(zip(masked.domain_names, map(float, masked.kept_fractions()))),
             "union_fraction": float(masked.union_fraction())}
 
 

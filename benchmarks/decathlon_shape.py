@@ -99,7 +99,8 @@ def markdown(record):
             ["what", "value"],
             [
                 ["global batch (images per domain × 10)", f"{t['global_batch']} ({s['batch_size']} × 10)"],
-                ["training step, median (p10–p90)", f"{step['median_s']:.2f} s ({step['p10_s']:.2f}–{step['p90_s']:.2f})"],
+                ["training step, median (p10–p90)",
+                 f"{step['median_s']:.2f} s ({step['p10_s']:.2f}–{step['p90_s']:.2f})"],
                 ["images / s", f"{t['images_per_s']:.1f}"],
                 ["first step (tracing)", f"{t['first_step_s']:.1f} s"],
                 ["build switched network + model", f"{t['build_s']:.1f} s"],

@@ -41,7 +41,6 @@ def baselines(workdir, work):
     from bap_tf.export.micro import find_arena_bytes
     from bap_tf.run import sources as data_sources
     from bap_tf.run.eval_stage import device_eval_set  # Keras is scored on the eval stage's images
-
     from benchmarks import run_models
 
     config, masked, union, domain_models = run_models.load_run(workdir)
@@ -82,8 +81,10 @@ def table(record):
             f"`{name}`", common.fmt(d["kept_fraction"], ".2f"),
             common.fmt(d["keras_union"]), common.fmt(d["keras_domain"]), common.fmt(d["tflite_float"]),
             common.fmt(d["tflite_int8"]), common.fmt(d["tflm"]),
-            common.fmt_bytes(d["int8_bytes"]), common.fmt_bytes(d["baseline_int8_bytes"]), common.fmt(d["bytes_ratio"], ".2f"),
-            common.fmt_bytes(d["arena_bytes"]), common.fmt_bytes(d["baseline_arena_bytes"]), common.fmt(d["arena_ratio"], ".2f"),
+            common.fmt_bytes(d["int8_bytes"]), common.fmt_bytes(d["baseline_int8_bytes"]),
+            common.fmt(d["bytes_ratio"], ".2f"),
+            common.fmt_bytes(d["arena_bytes"]), common.fmt_bytes(d["baseline_arena_bytes"]),
+            common.fmt(d["arena_ratio"], ".2f"),
         ])
     android = record["android"]
     first = next(iter(domains.values()))
@@ -97,7 +98,8 @@ def table(record):
         ),
         "",
         f"Accuracies on {first['num_images']} test images of each domain (the eval stage's device set: a seeded "
-        "sample of `eval_examples`, or the whole split), every runtime on the same images. *Keras (union)*: the union-pruned multi-domain model; *own model*: the domain's model pruned "
+        "sample of `eval_examples`, or the whole split), every runtime on the same images. *Keras (union)*: the "
+        "union-pruned multi-domain model; *own model*: the domain's model pruned "
         "to its own switches, which the int8 file is converted from; *TFLite float32*: the Android "
         "multi-signature file in LiteRT; *int8*: the domain's full-int8 file in LiteRT and in TFLM (reference "
         "kernels). *unpruned*: the same domain's BatchNorms and head on the unpruned backbone, converted and "
@@ -158,7 +160,8 @@ def main():
         "unpruned_float32_bytes": measured["android_unpruned_float32_bytes"],
     }
     if record["android"]["union_float32_bytes"]:
-        record["android"]["bytes_ratio"] = record["android"]["union_float32_bytes"] / measured["android_unpruned_float32_bytes"]
+        record["android"]["bytes_ratio"] = (record["android"]["union_float32_bytes"]
+                                            / measured["android_unpruned_float32_bytes"])
     text = table(record)
     common.write_results(record, text, args.results_dir)
     print(text)

@@ -152,7 +152,8 @@ def _pm(pair, seeds):
 def markdown(record):
     summary, default = record["summary"], record["main_job_recipe"]
     rows = [[recipe + (" (main job)" if recipe == default else ""), str(entry["seeds"]),
-             common.fmt_summary_pm(entry, "held_back"), common.fmt_summary_pm(entry, "test") if "test" in entry else "–",
+             common.fmt_summary_pm(entry, "held_back"),
+             common.fmt_summary_pm(entry, "test") if "test" in entry else "–",
              common.fmt(entry.get("macs")), ", ".join(map(str, entry["selected_epochs"]))]
             for recipe, entry in summary["recipes"].items()]
     chosen = summary["chosen"]
@@ -175,7 +176,8 @@ def markdown(record):
                             ("feature_extractor", "feature extractor (tuned on the held-back data)")):
             if baselines:
                 means = [baselines[kind][d][0] for d in domains]
-                table.append([label, *(_pm(baselines[kind][d], entry["seeds"]) for d in domains), common.fmt(common.mean(means))])
+                table.append([label, *(_pm(baselines[kind][d], entry["seeds"]) for d in domains),
+                              common.fmt(common.mean(means))])
         lines += [f"Test accuracy over seeds {', '.join(map(str, record['seeds']))} (mean ± std):", "",
                   common.markdown_table(["model", *(f"`{d}`" for d in domains), "mean"], table), ""]
     lines.append(f"![fine-tuning recipe]({record['plot_name']})")
@@ -195,7 +197,8 @@ def main():
     parser = common.parser(__doc__)
     parser.add_argument("--seeds", type=int, default=0, help="seeds (default: 3, quick mode 1)")
     args = parser.parse_args()
-    settings = {"recipes": RECIPES, "run_flags": pocket_runs.run_flags(LOSS, BUDGET, "<seed>", args.quick, run_extra(next(iter(RECIPES))))}
+    settings = {"recipes": RECIPES,
+                "run_flags": pocket_runs.run_flags(LOSS, BUDGET, "<seed>", args.quick, run_extra(next(iter(RECIPES))))}
     record = common.start_record(NAME, args.quick, settings)
     record["main_job_recipe"] = main_job_recipe(args.quick)
 
@@ -207,7 +210,8 @@ def main():
         record.pop("partial", None)
         if not done:
             record["partial"] = f"{len(rows)} of {len(seeds) * len(RECIPES)} runs"
-        record["plot_name"] = plot(record["summary"], common.results_path(NAME, args.quick, "png", args.results_dir)).name
+        plot_path = common.results_path(NAME, args.quick, "png", args.results_dir)
+        record["plot_name"] = plot(record["summary"], plot_path).name
         common.write_results(record, markdown(record), args.results_dir)
 
     measure(args, on_row=write)

@@ -207,7 +207,8 @@ def plot(frontier, references, path, current=()):
         axis.errorbar([p["macs_ratio"]], [p["mean_accuracy"]], yerr=[p["mean_accuracy_std"] or 0.0], color=f"C{index}",
                       marker="*", markersize=11, linestyle="none", capsize=3, label=name)
     styles = {"feature_extractor": ":", "finetune": "--"}
-    labels = {"feature_extractor": "feature extractor (frozen backbone)", "finetune": "per-domain fine-tuning (D backbones)"}
+    labels = {"feature_extractor": "feature extractor (frozen backbone)",
+              "finetune": "per-domain fine-tuning (D backbones)"}
     for kind, value in references.items():
         axis.axhline(value, color="grey", linestyle=styles.get(kind, "-."), linewidth=1, label=labels.get(kind, kind))
     # Both legends right of the axes (constrained layout makes room), long star labels wrapped.
@@ -240,7 +241,8 @@ def markdown(record):
                          common.fmt_summary_pm(p, "mean_accuracy"), common.fmt_summary_pm(p, "macs_ratio")])
     lines = [
         f"### Accuracy-vs-MACs frontier, pocket benchmark ({len(record['seeds'])} seed(s) asked)", "",
-        common.markdown_table(["sharing loss", "budget β", "seeds", *domains, "mean accuracy", "union MACs / backbone"], rows),
+        common.markdown_table(
+            ["sharing loss", "budget β", "seeds", *domains, "mean accuracy", "union MACs / backbone"], rows),
         "",
     ]
     if record["baselines"]:
@@ -250,17 +252,20 @@ def markdown(record):
     if tuning:
         batch = tuning["finetune_batch_size"]
         lines += [f"Every run fine-tunes its reduced models {tuning['finetune_epochs']} epochs at "
-                  f"{f'batch {batch} per domain' if batch else 'the training batch'}, Adam {tuning['finetune_learning_rate']:g}.", ""]
+                  f"{f'batch {batch} per domain' if batch else 'the training batch'}, "
+                  f"Adam {tuning['finetune_learning_rate']:g}.", ""]
     if record.get("current"):
         lines += ["With the main job's fine-tuning now (stars on the plot): " + "; ".join(
-                      f"{name} {common.fmt_summary_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} ({p['seeds']} seed(s))"
+                      f"{name} {common.fmt_summary_pm(p, 'mean_accuracy')} at MACs {common.fmt(p['macs_ratio'])} "
+                      f"({p['seeds']} seed(s))"
                       for name, p in record["current"].items()) + ".", ""]
     verdicts = []
     for loss, entry in comparison.items():
         if entry is None:
             verdicts.append(f"`{loss}`: no MACs level in common with `none`")
         else:
-            gaps = ", ".join(f"{gap * 100:+.1f} at {macs:.2f}" for macs, gap in zip(entry["macs_levels"], entry["accuracy_gap"]))
+            gaps = ", ".join(f"{gap * 100:+.1f} at {macs:.2f}"
+                             for macs, gap in zip(entry["macs_levels"], entry["accuracy_gap"]))
             verdicts.append(f"`{loss}` {'above' if entry['above'] else 'not above'} `none` (points at MACs: {gaps})")
     compared = [entry for entry in comparison.values() if entry]
     verdict = common.verdict(any(entry["above"] for entry in compared)) if compared else "**not measured yet**"
@@ -301,7 +306,8 @@ def main():
     record["seeds"], record["runs"], missing = measure(args, args.losses, run=not args.recorded_only, extra=extra)
     if extra:
         record["current"] = current_points(args, record["seeds"])
-    shared = (pocket_runs.shared_baselines(seed, args.quick, measure=not args.recorded_only) for seed in record["seeds"])
+    shared = (pocket_runs.shared_baselines(seed, args.quick, measure=not args.recorded_only)
+              for seed in record["seeds"])
     record["shared_baselines"] = [b for b in shared if b]
     if missing:
         record["partial"] = (f"{len(record['runs'])} of {len(record['runs']) + len(missing)} runs recorded; "

@@ -147,13 +147,15 @@ def shape_entries(shape, cache, variants):
         shared = _convert_android(union, cache / f"{variant}_shared_float32.tflite")
         separate = _convert_android(signatures, cache / f"{variant}_per_domain_absorbed_float32.tflite")
         for d, _ in domains:
-            entries.append(_entry("Android file, shared weights", variant, "shared", "float32", d, shared, d, cost(union[d])))
+            entries.append(_entry("Android file, shared weights", variant, "shared", "float32", d, shared, d,
+                                  cost(union[d])))
         for d, _ in domains:
             entries.append(_entry("per-domain model (Android file, per-domain layout)", variant, "per_domain",
                                   "float32", d, separate, d, cost(signatures[d])))
         for d, _ in domains:
             path = _convert_micro(own[d], cache / f"{variant}_{d}_int8.tflite", size)
-            entries.append(_entry("per-domain model, int8", variant, None, "int8", d, path, "serving_default", cost(own[d])))
+            entries.append(_entry("per-domain model, int8", variant, None, "int8", d, path, "serving_default",
+                                  cost(own[d])))
     return entries
 
 
@@ -171,7 +173,8 @@ def files_of_run(run, baseline=False):
         name = config.domains[0]
         model = run_models.unpruned_rewriter(masked).domain_model(name)
         path = _convert_android({name: model}, cache / f"unpruned_{name}_float32.tflite")
-        entries.append(_entry("backbone (unpruned)", None, None, "float32", name, path, name, run_models.cost(model, masked)))
+        entries.append(_entry("backbone (unpruned)", None, None, "float32", name, path, name,
+                              run_models.cost(model, masked)))
     variant = f"trained b{config.budget:g}"
     android = workdir / "export" / "android_float32.tflite"
     union_path = android if android.exists() else _convert_android(union, cache / "union_float32.tflite")
@@ -216,7 +219,8 @@ def profile(entry, rounds, round_s):
     from ai_edge_litert.interpreter import Interpreter
 
     ops = op_profile.ops_of(entry["path"].read_bytes(), entry["signature"])
-    candidates = {"whole": timing.signature_invoker(Interpreter(model_path=str(entry["path"]), num_threads=1), entry["signature"])}
+    interpreter = Interpreter(model_path=str(entry["path"]), num_threads=1)
+    candidates = {"whole": timing.signature_invoker(interpreter, entry["signature"])}
     for index, _, _, _, data in ops:
         candidates[index] = op_profile.invoker(data, threads=1)
     timings = timing.interleaved_medians(candidates, rounds, None, warmup=3, round_s=round_s)
@@ -302,8 +306,9 @@ def verdict_lines(summary):
     lines = []
     for variant, models in summary.items():
         for model, s in models.items():
-            worst = ", ".join(f"{t} thr {c['worst']:.2f}{' (slower than the backbone)' if c['slower_than_backbone'] else ''}"
-                              for t, c in s["threads"].items())
+            worst = ", ".join(
+                f"{t} thr {c['worst']:.2f}{' (slower than the backbone)' if c['slower_than_backbone'] else ''}"
+                for t, c in s["threads"].items())
             lines.append(f"- `{variant}`, {model}: worst ÷ {worst}; target ≤ {s['target']}: {common.verdict(s['met'])}")
     return lines
 
@@ -334,8 +339,8 @@ def plot(record, path):
         for row in (r for r in record["rows"] if r["shape"] == shape):
             kind = "backbone" if row["variant"] is None else "shared" if row["layout"] == "shared" else "per-domain"
             color = {"backbone": "black", "shared": "tab:orange", "per-domain": "tab:blue"}[kind]
-            axis.scatter(row["macs"] / 1e6, row["threads"]["1"]["median_ms"], color=color, marker=markers[row["format"]],
-                         label=f"{kind}, {row['format']}")
+            axis.scatter(row["macs"] / 1e6, row["threads"]["1"]["median_ms"], color=color,
+                         marker=markers[row["format"]], label=f"{kind}, {row['format']}")
             if row["variant"]:
                 axis.annotate(row["variant"], (row["macs"] / 1e6, row["threads"]["1"]["median_ms"]), fontsize=6)
         handles, labels = axis.get_legend_handles_labels()
@@ -377,14 +382,16 @@ def markdown(record):
 
 def main():
     parser = common.parser(__doc__)
-    parser.add_argument("--trained_runs", action="store_true", help="add the trained pocket runs (trains them if missing)")
+    parser.add_argument("--trained_runs", action="store_true",
+                        help="add the trained pocket runs (trains them if missing)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of VARIANTS")
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of SHAPES")
     args, loss, reason = pocket_runs.parse_with_sharing_loss(parser)
     variants = [v for v in args.variants.split(",") if v]
     shapes = [s for s in args.shapes.split(",") if s]
     rounds, round_s = (5, ROUND_S[True]) if args.quick else (12, ROUND_S[False])
-    settings = {"shapes": {s: SHAPES[s] for s in shapes}, "switches": SWITCHES, "variants": {v: VARIANTS[v] for v in variants},
+    settings = {"shapes": {s: SHAPES[s] for s in shapes}, "switches": SWITCHES,
+                "variants": {v: VARIANTS[v] for v in variants},
                 "threads": list(THREADS), "rounds": rounds, "round_s": round_s, "batch": 1,
                 "runtime": "ai_edge_litert Interpreter, default op resolver (XNNPACK delegate)",
                 "timed": "Interpreter Invoke of the signature's subgraph"}
@@ -414,7 +421,8 @@ def main():
         picks = [e for e in entries if e["domain"] == first and (e["variant"] is None or e["format"] == "float32"
                                                                   or e["variant"] in ("plain", variants[-1]))]
         for entry in picks:
-            label = f"{shape} {entry['variant'] or 'backbone'} {entry['layout'] or ''} {entry['format']}".replace("  ", " ")
+            label = f"{shape} {entry['variant'] or 'backbone'} {entry['layout'] or ''} {entry['format']}"
+            label = label.replace("  ", " ")
             print(f"profiling {label}", flush=True)
             record["profiles"][label] = profile(entry, PROFILE_ROUNDS, PROFILE_ROUND_S)
     record["load_average"]["after"] = list(os.getloadavg())

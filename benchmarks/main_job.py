@@ -80,7 +80,8 @@ def markdown(record):
     rows.append(["this run, int8 file (TFLM)", *(common.fmt(m["accuracy_tflm"][d]) for d in domains), "–"])
     return "\n".join([
         "### The README's main job (`flags/pocket.cfg`, every stage)"
-        + (f", oneDNN limited to {record['settings']['max_cpu_isa']}" if record["settings"].get("max_cpu_isa") else ""), "",
+        + (f", oneDNN limited to {record['settings']['max_cpu_isa']}"
+           if record["settings"].get("max_cpu_isa") else ""), "",
         f"Wall time {m['wall_s']:.0f} s ({m['wall_min']} min) with the pocket data built; stages: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in m["timings_s"].items()) + ".", "",
         common.markdown_table(["model", *domains, "MACs / backbone"], rows), "",

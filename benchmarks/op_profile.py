@@ -35,7 +35,8 @@ def read_model(data):
 def subgraph_index(model, signature):
     """Index of the subgraph behind ``signature`` (the only one when the file has no signatures)."""
     for definition in model.signatureDefs or []:
-        key = definition.signatureKey.decode() if isinstance(definition.signatureKey, bytes) else definition.signatureKey
+        key = definition.signatureKey
+        key = key.decode() if isinstance(key, bytes) else key
         if key == signature:
             return definition.subgraphIndex
     if len(model.subgraphs) == 1:
@@ -44,7 +45,8 @@ def subgraph_index(model, signature):
 
 
 def _is_constant(model, tensor):
-    return tensor.buffer > 0 and model.buffers[tensor.buffer].data is not None and len(model.buffers[tensor.buffer].data) > 0
+    data = model.buffers[tensor.buffer].data if tensor.buffer > 0 else None
+    return data is not None and len(data) > 0
 
 
 def single_op_model(model, graph_index, op_index):

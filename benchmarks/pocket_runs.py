@@ -58,7 +58,8 @@ def run_flags(sharing_loss, budget, seed, quick, extra=None, runs_dir=RUNS):
     lets the last value of a flag win.
     """
     flags = {"flagfile": FLAGFILE, **(QUICK if quick else FULL), "budget": budget,
-             "sharing_loss": sharing_loss, "seed": seed, "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT),
+             "sharing_loss": sharing_loss, "seed": seed,
+             "reference_errors": os.path.relpath(Path(runs_dir) / REFERENCE, ROOT),
              "baselines": "false"}
     flags.update(extra or {})
     return flags
@@ -286,7 +287,8 @@ def shared_baselines(seed, quick, runs_dir=RUNS, measure=True, extra=None):
     def identity(effective):
         return {name: effective.get(name) for name in DEPENDS_ON if name in _bap_train_flags()}
 
-    if path.exists() and identity(with_new_flags(_read(path).get("effective_flags", {}))) == identity(effective_flags(flags)):
+    if path.exists() and (identity(with_new_flags(_read(path).get("effective_flags", {})))
+                          == identity(effective_flags(flags))):
         return _read(path)
     if not measure:
         return None
@@ -331,7 +333,8 @@ def write_baselines(path, argv):
     values(["bap-train", "--workdir=unused", *argv])
     config = ExperimentConfig.from_dict(cli_flags.explicit_values(ExperimentConfig, values)).resolve()
     with tempfile.TemporaryDirectory() as folder:
-        measured = baseline_cache.measured_baselines(dataclasses.replace(config, baselines=True), Workdir(folder).create())
+        measured = baseline_cache.measured_baselines(dataclasses.replace(config, baselines=True),
+                                                     Workdir(folder).create())
     write_json(path, measured)
 
 
@@ -453,8 +456,8 @@ def pocket_record(sharing_loss, budget, seed, quick, results_dir, runs_dir=RUNS,
 def write_record(flags, quick, results_dir, report, timings, load, **extra):
     """Writes (and returns) the record of a finished run of ``flags`` (see ``pocket_record``);
     ``load``: the load average when it started."""
-    from benchmarks import common
     from bap_tf.atomic import write_json
+    from benchmarks import common
 
     machine = common.machine_info()
     machine["load_average_1_5_15_at_start"] = load

@@ -39,7 +39,8 @@ RECIPES = {
     "jaccard + finetune 4 + selection": ("jaccard", {**BASE, "finetune_epochs": 4, "validation_fraction": 0.1}),
     "jaccard + finetune 4 at 1e-3": ("jaccard", {**BASE, "finetune_epochs": 4, "finetune_learning_rate": 1e-3}),
     "jaccard + finetune 4 BN + heads at 1e-3": (
-        "jaccard", {**BASE, "finetune_epochs": 4, "finetune_layers": "batchnorm_heads", "finetune_learning_rate": 1e-3}),
+        "jaccard",
+        {**BASE, "finetune_epochs": 4, "finetune_layers": "batchnorm_heads", "finetune_learning_rate": 1e-3}),
     "jaccard + finetune 4 + warm-up": ("jaccard", {**BASE, "finetune_epochs": 4, "warmup_epochs": 1}),
     "jaccard + finetune 4 + alpha <= 2": ("jaccard", {**BASE, "finetune_epochs": 4, "max_sharing_weight": 2.0}),
     "jaccard + finetune 8": ("jaccard", {**BASE, "finetune_epochs": 8}),
@@ -112,7 +113,8 @@ def markdown(record):
         "Keras test accuracy (whole test split) of the union-pruned model, fine-tuned where the recipe says so "
         "(before fine-tuning: the masked model after training; for `none` at budget 1, BatchNorm and head "
         "adaptation of the whole backbone); "
-        "each recipe is `benchmarks/recipes_base.cfg` (the main job before these defaults) with the flags named. Wall time per run (stage times in brackets) on a "
+        "each recipe is `benchmarks/recipes_base.cfg` (the main job before these defaults) with the flags named. "
+        "Wall time per run (stage times in brackets) on a "
         "machine shared with other jobs: compare with care. Runs with the same training share it (fine-tuning "
         "recipes reuse the plain recipe's model, so their train time is that run's).",
     ]
@@ -127,7 +129,8 @@ def main():
     parser.add_argument("--recorded_only", action="store_true",
                         help="run nothing: the table of the runs recorded so far (marked partial)")
     args = parser.parse_args()
-    record = common.start_record(NAME, args.quick, {"budget": BUDGET, "recipes": {k: list(v) for k, v in RECIPES.items()}})
+    record = common.start_record(NAME, args.quick,
+                                 {"budget": BUDGET, "recipes": {k: list(v) for k, v in RECIPES.items()}})
     record["seeds"], record["runs"], missing = measure(args, run=not args.recorded_only)
     if missing:
         record["partial"] = f"runs not recorded yet: {', '.join(missing)}"

@@ -79,7 +79,8 @@ def child(kind, settings, output):
     from bap_tf.run.train_stage import build_model
 
     keras.utils.set_random_seed(0)
-    config = ExperimentConfig(dataset="pocket", batch_size=settings["batch_size"], pretrained=settings["pretrained"]).resolve()
+    config = ExperimentConfig(dataset="pocket", batch_size=settings["batch_size"],
+                              pretrained=settings["pretrained"]).resolve()
     sources = data_sources.domain_sources(config, "train")
     domains = data_sources.domain_specs(sources)
     steps = settings["warmup_steps"] + settings["timed_steps"]
@@ -164,11 +165,13 @@ def markdown(record):
         f"Time per image, BAP ÷ plain: **{s['time_ratio']:.2f}×** (target ≤ {TARGET}): {common.verdict(s['met'])}. "
         f"Peak memory ratio {s['peak_rss_ratio']:.2f}×, training growth ratio {s['rss_growth_ratio']:.2f}×.",
         "",
-        f"Global batch {record['runs'][0]['global_batch']} ({settings['batch_size']} per domain), median step time over "
+        f"Global batch {record['runs'][0]['global_batch']} ({settings['batch_size']} per domain), "
+        "median step time over "
         f"{settings['timed_steps']} steps after {settings['warmup_steps']} warm-up steps, "
         f"{settings['repeats']} alternating child process{'es' if settings['repeats'] > 1 else ''} per model "
         "(median of their medians). Backbone weights: "
-        + ("the shipped pocket backbone" if settings["pretrained"] == "" else "random (the shipped backbone was missing; speed is the same)")
+        + ("the shipped pocket backbone" if settings["pretrained"] == ""
+           else "random (the shipped backbone was missing; speed is the same)")
         + f". XLA off in both (Keras' `jit_compile='auto'` on CPU). Memory: the child's peak RSS "
         "(`resource.getrusage` max RSS: TensorFlow, data and model); growth: from before the model is built to the "
         f"end of training. `tf.config.experimental.get_memory_info('CPU:0')`: {record['memory_info_note']}.",
@@ -196,7 +199,8 @@ def main():
         for kind in KINDS:
             print(f"repeat {repeat + 1}/{repeats}: {kind}", flush=True)
             runs.append(run_child(kind, settings))
-            print(f"  median step {runs[-1]['step_s']['median_s'] * 1e3:.0f} ms, peak RSS {runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
+            print(f"  median step {runs[-1]['step_s']['median_s'] * 1e3:.0f} ms, "
+                  f"peak RSS {runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
     record["runs"] = runs
     summary = {}
     for kind in KINDS:
@@ -211,7 +215,8 @@ def main():
     summary["time_ratio"] = summary["bap"]["ms_per_image"] / summary["plain"]["ms_per_image"]
     summary["met"] = summary["time_ratio"] <= TARGET
     summary["peak_rss_ratio"] = summary["bap"]["peak_rss_mib"] / summary["plain"]["peak_rss_mib"]
-    summary["rss_growth_ratio"] = summary["bap"]["training_rss_growth_mib"] / max(summary["plain"]["training_rss_growth_mib"], 1e-9)
+    summary["rss_growth_ratio"] = (summary["bap"]["training_rss_growth_mib"]
+                                   / max(summary["plain"]["training_rss_growth_mib"], 1e-9))
     record["summary"] = summary
     info = runs[0]["tf_memory_info_cpu"]
     record["memory_info_note"] = info if isinstance(info, str) else f"available: {info}"

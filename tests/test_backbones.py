@@ -15,7 +15,7 @@ from bap_tf.backbones import (
 
 def test_resnet26_has_the_decathlon_shape():
     model = resnet26((64, 64, 3), width=64)
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     # stem + 3 stages x 4 blocks x 2 convs + 3 projection shortcuts
     assert len(convs) == 1 + 24 + 3
     assert [model.get_layer(f"stage{s}_block1_1_conv").filters for s in (1, 2, 3)] == [64, 128, 256]
@@ -76,7 +76,8 @@ def test_mobilenet_v3_small_wrapper_equals_keras_preprocessing_with_the_same_wei
 
 
 def test_efficientnet_b0_wrapper_equals_keras_preprocessing_with_the_same_weights(tmp_path):
-    reference = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    reference = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                  pooling="avg")
     normalization = next(layer for layer in reference.layers if isinstance(layer, keras.layers.Normalization))
     normalization.set_weights([np.array([0.4, 0.5, 0.6]), np.array([0.05, 0.06, 0.07]), np.array(0)])
     path = str(tmp_path / "efficientnet.weights.h5")

@@ -31,7 +31,7 @@ def test_switch_cost_is_the_kernel_slice_of_one_input_channel():
     assert costs.switch_cost(layer, "params") == 8 * 3 * 3
     assert costs.switch_cost(layer, "macs") == 8 * 3 * 3 * 4 * 4
     vector = costs.switch_cost_vector(switched_layers(network), "params")
-    assert vector.shape == (sum(l.switches.shape[-1] for l in switched_layers(network)),)
+    assert vector.shape == (sum(layer.switches.shape[-1] for layer in switched_layers(network)),)
     with pytest.raises(ValueError, match="Received: budget_metric='flops'"):
         costs.switch_cost(layer, "flops")
 

@@ -11,8 +11,9 @@ from bap_tf.domains import as_domain_specs, check_domain_names, identifier
 
 @pytest.mark.parametrize("name", ["café", "my domain", "3d_shapes", "_private", "a.b", "a/b"])
 def test_names_outside_the_rule_are_refused_before_training(name):
-    message = re.escape(f"Domain name {name!r} cannot name layers") + r".*Expected ASCII letters, digits, '_' and '-', " \
-        r"starting with a letter\. Received: domains=d1," + re.escape(name)
+    message = (re.escape(f"Domain name {name!r} cannot name layers")
+               + r".*Expected ASCII letters, digits, '_' and '-', starting with a letter\. Received: domains=d1,"
+               + re.escape(name))
     with pytest.raises(ValueError, match=message):
         ExperimentConfig(dataset="folders", folders_root="data", domains=("d1", name))
     with pytest.raises(ValueError, match=message):
@@ -22,7 +23,8 @@ def test_names_outside_the_rule_are_refused_before_training(name):
 @pytest.mark.parametrize("first, second", [("a-b", "a_b"), ("A", "a"), ("aB", "a_b")])
 def test_names_that_would_share_firmware_identifiers_are_refused(first, second):
     with pytest.raises(ValueError, match=rf"Domains '{first}' and '{second}' would share C identifiers.*"
-                                         rf"differ in more than case, '-' and '_'\. Received: domains={first},{second}"):
+                                         rf"differ in more than case, '-' and '_'\. "
+                                         rf"Received: domains={first},{second}"):
         ExperimentConfig(dataset="folders", folders_root="data", domains=(first, second))
 
 

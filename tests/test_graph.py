@@ -45,7 +45,8 @@ def test_dict_inputs_are_read():
 
 
 def test_nested_sequential_is_inlined_as_a_chain():
-    stem = keras.Sequential([keras.layers.Conv2D(2, 1, name="stem_conv"), keras.layers.ReLU(name="stem_relu")], name="stem")
+    stem = keras.Sequential([keras.layers.Conv2D(2, 1, name="stem_conv"), keras.layers.ReLU(name="stem_relu")],
+                            name="stem")
     image = keras.Input((4, 4, 3), name="image")
     y = keras.layers.ReLU(name="out")(stem(image) + 1.0)
     graph = LayerGraph(keras.Model(image, y))

@@ -95,7 +95,8 @@ def test_fit_logs_per_domain_metrics(runs):
 
 def test_backbone_weights_stay_frozen():
     model = make_model()
-    frozen = {v.path: v.numpy().copy() for v in model.network.weights if v.name in ("kernel", "bias") and "heads" not in v.path}
+    frozen = {v.path: v.numpy().copy() for v in model.network.weights
+              if v.name in ("kernel", "bias") and "heads" not in v.path}
     bn_gamma = model.network.get_layer("stem_bn").gamma.numpy().copy()
     x, y = data(16)
     model.fit(x, y, batch_size=24, epochs=2, verbose=0)
@@ -130,7 +131,8 @@ def test_separate_switch_optimizer_is_used_and_saved(tmp_path):
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(restored.switch_optimizer, keras.optimizers.SGD)
-    np.testing.assert_allclose(restored.switch_optimizer.variables[-1].numpy(), model.switch_optimizer.variables[-1].numpy())
+    np.testing.assert_allclose(restored.switch_optimizer.variables[-1].numpy(),
+                               model.switch_optimizer.variables[-1].numpy())
 
 
 def test_step_compiles_with_xla():
@@ -153,7 +155,8 @@ def test_unknown_sharing_loss_is_named():
 
 
 def test_domain_without_classes_is_named():
-    with pytest.raises(ValueError, match="Domain 'b' needs a positive integer number of classes. Received: num_classes=0"):
+    with pytest.raises(ValueError,
+                       match="Domain 'b' needs a positive integer number of classes. Received: num_classes=0"):
         make_model(domains=[("a", 2), ("b", 0)])
 
 
@@ -162,7 +165,8 @@ def test_label_outside_its_domain_is_named():
     x, y = data(8)
     y = y.copy()
     y[2] = 5  # sample 2 is domain "c" (5 classes): label 5 is out of range
-    with pytest.raises(Exception, match=r"Received: label =\] \[5\] \[in domain index\] \[2\] \[with num_classes =\] \[5\]"):
+    with pytest.raises(Exception,
+                       match=r"Received: label =\] \[5\] \[in domain index\] \[2\] \[with num_classes =\] \[5\]"):
         model.fit(x, y, batch_size=24, epochs=1, verbose=0)
     y[2] = -1
     with pytest.raises(Exception, match=r"Received: label =\] \[-1\]"):

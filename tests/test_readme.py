@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MAIN_JOB = "bash setup.sh && .venv/bin/bap-train --flagfile=flags/pocket.cfg --workdir=runs/pocket"
-TEST_COMMAND = "bash setup.sh test && .venv/bin/python -m pytest -q -n 2 --dist loadfile"
+TEST_COMMAND = "bash setup.sh test && .venv/bin/ruff check . && .venv/bin/python -m pytest -q -n 2 --dist loadfile"
 # The quickstart's sizes, as the README writes them, and what the test runs instead.
 SIZES = re.compile(r"^WIDTH, EPOCHS, FINETUNE_EPOCHS, STEPS = .*$", re.MULTILINE)
 TINY = "WIDTH, EPOCHS, FINETUNE_EPOCHS, STEPS = 4, 1, 1, 2"
@@ -73,7 +73,8 @@ def test_tables_stay_readable():
     for page in PAGES:
         for line in page.read_text().splitlines():
             if line.startswith("|"):
-                long_cells += [f"{page.name}: {cell.strip()[:60]}..." for cell in line.split("|") if len(cell.strip()) > MAX_CELL]
+                long_cells += [f"{page.name}: {cell.strip()[:60]}..."
+                               for cell in line.split("|") if len(cell.strip()) > MAX_CELL]
     assert not long_cells
 
 

@@ -42,7 +42,7 @@ def test_stem_is_unswitched_and_every_other_conv_is_switched():
     network = build_switched_network(backbone, DOMAINS)
     assert type(network.get_layer("stem_conv")) is keras.layers.Conv2D
     assert not network.get_layer("stem_conv").trainable
-    convs = [l for l in backbone.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(switched_layers(network)) == len(convs) - 1
     gates = gate_values(network)
     assert all(g.shape == (2, network.get_layer(name).switches.shape[1]) and g.all() for name, g in gates.items())
@@ -74,7 +74,8 @@ def test_backbone_must_end_in_a_feature_vector():
 
 def test_domains_are_validated():
     backbone = resnet26((16, 16, 3), width=4, blocks_per_stage=1)
-    with pytest.raises(ValueError, match="Domain 'b' needs a positive integer number of classes. Received: num_classes=0"):
+    with pytest.raises(ValueError,
+                       match="Domain 'b' needs a positive integer number of classes. Received: num_classes=0"):
         build_switched_network(backbone, [("a", 2), ("b", 0)])
     with pytest.raises(ValueError, match=r"unique. Received duplicates: \['a'\]"):
         build_switched_network(backbone, [("a", 2), ("a", 3)])

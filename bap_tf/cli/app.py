@@ -140,12 +140,14 @@ def print_outputs(command, workdir, results):
         r = results["train"]
         kept = ", ".join(f"{d} {v:.2f}" for d, v in r.kept_fractions.items())
         note = " (already trained; nothing to do)" if r.skipped else ""
-        print(f"  {rel(r.model_path)}: the trained masked model, {r.epochs} epochs{note}; kept {kept}; union {r.union_fraction:.2f}")
+        print(f"  {rel(r.model_path)}: the trained masked model, {r.epochs} epochs{note}; kept {kept}; "
+              f"union {r.union_fraction:.2f}")
         print(f"  {rel(r.history_path)}, tensorboard/ (tensorboard --logdir {root / 'tensorboard'}), backup/")
     if "prune" in results:
         r = results["prune"]
         ratio = r.costs["union_ratio"]
-        print(f"  {rel(r.union_path)}: union-pruned model, params x{ratio['params']:.3f}, MACs x{ratio['macs']:.3f} of the backbone")
+        print(f"  {rel(r.union_path)}: union-pruned model, params x{ratio['params']:.3f}, "
+              f"MACs x{ratio['macs']:.3f} of the backbone")
         print(f"  pruned/<domain>.keras: {len(r.domain_paths)} per-domain models; {rel(r.costs_path)}")
     if "export" in results:
         manifest = results["export"].manifest
@@ -163,4 +165,5 @@ def print_outputs(command, workdir, results):
         print(f"  {rel(r.paths['md'])}, {rel(r.paths['json'])}, plots/: S-score {report['s_score']:.0f}, "
               f"efficiency {report['efficiency']:.0f}, pruned MACs x{report['pruned']['macs_ratio']:.3f}")
         for name, d in report["domains"].items():
-            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {fmt(d['accuracy_tflite_int8'])}), kept {d['kept_fraction']:.2f}")
+            print(f"    {name}: accuracy {d['accuracy_pruned']:.3f} (int8 {fmt(d['accuracy_tflite_int8'])}), "
+                  f"kept {d['kept_fraction']:.2f}")

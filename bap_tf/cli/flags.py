@@ -97,7 +97,8 @@ def define_experiment_flags(fv=FLAGS):
 
 def define_pretrain_flags(fv=FLAGS):
     """Defines every ``PretrainConfig`` flag (plus --workdir) in ``fv``."""
-    define_workdir_flag("pretrain.json, pretrain_config.json, backbone.weights.h5 (unless --output), tensorboard/pretrain/", fv)
+    define_workdir_flag(
+        "pretrain.json, pretrain_config.json, backbone.weights.h5 (unless --output), tensorboard/pretrain/", fv)
     define_config_flags(config_lib.PretrainConfig, fv)
 
 

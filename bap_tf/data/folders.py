@@ -141,7 +141,7 @@ def split_folder(root, test_fraction=0.2, seed=0):
     record = {"test_fraction": test_fraction, "seed": seed, "class_names": class_names,
               "train": [], "test": []}
     for label, name in enumerate(class_names):
-        files = [os.path.relpath(p, root) for p, l in zip(paths, labels) if l == label]
+        files = [os.path.relpath(p, root) for p, y in zip(paths, labels) if y == label]
         if len(files) < 2:
             raise ValueError(
                 f"Class folder {os.path.join(root, name)} has too few images to split. Expected at "

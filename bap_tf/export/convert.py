@@ -18,10 +18,10 @@ import numpy as np
 
 from bap_tf.atomic import atomic_path
 from bap_tf.export.child import WorkerError, run_worker
+from bap_tf.export.file_checks import check_android_model, check_int8_model
 from bap_tf.export.saved_model import write_saved_model
 from bap_tf.export.sharing import keep_shared_kernels
 from bap_tf.export.signatures import DEFAULT_SIGNATURE, check_signature_keys
-from bap_tf.export.file_checks import check_android_model, check_int8_model
 
 VARIANTS = ("float32", "dynamic")
 DEFAULT_TIMEOUT_S = 1800

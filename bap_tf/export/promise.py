@@ -91,8 +91,8 @@ def describe(promise):
             f"(x{android['bytes_ratio']:.2f}), and its signatures take x{min(ratios):.2f}-x{max(ratios):.2f} of the "
             f"backbone's {android['backbone_latency_ms']:.2f} ms (LiteRT, 1 thread).")
         for domain, entry in android["signatures"].items():
-            lines.append(f"  - `{domain}`: {entry['latency_ms']:.2f} ms (x{entry['latency_ratio']:.2f} of the backbone's "
-                         f"time at x{entry['macs_ratio']:.2f} of its MACs)")
+            lines.append(f"  - `{domain}`: {entry['latency_ms']:.2f} ms (x{entry['latency_ratio']:.2f} of the "
+                         f"backbone's time at x{entry['macs_ratio']:.2f} of its MACs)")
     micro = promise.get("micro")
     if micro:
         lines.append(

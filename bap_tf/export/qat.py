@@ -25,8 +25,8 @@ import numpy as np
 from bap_tf.atomic import atomic_path
 from bap_tf.export.child import WorkerError, run_python, run_worker
 from bap_tf.export.convert import DEFAULT_TIMEOUT_S, calibration_images
-from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.file_checks import check_int8_model
+from bap_tf.export.litert import LiteRTModel
 from bap_tf.metrics import accuracy
 
 QAT_MODULES = ("tensorflow_model_optimization", "tf_keras")

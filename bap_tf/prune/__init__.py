@@ -8,8 +8,8 @@
 - ``finetune``: optional ``fit`` of the reduced models.
 """
 
-from bap_tf.prune.dependency import DependencyGraph, PrunePlan, UnsupportedLayerError, describe_rules
 from bap_tf.prune.costs_report import prune_report
+from bap_tf.prune.dependency import DependencyGraph, PrunePlan, UnsupportedLayerError, describe_rules
 from bap_tf.prune.rewrite import Rewriter
 from bap_tf.prune.saving import joint_model, load_union, save_union
 

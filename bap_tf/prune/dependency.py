@@ -104,7 +104,8 @@ class DependencyGraph:
         self.image_input = inputs["image"].name
         self.nodes = [node for node in self.graph if node.name != self.domain_input]
         self.inputs = {node.name: tuple(n for n in node.inputs if n != self.domain_input) for node in self.nodes}
-        self.rules = {node.name: rule_for(node.layer, node.call) for node in self.nodes if node.name != self.image_input}
+        self.rules = {node.name: rule_for(node.layer, node.call)
+                      for node in self.nodes if node.name != self.image_input}
         self.switched = [n.name for n in self.nodes if isinstance(n.layer, bap_layers.SwitchedConv2D)]
         self._couple()
 

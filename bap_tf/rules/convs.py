@@ -85,7 +85,8 @@ class ConvRule(Rule):
             x = walk.shared(gather, lambda: (bap_layers.ChannelGather(positions, name=gather), None), x)
         mask = walk.masks.get(node.name)
         if mask is not None:
-            x = walk.own(lambda: (bap_layers.ChannelMask(mask.tolist(), name=f"{walk.prefix}_{node.name}_mask"), None), x)
+            mask_name = f"{walk.prefix}_{node.name}_mask"
+            x = walk.own(lambda: (bap_layers.ChannelMask(mask.tolist(), name=mask_name), None), x)
         return walk.shared(node.name, lambda: self._sliced(layer, plan, walk), x)
 
     def _sliced(self, layer, plan, walk):

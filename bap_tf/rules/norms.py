@@ -139,7 +139,8 @@ class HeadsRule(Rule):
 
         def factory():
             columns = layer.domain_slice(walk.domain)
-            new = keras.layers.Dense(layer.num_classes[walk.domain], dtype=layer.dtype_policy, name=f"{walk.prefix}_head")
+            new = keras.layers.Dense(layer.num_classes[walk.domain], dtype=layer.dtype_policy,
+                                     name=f"{walk.prefix}_head")
             return new, [walk.array(layer, "kernel")[:, columns], walk.array(layer, "bias")[columns]]
 
         return walk.own(factory, walk.inputs(node)[0])

@@ -14,7 +14,8 @@ _KERAS2_NAMESAKES = {
     keras.layers.Activation: lambda layer, rebuild: rebuild.activation_layer(layer),
     keras.layers.ReLU: lambda layer, rebuild: rebuild.layers.ReLU(
         max_value=layer.max_value, negative_slope=layer.negative_slope, threshold=layer.threshold, name=layer.name),
-    keras.layers.LeakyReLU: lambda layer, rebuild: rebuild.layers.LeakyReLU(alpha=layer.negative_slope, name=layer.name),
+    keras.layers.LeakyReLU: lambda layer, rebuild: rebuild.layers.LeakyReLU(
+        alpha=layer.negative_slope, name=layer.name),
     keras.layers.ELU: lambda layer, rebuild: rebuild.layers.ELU(alpha=layer.alpha, name=layer.name),
     keras.layers.ZeroPadding2D: lambda layer, rebuild: rebuild.layers.ZeroPadding2D(layer.padding, name=layer.name),
     keras.layers.MaxPooling2D: lambda layer, rebuild: rebuild.layers.MaxPooling2D(

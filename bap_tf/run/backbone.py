@@ -46,7 +46,8 @@ def pretrained_weights(config):
         return config.pretrained
     path = find_shipped(config.backbone, config.width, config.image_size)
     if path is None:
-        shipped = [f"{e['backbone']} width={e['width']} image_size={e['image_size']}" for e in shipped_backbones().values()]
+        shipped = [f"{e['backbone']} width={e['width']} image_size={e['image_size']}"
+                   for e in shipped_backbones().values()]
         raise ValueError(
             f"No shipped backbone for backbone={config.backbone!r}, width={config.width}, "
             f"image_size={config.image_size}. Expected --pretrained=PATH (made with bap-pretrain, "

@@ -60,8 +60,8 @@ DEPENDS_ON = ("dataset", "domains", "data_dir", "folders_root", "test_fraction",
 
 def key(config):
     """What the baselines of ``config`` depend on: its settings and the settings they choose from."""
-    values = {name: getattr(config, name) if not isinstance(getattr(config, name), tuple) else list(getattr(config, name))
-              for name in DEPENDS_ON}
+    values = {name: getattr(config, name) for name in DEPENDS_ON}
+    values = {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
     return {**values, "feature_extractor_c": list(FEATURE_EXTRACTOR_C), "finetune_grid": list(FINETUNE_GRID)}
 
 
@@ -146,7 +146,8 @@ def finetune(config, workdir=None, models_dir=None):
         held = None if validation is None else data_sources.image_label_dataset(validation[index], config.image_size)
         best = None
         for setting in grid:
-            logging.info("Measuring the fine-tuning baseline on %s (%d epochs, %s).", train.name, config.epochs, setting)
+            logging.info("Measuring the fine-tuning baseline on %s (%d epochs, %s).", train.name, config.epochs,
+                         setting)
             model, score, epoch = _finetuned(config, train, held, setting)
             if best is None or (score is not None and score > best[1]):
                 best = (model, score, epoch, setting)
@@ -156,5 +157,6 @@ def finetune(config, workdir=None, models_dir=None):
             Path(models_dir).mkdir(parents=True, exist_ok=True)
             with atomic_path(Path(models_dir) / f"{train.name}.keras") as temporary:
                 model.save(temporary)
-        result[train.name] = {**_entry(model, test_accuracy), "epoch": epoch, "settings": dict(setting), "held_back": score}
+        result[train.name] = {**_entry(model, test_accuracy), "epoch": epoch, "settings": dict(setting),
+                              "held_back": score}
     return result

@@ -6,8 +6,8 @@ import time
 import keras
 import tensorflow as tf
 
-from bap_tf.run.checkpoint import AtomicBackupAndRestore, StopOnNonFiniteLoss
 from bap_tf.atomic import read_json, write_json
+from bap_tf.run.checkpoint import AtomicBackupAndRestore, StopOnNonFiniteLoss
 
 
 def standard_callbacks(workdir, keep_backup, name=""):

@@ -25,15 +25,15 @@ from absl import logging
 from tqdm import tqdm
 
 from bap_tf import metrics
-from bap_tf.run import report as report_lib
 from bap_tf.atomic import read_json
-from bap_tf.domains import identifier
 from bap_tf.data import eval_datasets
+from bap_tf.domains import identifier
 from bap_tf.export import promise as promise_lib
-from bap_tf.export.runtime_checks import run_checks
 from bap_tf.export.litert import LiteRTModel
-from bap_tf.export.timing import signature_latencies
 from bap_tf.export.mcu import McuBudgetError, check_mcu_budget, describe_failures, footprints_from_checks
+from bap_tf.export.runtime_checks import run_checks
+from bap_tf.export.timing import signature_latencies
+from bap_tf.run import report as report_lib
 from bap_tf.run import sources as data_sources
 from bap_tf.run.baseline_cache import measured_baselines
 from bap_tf.run.s_score_reference import reference_errors
@@ -77,7 +77,8 @@ def evaluate(config, workdir):
               for d, e in manifest["int8"].items() if "arena_bytes" in e}
     # Each file is compared with the Keras models it was converted from: the int8 files with each
     # domain's own model, the Android file with those too or, in the shared layouts, the union's.
-    android_sources = union if android and android.get("layout", "shared") in ("shared", "shared_filters") else domain_models
+    shared_layout = android and android.get("layout", "shared") in ("shared", "shared_filters")
+    android_sources = union if shared_layout else domain_models
     checks = run_checks(
         android_sources, eval_sets, android_path=workdir.root / android["path"] if android else None,
         micro_paths=micro_paths or None, micro_models=domain_models, arenas=arenas,
@@ -86,7 +87,8 @@ def evaluate(config, workdir):
     if manifest["android"].get("dynamic") and manifest["android"].get("float32"):
         extra["dynamic"] = _file_accuracy(workdir.root / manifest["android"]["dynamic"]["path"], eval_sets, signed=True)
     if manifest.get("qat"):
-        extra["qat"] = {d: _file_accuracy(workdir.root / e["path"], {d: eval_sets[d]})[d] for d, e in manifest["qat"].items()}
+        extra["qat"] = {d: _file_accuracy(workdir.root / e["path"], {d: eval_sets[d]})[d]
+                        for d, e in manifest["qat"].items()}
 
     promise = _promise(config, workdir, manifest, android_sources)
     footprints = footprints_from_checks(checks)

@@ -35,6 +35,7 @@ from absl import logging
 from tqdm import tqdm
 
 from bap_tf import costs
+from bap_tf.atomic import write_json
 from bap_tf.domains import identifier
 from bap_tf.export.absorb import android_models
 from bap_tf.export.convert import export_android, export_micro
@@ -42,7 +43,6 @@ from bap_tf.export.firmware import write_firmware_sources
 from bap_tf.export.micro import find_arena_bytes
 from bap_tf.export.qat import quantization_aware_int8
 from bap_tf.run import sources as data_sources
-from bap_tf.atomic import write_json
 
 ANDROID_VARIANTS = ("float32", "dynamic")
 # Training images per domain handed to quantization-aware fine-tuning.
@@ -72,12 +72,14 @@ def export(config, workdir):
         test_sources = {s.name: s for s in data_sources.domain_sources(config, "test", workdir)}
         for name in tqdm(config.domains, desc="int8 export", unit="domain"):
             if "int8" in config.quantize:
-                images, _ = data_sources.sample_images(train_sources[name], config.image_size, 4 * config.calibration_examples, config.seed)
+                images, _ = data_sources.sample_images(train_sources[name], config.image_size,
+                                                       4 * config.calibration_examples, config.seed)
                 path = export_micro(domain_models[name], workdir.int8(name), images,
                                     max_samples=config.calibration_examples, seed=config.seed)
                 manifest["int8"][name] = _micro_entry(workdir, path)
             if "qat" in config.quantize:
-                train_images, train_labels = data_sources.sample_images(train_sources[name], config.image_size, QAT_MAX_TRAIN_IMAGES, config.seed)
+                train_images, train_labels = data_sources.sample_images(
+                    train_sources[name], config.image_size, QAT_MAX_TRAIN_IMAGES, config.seed)
                 eval_images, eval_labels = data_sources.sample_images(
                     test_sources[name], config.image_size, config.eval_examples or QAT_MAX_TRAIN_IMAGES, config.seed)
                 result = quantization_aware_int8(

@@ -18,6 +18,7 @@ import math
 import keras
 from absl import logging
 
+from bap_tf.atomic import atomic_path, write_json
 from bap_tf.backbones import build_backbone, features_of
 from bap_tf.backbones.resnet26 import FEATURES_LAYER, resnet26
 from bap_tf.data import DomainSource, eval_datasets, load_tfds, train_dataset
@@ -26,7 +27,6 @@ from bap_tf.data.pocket import pocket_sources
 from bap_tf.run.callbacks import progress_verbosity, standard_callbacks
 from bap_tf.run.sources import pocket_cache_dir
 from bap_tf.run.strategy import check_batch_size, get_strategy, lost_workers_reported
-from bap_tf.atomic import atomic_path, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +85,8 @@ def pretrain(config, workdir, verbose="auto"):
     with lost_workers_reported(strategy):
         history = classifier.fit(
             data, epochs=config.epochs, validation_data=test_data, shuffle=False,
-            callbacks=standard_callbacks(workdir, keep_backup=False, name="pretrain"), verbose=progress_verbosity(verbose),
+            callbacks=standard_callbacks(workdir, keep_backup=False, name="pretrain"),
+            verbose=progress_verbosity(verbose),
         )
     _, accuracy = classifier.evaluate(test_data, verbose=0)
     output = config.output or str(workdir.root / "backbone.weights.h5")

@@ -22,13 +22,13 @@ import keras
 import numpy as np
 from absl import logging
 
+from bap_tf.atomic import atomic_path, write_json
 from bap_tf.prune import Rewriter
-from bap_tf.prune.finetune import finetune_domain, finetune_union
 from bap_tf.prune.costs_report import prune_report
-from bap_tf.prune.saving import load_union, save_union
+from bap_tf.prune.finetune import finetune_domain, finetune_union
+from bap_tf.prune.saving import save_union
 from bap_tf.run import sources as data_sources
 from bap_tf.run.baseline_cache import teacher_models
-from bap_tf.atomic import atomic_path, write_json
 
 # Test images per domain on which the reduced models are compared with the masked model.
 EQUIVALENCE_IMAGES = 64

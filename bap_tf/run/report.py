@@ -83,7 +83,8 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
             "accuracy_pruned": accuracy["pruned"][name],
             "accuracy_own": accuracy.get("own", {}).get(name),
             "accuracy_tflite": device_accuracy.get("tflite_float"),
-            "accuracy_tflite_dynamic": extra_accuracy.get("dynamic", {}).get(name, _dynamic_only(manifest, device_accuracy)),
+            "accuracy_tflite_dynamic": extra_accuracy.get("dynamic", {}).get(
+                name, _dynamic_only(manifest, device_accuracy)),
             "accuracy_tflite_int8": device_accuracy.get("tflite_int8"),
             "accuracy_tflm": device_accuracy.get("tflm"),
             "accuracy_qat": extra_accuracy.get("qat", {}).get(name),
@@ -194,13 +195,13 @@ def plot_kept_channels(report, path):
     positions = list(range(len(layers)))
     figure, axis = plt.subplots(figsize=(max(7.0, min(18.0, 0.3 * len(layers))), 4.2))
     for index, name in enumerate(report["domains"]):
-        axis.plot(positions, [l["kept"][name] / l["in_channels"] for l in layers], marker="o", markersize=3,
-                  linewidth=1, color=f"C{index % 10}", label=name)
-    axis.plot(positions, [l["union"] / l["in_channels"] for l in layers], color="black", linewidth=2.5,
+        axis.plot(positions, [layer["kept"][name] / layer["in_channels"] for layer in layers], marker="o",
+                  markersize=3, linewidth=1, color=f"C{index % 10}", label=name)
+    axis.plot(positions, [layer["union"] / layer["in_channels"] for layer in layers], color="black", linewidth=2.5,
               alpha=0.7, label="union (what pruning keeps)")
     axis.axhline(report["budget"], color="red", linestyle="--", linewidth=1, label=f"budget {report['budget']:g}")
     axis.set_xticks(positions)
-    axis.set_xticklabels([_short(l["name"]) for l in layers], rotation=90, fontsize=6)
+    axis.set_xticklabels([_short(layer["name"]) for layer in layers], rotation=90, fontsize=6)
     axis.set_ylabel("input channels kept")
     axis.set_ylim(0, 1.05)
     axis.grid(alpha=0.3)
@@ -347,9 +348,11 @@ def markdown(report):
         "",
         "| model | params | MACs | params / backbone | MACs / backbone |",
         "|---|---:|---:|---:|---:|",
-        f"| backbone (single domain, no head) | {_count(report['backbone']['params'])} | {_count(report['backbone']['macs'])} | 1 | 1 |",
+        f"| backbone (single domain, no head) | {_count(report['backbone']['params'])} | "
+        f"{_count(report['backbone']['macs'])} | 1 | 1 |",
         f"| union-pruned multi-domain model ({len(domains)} domains) | {_count(report['pruned']['params'])} | "
-        f"{_count(report['pruned']['macs'])} | {fmt(report['pruned']['params_ratio'])} | {fmt(report['pruned']['macs_ratio'])} |",
+        f"{_count(report['pruned']['macs'])} | {fmt(report['pruned']['params_ratio'])} | "
+        f"{fmt(report['pruned']['macs_ratio'])} |",
     ]
     for name, d in domains.items():
         lines.append(f"| `{name}` alone (pruned to its switches) | {_count(d['params'])} | {_count(d['macs'])} | "
@@ -361,14 +364,16 @@ def markdown(report):
         "",
         "## Accuracy (test split)",
         "",
-        "| domain | kept | masked | pruned | TFLite | TFLite dynamic | int8 (LiteRT) | int8 (TFLM) | QAT | int8 file | TFLM arena | reference | S |",
+        "| domain | kept | masked | pruned | TFLite | TFLite dynamic | int8 (LiteRT) | int8 (TFLM) | QAT | int8 file "
+        "| TFLM arena | reference | S |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, d in domains.items():
         size = "–" if d["tflite_int8_bytes"] is None else f"{d['tflite_int8_bytes'] / 1024:.1f} KiB"
         arena = "–" if d["tflm_arena_bytes"] is None else f"{d['tflm_arena_bytes'] / 1024:.1f} KiB"
         lines.append(
-            f"| `{name}` | {fmt(d['kept_fraction'], '.2f')} | {fmt(d['accuracy_masked'])} | {fmt(d['accuracy_pruned'])} | "
+            f"| `{name}` | {fmt(d['kept_fraction'], '.2f')} | {fmt(d['accuracy_masked'])} | "
+            f"{fmt(d['accuracy_pruned'])} | "
             f"{fmt(d['accuracy_tflite'])} | {fmt(d['accuracy_tflite_dynamic'])} | {fmt(d['accuracy_tflite_int8'])} | "
             f"{fmt(d['accuracy_tflm'])} | {fmt(d['accuracy_qat'])} | {size} | {arena} | "
             f"{fmt(1 - d['reference_error'])} | {fmt(d['s_score'], '.0f')} |"
@@ -387,14 +392,16 @@ def markdown(report):
         f"- **S-score: {report['s_score']:.0f}** of {report['s_score_max']:.0f} "
         f"(over `{report['s_score_accuracy']}`; 250 per domain at the reference error, 1000 at error 0).",
         f"- S-score reference: {report['s_score_reference']}.",
-        f"- **Efficiency: {report['efficiency']:.0f}** (S-score / sqrt(params ratio x MACs ratio of the union-pruned model)).",
+        f"- **Efficiency: {report['efficiency']:.0f}** "
+        "(S-score / sqrt(params ratio x MACs ratio of the union-pruned model)).",
         f"- Mean accuracy of the union-pruned model: {report['mean_accuracy_pruned']:.3f}.",
         "",
         "## Deployment",
         "",
     ]
     for variant, entry in report["android"].items():
-        lines.append(f"- Android, {variant}: `{entry['path']}` ({entry['bytes'] / 1024:.1f} KiB, one signature per domain)")
+        lines.append(f"- Android, {variant}: `{entry['path']}` ({entry['bytes'] / 1024:.1f} KiB, "
+                     "one signature per domain)")
     lines += promise_lib.describe(report.get("promise") or {})
     mcu = report["mcu"]
     if mcu:

@@ -35,7 +35,9 @@ def load_reference_errors(path, domains):
             f"reference_errors={path!r}, which does not exist"
         ) from None
     except ValueError as error:
-        raise ValueError(f"reference_errors must be a JSON file {{domain: error}}. Received: {path} ({error})") from None
+        raise ValueError(
+            f"reference_errors must be a JSON file {{domain: error}}. Received: {path} ({error})"
+        ) from None
     errors = data.get("errors", data) if isinstance(data, dict) else None
     if not isinstance(errors, dict):
         raise ValueError(f"reference_errors must hold a JSON object {{domain: error}}. Received: {path}")

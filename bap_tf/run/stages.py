@@ -4,8 +4,8 @@ import time
 
 from absl import logging
 
-from bap_tf.config import STAGES
 from bap_tf.atomic import read_json, write_json
+from bap_tf.config import STAGES
 from bap_tf.run.workdir import Workdir
 
 

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from bap_tf.atomic import atomic_path, read_json, write_json
 from bap_tf.data import eval_datasets, train_dataset
 from bap_tf.data.pipeline import default_steps_per_epoch
 from bap_tf.model import BudgetAwareModel, ProjectToBudget, default_switch_optimizer
@@ -27,7 +28,6 @@ from bap_tf.run.backbone import load_backbone
 from bap_tf.run.callbacks import JsonHistory, RecalibrateBatchNorm, progress_verbosity, standard_callbacks
 from bap_tf.run.selection import SelectBestEpoch
 from bap_tf.run.strategy import check_batch_size, get_strategy, lost_workers_reported
-from bap_tf.atomic import atomic_path, read_json, write_json
 from bap_tf.switching import build_switched_network
 
 # Forward passes that re-estimate the BatchNorm statistics after training (RecalibrateBatchNorm).

@@ -7,7 +7,8 @@ def test_a_page_moves_one_heading_level_down_and_its_images_keep_pointing_at_the
     (tmp_path / "frontier.md").write_text(
         "<!-- written by `python -m benchmarks.frontier`; do not edit -->\n## Frontier\n\n"
         "![frontier](frontier.png) ![elsewhere](https://example.org/x.png)\n")
-    monkeypatch.setattr(common, "results_path", lambda name, quick, suffix: tmp_path / f"{name}{'-quick' * quick}.{suffix}")
+    monkeypatch.setattr(common, "results_path",
+                        lambda name, quick, suffix: tmp_path / f"{name}{'-quick' * quick}.{suffix}")
     text, path = collect.page("frontier")
     assert path == tmp_path / "frontier.md"
     assert text == f"### Frontier\n\n![frontier]({tmp_path.name}/frontier.png) ![elsewhere](https://example.org/x.png)"
@@ -16,8 +17,8 @@ def test_a_page_moves_one_heading_level_down_and_its_images_keep_pointing_at_the
 
 def test_the_frontier_targets_come_from_its_latest_results(monkeypatch):
     record = {"mode": "full",
-              "comparison": {"union": {"min_gap": -0.018, "above": False}, "jaccard": {"min_gap": -0.003, "above": False},
-                             "intersection": None},
+              "comparison": {"union": {"min_gap": -0.018, "above": False},
+                             "jaccard": {"min_gap": -0.003, "above": False}, "intersection": None},
               "sharing": {"union": {"macs_ratio": 0.397, "accuracy_gap": -0.041, "met": False},
                           "jaccard": {"macs_ratio": 0.369, "accuracy_gap": -0.008, "met": True}}}
     monkeypatch.setattr(collect, "latest", lambda name: record if name == "frontier" else None)

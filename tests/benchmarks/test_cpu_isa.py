@@ -13,7 +13,8 @@ def test_weights_that_differ_anywhere_are_told_apart():
 
 
 def test_page_lists_every_setting():
-    row = {"max_weight_difference": 0.0, "union_fraction": 0.476, "accuracy_masked": {"digits": 0.975, "letters": 0.689}}
+    row = {"max_weight_difference": 0.0, "union_fraction": 0.476,
+           "accuracy_masked": {"digits": 0.975, "letters": 0.689}}
     record = {"rows": {"this machine": row, "ONEDNN_MAX_CPU_ISA=AVX2": {**row, "max_weight_difference": 7.37}}}
     page = cpu_isa.markdown(record)
     assert "| this machine | 0 | 0.476 | 0.975 | 0.689 |" in page

@@ -52,7 +52,8 @@ def test_page_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(finetune_recipe.pocket_runs, "run_pocket", _fake_run_pocket(tmp_path, []))
     seeds, rows = finetune_recipe.measure(types.SimpleNamespace(seeds=1, quick=False), recipes=LABELS[:2])
     summary = finetune_recipe.summarize(rows)
-    baselines = {"finetune": {"a": (0.95, None), "b": (0.85, None)}, "feature_extractor": {"a": (0.6, None), "b": (0.5, None)}}
+    baselines = {"finetune": {"a": (0.95, None), "b": (0.85, None)},
+                 "feature_extractor": {"a": (0.6, None), "b": (0.5, None)}}
     record = {"seeds": seeds, "summary": summary, "main_job_recipe": LABELS[0], "baselines": baselines,
               "plot_name": finetune_recipe.plot(summary, tmp_path / "recipe.png").name}
     page = finetune_recipe.markdown(record)

@@ -178,7 +178,8 @@ def test_a_run_recorded_under_another_name_is_found_by_its_flags(tmp_path, monke
     other.parent.mkdir(parents=True)
     other.write_text(json.dumps({"effective_flags": pocket_runs.effective_flags(flags), "mean_accuracy": 0.7}))
     monkeypatch.setattr(pocket_runs, "run_pocket", _fail_if_run)
-    assert pocket_runs.pocket_record("jaccard", 0.5, 1, False, tmp_path, runs_dir=tmp_path / "runs")["mean_accuracy"] == 0.7
+    record = pocket_runs.pocket_record("jaccard", 0.5, 1, False, tmp_path, runs_dir=tmp_path / "runs")
+    assert record["mean_accuracy"] == 0.7
 
 
 def test_a_run_whose_flags_changed_only_after_training_keeps_its_training(tmp_path):
@@ -221,7 +222,8 @@ def test_a_results_page_not_named_after_its_module_names_the_module_to_run(monke
 
 def test_a_flag_added_since_a_run_counts_at_the_value_it_ran_with(tmp_path, monkeypatch):
     # A run recorded before --finetune_schedule existed ran with a constant rate.
-    constant = pocket_runs.run_flags("jaccard", 0.5, 0, True, extra={"finetune_schedule": "constant"}, runs_dir=tmp_path)
+    constant = pocket_runs.run_flags("jaccard", 0.5, 0, True, extra={"finetune_schedule": "constant"},
+                                     runs_dir=tmp_path)
     workdir = pocket_runs.workdir_of(constant, True, tmp_path)
     workdir.mkdir(parents=True)
     saved = pocket_runs.effective_flags(constant)

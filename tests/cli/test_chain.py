@@ -50,7 +50,8 @@ def test_chain_writes_every_stage_output(chain):
     for relative in ("config.json", "flags.cfg", "model.keras", "history.json", "timings.json",
                      "pruned/union.keras", "pruned/digits.keras", "pruned/letters.keras", "pruned/costs.json",
                      "export/android_float32.tflite", "export/int8/digits.tflite", "export/int8/letters.tflite",
-                     "export/manifest.json", "export/backbone/float32.tflite", "export/backbone/int8.tflite", "baselines.json", "report.json", "report.md",
+                     "export/manifest.json", "export/backbone/float32.tflite", "export/backbone/int8.tflite",
+                     "baselines.json", "report.json", "report.md",
                      "plots/kept_channels.png", "plots/accuracy_vs_cost.png"):
         assert (workdir / relative).is_file(), relative
     assert any((workdir / "tensorboard").rglob("events.out.tfevents.*"))
@@ -111,7 +112,8 @@ def test_chain_report_fields(chain):
     promise = report["promise"]
     assert promise["layout"] == "shared_filters" and manifest["backbone"]["domain"] == "digits"
     android = promise["android"]
-    assert android["bytes"] == manifest["android"]["float32"]["bytes"] and android["params"] < android["backbone_params"]
+    assert android["bytes"] == manifest["android"]["float32"]["bytes"]
+    assert android["params"] < android["backbone_params"]
     assert set(android["signatures"]) == {"digits", "letters"}
     for entry in android["signatures"].values():
         assert entry["latency_ms"] > 0 and 0 < entry["macs_ratio"] < 1

@@ -56,7 +56,8 @@ def assert_one_line_error(result, command, pattern, only_line=True):
         ("bap-train", ["--budget=0"], r"flag --budget=0\.0: --budget must be > 0"),
         ("bap-prune", ["--epochs=many"], r"flag --epochs=many: invalid literal"),
         ("bap-train", ["--flagfile=no/such.cfg"], r"Unable to open flagfile: .*'no/such\.cfg'"),
-        ("bap-train", ["--dataset=cifar10"], r"flag --dataset=cifar10: value should be one of <pocket\|decathlon\|imagenet_sketch\|folders>"),
+        ("bap-train", ["--dataset=cifar10"],
+         r"flag --dataset=cifar10: value should be one of <pocket\|decathlon\|imagenet_sketch\|folders>"),
         ("bap-eval", ["--quantize=float32,int4"], r"--quantize must be a comma list of float32,dynamic,int8,qat"),
         ("bap-train", ["--stages=train,deploy"], r"--stages must be 'all' or a comma list of train,prune,export,eval"),
         ("bap-train", ["--no_such_flag=1"], r"Unknown command line flag 'no_such_flag'"),
@@ -78,7 +79,8 @@ def test_missing_workdir_flag():
 def test_unwritable_workdir(tmp_path):
     (tmp_path / "a_file").write_text("")
     result = run("bap-train", f"--workdir={tmp_path / 'a_file' / 'run'}")
-    assert_one_line_error(result, "bap-train", r"Cannot write to the workdir\. .*Received: workdir='.*a_file/run' \(NotADirectoryError")
+    assert_one_line_error(result, "bap-train",
+                          r"Cannot write to the workdir\. .*Received: workdir='.*a_file/run' \(NotADirectoryError")
 
 
 @pytest.fixture
@@ -165,20 +167,26 @@ def _one_class(root):
 @pytest.mark.parametrize(
     "damage, args, pattern",
     [
-        pytest.param(_truncate, [], r"Image file cannot be decoded.*Received: .*/d2/test/dog/1\.png", id="truncated_png"),
-        pytest.param(None, ["--domains=d1,nosuch"], r"Expected a folder of class sub-folders\. Received: root='.*/nosuch'",
-                     id="missing_domain"),
+        pytest.param(_truncate, [], r"Image file cannot be decoded.*Received: .*/d2/test/dog/1\.png",
+                     id="truncated_png"),
+        pytest.param(None, ["--domains=d1,nosuch"],
+                     r"Expected a folder of class sub-folders\. Received: root='.*/nosuch'", id="missing_domain"),
         pytest.param(None, ["--pretrained=no/such.weights.h5"],
-                     r"pretrained must be a weights file.*'no/such\.weights\.h5', which does not exist", id="missing_pretrained"),
+                     r"pretrained must be a weights file.*'no/such\.weights\.h5', which does not exist",
+                     id="missing_pretrained"),
         pytest.param(None, ["--domains=d1,café"],
-                     r"Domain name 'café' cannot name layers, files, TFLite signatures and C identifiers", id="bad_name"),
-        pytest.param(None, ["--domains=d1,D1"], r"Domains 'd1' and 'D1' would share C identifiers", id="colliding_names"),
-        pytest.param(_one_class, [], r"Domain 'd2' has 1 class \(\['cat'\]\)\. Expected at least 2 classes", id="one_class"),
+                     r"Domain name 'café' cannot name layers, files, TFLite signatures and C identifiers",
+                     id="bad_name"),
+        pytest.param(None, ["--domains=d1,D1"], r"Domains 'd1' and 'D1' would share C identifiers",
+                     id="colliding_names"),
+        pytest.param(_one_class, [], r"Domain 'd2' has 1 class \(\['cat'\]\)\. Expected at least 2 classes",
+                     id="one_class"),
         pytest.param(lambda root: _image(root / "d2" / "test" / "emu" / "0.png"), [],
                      r"Folder .*/d2/test has classes that the given label space lacks.*Received: \['emu'\]",
                      id="test_class_not_in_train"),
         pytest.param(None, ["--quantize=int8,qat", "--backbone=resnet50"],
-                     r"quantize='qat' needs a backbone whose layers the QAT rebuild knows.*Received: backbone='resnet50'",
+                     r"quantize='qat' needs a backbone whose layers the QAT rebuild knows.*"
+                     r"Received: backbone='resnet50'",
                      id="qat_backbone"),
     ],
 )
@@ -197,4 +205,5 @@ def test_a_workdir_keeps_its_folders_root(tmp_path):
     config = ExperimentConfig(dataset="folders", folders_root=str(tmp_path / "data"), domains=("d1", "d2")).resolve()
     (workdir / "config.json").write_text(config.to_json())
     result = run("bap-prune", f"--workdir={workdir}", f"--folders_root={tmp_path / 'other'}")
-    assert_one_line_error(result, "bap-prune", rf"holds a run with folders_root='{tmp_path}/data', not '{tmp_path}/other'")
+    assert_one_line_error(result, "bap-prune",
+                          rf"holds a run with folders_root='{tmp_path}/data', not '{tmp_path}/other'")

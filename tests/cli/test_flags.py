@@ -53,8 +53,9 @@ def test_every_field_has_its_flag_with_default_type_bounds_and_help(config_class
         if field.type in (int, float):
             assert flag.parser.lower_bound == meta.get("lower_bound"), field.name
             assert flag.parser.upper_bound == meta.get("upper_bound"), field.name
-            assert _accepts(values, f"--{field.name}=0") == (not meta.get("positive") and meta.get("lower_bound", 0) <= 0
-                                                              and meta.get("upper_bound", 0) >= 0), field.name
+            zero_allowed = (not meta.get("positive") and meta.get("lower_bound", 0) <= 0
+                            and meta.get("upper_bound", 0) >= 0)
+            assert _accepts(values, f"--{field.name}=0") == zero_allowed, field.name
         if field.type is tuple and choices is not None:
             assert _accepts(values, f"--{field.name}={choices[0]}")
             assert not _accepts(values, f"--{field.name}={choices[0]},no_such_choice")
@@ -72,7 +73,8 @@ def test_bounds_and_choices_of_the_flags_as_before():
     assert experiment["android_layout"].parser.enum_values == list(config_lib.ANDROID_LAYOUTS)
     assert not _accepts(experiment, "--nobaselines", "--learning_rate=0")
     pretrain = _defined(cli_flags.define_pretrain_flags)
-    assert pretrain["image_size"].parser.lower_bound == 8 and pretrain["source"].parser.enum_values == list(config_lib.PRETRAIN_SOURCES)
+    assert pretrain["image_size"].parser.lower_bound == 8
+    assert pretrain["source"].parser.enum_values == list(config_lib.PRETRAIN_SOURCES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,8 @@ def test_decathlon_reaches_load_decathlon(mocked_tfds, monkeypatch):
     train = sources.domain_sources(config, "train")
     test = sources.domain_sources(config, "test")
     assert [(s.name, s.num_classes, s.flip) for s in train] == [("dtd", 47, True), ("svhn", 10, False)]
-    assert [c[:2] for c in calls] == [("dtd", "train"), ("svhn", "train"), ("dtd", "validation"), ("svhn", "validation")]
+    assert [c[:2] for c in calls] == [("dtd", "train"), ("svhn", "train"),
+                                      ("dtd", "validation"), ("svhn", "validation")]
     assert calls[0][2] == {"image_size": 16, "data_dir": "/data", "manual_dir": "/manual"}
     x, y = next(iter(train_dataset(train, batch_size=2, image_size=16)))
     assert x["image"].shape == (4, 16, 16, 3) and list(x["domain"].numpy()) == [0, 1, 0, 1]
@@ -115,9 +116,11 @@ def test_folder_domains_are_checked_once_then_read_from_their_records(tmp_path, 
                               validation_fraction=0).resolve()
     workdir = Workdir(tmp_path / "run")
     records = sources.new_split_records(config, workdir)
-    assert records["cats_dogs"] == {"class_names": ["cat", "dog"],
-                                    "train": ["train/cat/0.png", "train/cat/1.png", "train/dog/0.png", "train/dog/1.png"],
-                                    "test": ["test/cat/0.png", "test/cat/1.png", "test/dog/0.png", "test/dog/1.png"]}
+    assert records["cats_dogs"] == {
+        "class_names": ["cat", "dog"],
+        "train": ["train/cat/0.png", "train/cat/1.png", "train/dog/0.png", "train/dog/1.png"],
+        "test": ["test/cat/0.png", "test/cat/1.png", "test/dog/0.png", "test/dog/1.png"],
+    }
     workdir.create().write_splits(records)
     assert sources.new_split_records(config, workdir) == {}
     # Later stages and reruns read the record: no image is decoded again.

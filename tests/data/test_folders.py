@@ -128,7 +128,8 @@ def test_split_rejects_a_test_fraction_outside_0_1(unsplit, fraction):
 def test_split_names_a_class_too_small_and_a_file_gone(unsplit):
     record = folders.split_folder(unsplit)
     (unsplit / record["test"][0]).unlink()
-    with pytest.raises(FileNotFoundError, match="lists a file that is gone.*Received: missing " + re.escape(str(unsplit))):
+    with pytest.raises(FileNotFoundError,
+                       match="lists a file that is gone.*Received: missing " + re.escape(str(unsplit))):
         folders.load_split(unsplit, record, "test", image_size=8)
     for path in (unsplit / "emu").iterdir():
         path.unlink()

@@ -9,7 +9,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import tiny_models  # noqa: E402
-
 from bap_tf.export import convert  # noqa: E402
 
 EVAL_IMAGES = 256

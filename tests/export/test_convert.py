@@ -7,10 +7,10 @@ import pytest
 import tflite_file
 import tiny_models
 from bap_tf.export import convert
+from bap_tf.export.file_checks import check_int8_model
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.quantization import tensor_quantization
 from bap_tf.export.sharing import shared_layers, shared_weight_bytes
-from bap_tf.export.file_checks import check_int8_model
 
 FLOAT_AGREEMENT = 0.999
 FLOAT_MAX_LOGIT_DIFF = 1e-3

@@ -39,7 +39,8 @@ def test_shared_and_per_domain_layouts_match_keras_with_rounding(tmp_path):
         expected = model.predict(images, verbose=0)
         np.testing.assert_allclose(runtime.logits(images, key), expected, atol=1e-4, err_msg=key)
     for name in union:  # the two layouts give the same logits: the masked network's
-        np.testing.assert_allclose(union[name].predict(images, verbose=0), own[name].predict(images, verbose=0), atol=1e-4)
+        np.testing.assert_allclose(union[name].predict(images, verbose=0), own[name].predict(images, verbose=0),
+                                   atol=1e-4)
     # The latency benchmark's per-operator profile cuts every operator out of the file: each runs
     # alone, and their MACs are the cost model's.
     from bap_tf.prune.costs_report import model_cost

@@ -21,7 +21,8 @@ def test_tflm_agrees_with_litert_on_int8_outputs(micro_files, eval_sets):
         images = eval_sets[domain][0]
         micro, litert = MicroModel(path), LiteRTModel(path)
         tflm_raw, litert_raw = micro.raw_outputs(images), litert.raw_outputs(images)
-        assert tflm_raw.dtype == np.int8 and tflm_raw.shape == litert_raw.shape == (len(images), 5 if domain == "birds" else 3)
+        assert tflm_raw.dtype == np.int8
+        assert tflm_raw.shape == litert_raw.shape == (len(images), 5 if domain == "birds" else 3)
         agreement = np.mean(np.argmax(tflm_raw, -1) == np.argmax(litert_raw, -1))
         steps = np.abs(tflm_raw.astype(int) - litert_raw.astype(int)).max()
         assert agreement >= 0.99, (domain, agreement)

@@ -16,8 +16,8 @@ import pytest
 
 import tiny_models
 from bap_tf.export import qat
-from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.file_checks import check_int8_model
+from bap_tf.export.litert import LiteRTModel
 
 # Looked up in a child process: importing tfmot here would switch this process to Keras 2.
 _AVAILABLE, _REASON = qat.qat_available()
@@ -123,8 +123,8 @@ def test_the_qat_rebuild_refuses_by_name_what_it_has_no_keras2_stand_in_for(tmp_
     result = subprocess.run([sys.executable, "-c", _REBUILD_EACH, str(tmp_path)], capture_output=True, text=True,
                             env={**os.environ, **qat.worker_env()}, check=True)
     errors = json.loads(result.stdout.strip().splitlines()[-1])
-    no_stand_in = "is not supported by bap_tf: quantization-aware training has no Keras 2 (tf_keras) stand-in for it. " \
-                  "Export it with --quantize=int8"
+    no_stand_in = ("is not supported by bap_tf: quantization-aware training has no Keras 2 (tf_keras) stand-in "
+                   "for it. Export it with --quantize=int8")
     assert errors["gelu"].startswith("Layer 'conv' (Conv2D) is not supported by bap_tf: activation 'gelu' has no "
                                      "tf_keras equivalent for quantization-aware training. Use one of ")
     assert errors["separable"].startswith(f"Layer 'separable' (SeparableConv2D) {no_stand_in}")
@@ -153,6 +153,7 @@ def test_check_qat_names_an_unsupported_backbone_and_a_missing_extra(monkeypatch
                                          r"'efficientnet_b0'\].*Received: backbone='resnet50'"):
         qat.check_qat("resnet50")
     monkeypatch.setattr(qat, "QAT_MODULES", ("no_such_module_for_bap_tf",))
-    with pytest.raises(ValueError, match=r"cannot run here: quantization-aware training needs no_such_module_for_bap_tf: "
-                                         r"pip install 'bap-tf\[qat\]'.*Received: quantize='qat'"):
+    with pytest.raises(ValueError, match=r"cannot run here: quantization-aware training needs "
+                                         r"no_such_module_for_bap_tf: pip install 'bap-tf\[qat\]'.*"
+                                         r"Received: quantize='qat'"):
         qat.check_qat("resnet26")

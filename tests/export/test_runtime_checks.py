@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bap_tf.export.runtime_checks import check_domain, run_checks
 from bap_tf.export.mcu import check_mcu_budget, footprints_from_checks
+from bap_tf.export.runtime_checks import check_domain, run_checks
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def test_export_clones_replace_only_the_bns_after_shared_layers(union_models, ev
         shared = {id(layer) for layer in shared_layers(union_models)}
         assert shared <= {id(layer) for layer in clone.layers}
         # The originals are untouched and the clone computes the same function.
-        assert len([l for l in original.layers if isinstance(l, keras.layers.BatchNormalization)]) == 4
+        assert len([layer for layer in original.layers if isinstance(layer, keras.layers.BatchNormalization)]) == 4
         images = eval_sets[domain][0][:32]
         np.testing.assert_allclose(
             clone.predict(images, verbose=0), original.predict(images, verbose=0), atol=1e-5
@@ -70,11 +70,13 @@ def test_masks_after_a_domain_batchnorm_fold_into_its_affine():
         x = keras.layers.ReLU(name=f"{domain}_relu")(x)
         y = pointwise(ChannelMask(mask, name=f"{domain}_mask")(x))
         y = ChannelMask(mask, name=f"{domain}_mask2")(keras.layers.Add(name=f"{domain}_add")([y, features]))
-        logits = keras.layers.Dense(2, name=f"{domain}_head")(keras.layers.GlobalAveragePooling2D(name=f"{domain}_gap")(y))
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"{domain}_gap")(y)
+        logits = keras.layers.Dense(2, name=f"{domain}_head")(pooled)
         models[domain] = keras.Model(image, logits)
         tiny_models.randomize_batchnorm(models[domain], np.random.default_rng(len(domain)))
     images = tiny_models.make_images(8, seed=3)
     for domain, clone in keep_shared_kernels(models).items():
         masks = [layer.name for layer in clone.layers if isinstance(layer, ChannelMask)]
         assert masks == [f"{domain}_mask2"]  # the first folded; the second reads an Add
-        np.testing.assert_allclose(clone.predict(images, verbose=0), models[domain].predict(images, verbose=0), atol=1e-5)
+        np.testing.assert_allclose(clone.predict(images, verbose=0), models[domain].predict(images, verbose=0),
+                                   atol=1e-5)

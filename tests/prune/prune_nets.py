@@ -102,7 +102,8 @@ def randomize(network, rng, count=16, perturb=1.0, smooth=False):
         # deviation; a floor tied to the layer's activation scale keeps every BN well posed.
         floor = 0.1 * np.mean(variance + mean**2, axis=1, keepdims=True) + 1e-3
         layer.moving_mean.assign(mean + rng.normal(0.0, 0.1 * perturb, shape) * np.sqrt(variance))
-        layer.moving_variance.assign(((variance + floor) * rng.uniform(1 - 0.3 * perturb, 1 + 0.4 * perturb, shape)).astype("float32"))
+        scale = rng.uniform(1 - 0.3 * perturb, 1 + 0.4 * perturb, shape)
+        layer.moving_variance.assign(((variance + floor) * scale).astype("float32"))
     heads = network.get_layer(switching.HEADS_NAME)
     features = feature_model(network)({"image": batch, "domain": domain}).numpy()
     scale = 1.0 / (np.sqrt(features.shape[1]) * (np.sqrt(np.mean(features**2)) + 1e-6))

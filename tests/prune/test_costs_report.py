@@ -117,7 +117,8 @@ def test_rounding_is_paid_for_and_the_budget_check_says_by_how_much():
     checks = {}
     for multiple in (1, 4):
         rewriter = Rewriter(network, TOY_DOMAINS, gates=gates, channel_multiple=multiple, dense_reads=multiple > 1)
-        result = costs_report.prune_report(rewriter, rewriter.union_models(), rewriter.domain_models(), budget=(0.5, "macs"))
+        result = costs_report.prune_report(rewriter, rewriter.union_models(), rewriter.domain_models(),
+                                           budget=(0.5, "macs"))
         checks[multiple] = result["budget_check"]["birds"]
         assert result["domains"]["birds"]["switched_macs"] == 8 * 8 * 6 * (1 if multiple == 1 else 4)
     assert checks[1]["met"] and checks[1]["ratio"] == pytest.approx(0.25) and checks[1]["exceeded_by"] == 0.0

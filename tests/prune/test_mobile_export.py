@@ -9,9 +9,9 @@ import pytest
 import prune_nets
 from bap_tf import backbones, switching
 from bap_tf.export import convert, runtime_checks
+from bap_tf.export.file_checks import check_int8_model
 from bap_tf.export.litert import LiteRTModel
 from bap_tf.export.micro import MicroModel
-from bap_tf.export.file_checks import check_int8_model
 from bap_tf.prune import Rewriter
 
 
@@ -26,7 +26,8 @@ def test_pruned_mobilenet_v3_runs_in_litert_and_tflm_like_keras(tmp_path):
     rewriter = Rewriter(network, prune_nets.DOMAINS[:2])
     union = rewriter.union_models()
     images = prune_nets.images(network, count=32, seed=3, smooth=True)
-    eval_sets = {name: (images[:16], np.argmax(model.predict(images[:16], verbose=0), -1)) for name, model in union.items()}
+    eval_sets = {name: (images[:16], np.argmax(model.predict(images[:16], verbose=0), -1))
+                 for name, model in union.items()}
     android = convert.export_android(union, tmp_path / "android.tflite")
     micro = {"birds": convert.export_micro(union["birds"], tmp_path / "birds_int8.tflite", images[16:])}
 

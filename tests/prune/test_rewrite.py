@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import prune_nets
-from bap_tf import backbones, switching
+from bap_tf import backbones
 from bap_tf.model import BudgetAwareModel
 from bap_tf.prune import Rewriter
 

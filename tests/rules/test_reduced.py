@@ -9,7 +9,8 @@ from bap_tf.layers import ChannelGather, ChannelMask
 from bap_tf.rules import UnsupportedLayerError
 
 
-@pytest.mark.parametrize("layer", [ChannelGather([0, 2], name="picked"), ChannelMask([1.0, 0.0, 1.0, 1.0], name="picked")],
+@pytest.mark.parametrize("layer",
+                         [ChannelGather([0, 2], name="picked"), ChannelMask([1.0, 0.0, 1.0, 1.0], name="picked")],
                          ids=["gather", "mask"])
 def test_gathers_and_masks_are_refused_in_a_backbone_and_cost_nothing(layer):
     image = keras.Input((8, 8, 3), name="image")

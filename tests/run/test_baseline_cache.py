@@ -45,7 +45,8 @@ def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, p
     assert baseline_cache.measured_baselines(config, workdir) == measured
     assert json.loads(workdir.baselines.read_text())["key"]["epochs"] == 2
     calls = []
-    monkeypatch.setattr(baseline_models, "finetune", lambda config, workdir, *models_dir: calls.append(config) or measured["finetune"])
+    monkeypatch.setattr(baseline_models, "finetune",
+                        lambda config, workdir, *models_dir: calls.append(config) or measured["finetune"])
     baseline_cache.measured_baselines(_config(pocket_cache, epochs=3), workdir)
     assert len(calls) == 1
 
@@ -65,7 +66,8 @@ def test_baselines_are_shared_by_runs_that_differ_in_budget_or_sharing_loss(tmp_
     measured = {"digits": {"accuracy": 0.9, "params": 1, "macs": 1}}
     calls = []
     for kind in ("finetune", "feature_extractor"):
-        monkeypatch.setattr(baseline_models, kind, lambda config, workdir, *models_dir: calls.append(config) or measured)
+        monkeypatch.setattr(baseline_models, kind,
+                            lambda config, workdir, *models_dir: calls.append(config) or measured)
     first = baseline_cache.measured_baselines(_config(pocket_cache), Workdir(tmp_path / "a").create())
     assert len(calls) == 2 and baseline_cache.cache_path(_config(pocket_cache)).exists()
     other = _config(pocket_cache, budget=0.25, sharing_loss="union")

@@ -29,8 +29,8 @@ def test_each_domain_takes_the_setting_best_on_held_back_data(tmp_path, pocket_c
 
     def fake(config, train, held, setting):
         trained.append(setting)
-        model = baseline_models._with_head(keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D()]),
-                                     train.num_classes, "fake")
+        backbone = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D()])
+        model = baseline_models._with_head(backbone, train.num_classes, "fake")
         return model, scores[setting["learning_rate"], setting["augment"]], 1
 
     monkeypatch.setattr(baseline_models, "_finetuned", fake)

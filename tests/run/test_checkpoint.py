@@ -73,7 +73,8 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_state(tmp
     model = make_model()
     backup = AtomicBackupAndRestore(tmp_path)
     callbacks = [backup, PoisonAfterFirstEpoch(), StopOnNonFiniteLoss(backup)]
-    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 2, step 1; the last good state \(epoch 1\) is kept"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"became nan at epoch 2, step 1; the last good state \(epoch 1\) is kept"):
         fit(model, 3, callbacks)
     restored = make_model()
     restored.load_weights(tmp_path / "epoch0001.weights.h5")

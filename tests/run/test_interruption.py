@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import bap_tf.model  # noqa: F401  (registers the classes load_model reads)
-
 from bap_tf.data import pocket
 
 EPOCHS, STEPS = 3, 12
@@ -43,7 +42,8 @@ def switches(workdir):
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, pocket_cache):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed, pocket_cache), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command(killed, pocket_cache), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     state = killed / "backup" / "state.json"
     deadline = time.time() + 300
     while not state.exists() and process.poll() is None and time.time() < deadline:

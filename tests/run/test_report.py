@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bap_tf.run import report as report_lib
 from bap_tf.config import ExperimentConfig
+from bap_tf.run import report as report_lib
 
 DOMAINS = ("digits", "letters")
 
@@ -39,13 +39,16 @@ def _inputs(exported=True):
         d: {"model_kb": 39.1, "arena_kb": 20.0, "flash_margin_kb": 984.9, "ram_margin_kb": 236.0,
             "fits_flash": True, "fits_ram": True, "fits": True} for d in DOMAINS}} if exported else None
     return dict(
-        config=config, costs=costs, accuracy={"masked": {"digits": 0.9, "letters": 0.7}, "pruned": {"digits": 0.9, "letters": 0.7},
-                                        "own": {"digits": 0.95, "letters": 0.75}},
+        config=config, costs=costs,
+        accuracy={"masked": {"digits": 0.9, "letters": 0.7}, "pruned": {"digits": 0.9, "letters": 0.7},
+                  "own": {"digits": 0.95, "letters": 0.75}},
         num_test={"digits": 450, "letters": 520}, checks=checks, extra_accuracy={}, manifest=manifest, mcu=mcu,
         kept_fractions={"digits": 0.49, "letters": 0.5}, union_fraction=0.62,
-        layers=[{"name": f"stage1_block1_{i}_conv", "in_channels": 8, "kept": {"digits": 4, "letters": 3}, "union": 6} for i in (1, 2)],
+        layers=[{"name": f"stage1_block1_{i}_conv", "in_channels": 8, "kept": {"digits": 4, "letters": 3}, "union": 6}
+                for i in (1, 2)],
         reference_errors={"digits": 0.2, "letters": 0.4}, reference="file: refs.json",
-        history={"epochs": 2, "model_epochs": 2, "epoch_seconds": [3.0, 2.0], "logs": {"loss": [2.0, 1.0], "union": [0.9, 0.6]}},
+        history={"epochs": 2, "model_epochs": 2, "epoch_seconds": [3.0, 2.0],
+                 "logs": {"loss": [2.0, 1.0], "union": [0.9, 0.6]}},
         timings={"train": 5.0},
     )
 
@@ -78,7 +81,8 @@ def test_write_report_files_are_complete_and_atomic(tmp_path):
     assert "S-score: 953" in markdown and "file: refs.json" in markdown and "every domain fits" in markdown
     # Each domain's own model (what the int8 files and the default Android layout hold): mean 0.85,
     # params of both domains, MACs from the smallest to the largest.
-    assert "| this run, each domain's own pruned model (Keras) | 0.950 | 0.750 | 0.850 | 850 (all domains) | 45.00k–50.00k |" in markdown
+    assert ("| this run, each domain's own pruned model (Keras) | 0.950 | 0.750 | 0.850 | 850 (all domains) "
+            "| 45.00k–50.00k |") in markdown
     for name in ("kept_channels", "accuracy_vs_cost"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     leftovers = [p.name for p in tmp_path.rglob("*") if p.name.startswith(".")]
@@ -88,7 +92,8 @@ def test_write_report_files_are_complete_and_atomic(tmp_path):
 def test_report_without_export_leaves_device_fields_null(tmp_path):
     report = report_lib.build_report(**_inputs(exported=False))
     letters = report["domains"]["letters"]
-    assert letters["accuracy_tflite"] is None and letters["accuracy_tflm"] is None and letters["tflite_int8_bytes"] is None
+    assert letters["accuracy_tflite"] is None and letters["accuracy_tflm"] is None
+    assert letters["tflite_int8_bytes"] is None
     assert report["mcu"] is None
     report_lib.write_report(report, tmp_path)
     assert "Nothing was exported" in (tmp_path / "report.md").read_text()
@@ -106,7 +111,8 @@ def test_baselines_section_and_table():
     report = report_lib.build_report(**_inputs(), baselines=baselines)
     assert report["baselines"]["finetune"]["letters"]["accuracy"] == 0.85 and report["baselines"]["skipped"] is None
     page = report_lib.markdown(report)
-    assert "| per-domain fine-tuning (whole backbone, one per domain) | 0.950 | 0.850 | 0.900 | 2.30k (all domains) |" in page
+    assert ("| per-domain fine-tuning (whole backbone, one per domain) | 0.950 | 0.850 | 0.900 "
+            "| 2.30k (all domains) |") in page
     assert "| this run, union-pruned (Keras) | 0.900 | 0.700 | 0.800 |" in page
     assert ("Settings each baseline chose on the held-back data: per-domain fine-tuning: `digits` Adam 0.002, "
             "augmentation off; `letters` Adam 0.001, augmentation on." in page)
