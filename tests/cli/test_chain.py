@@ -74,11 +74,13 @@ def test_chain_report_fields(chain):
             assert domain[field] is not None, (name, field)
         assert domain["kept_fraction"] <= 0.5 + 1e-6
         assert domain["macs"] < report["backbone"]["macs"]
-        # The Android file (default layout: each domain's own model, gathers absorbed) gives its
-        # Keras source's logits up to float32 noise.
+        # The Android file (the default layout of a fine-tuned run: the union model, read whole by
+        # every domain) gives its Keras source's logits up to float32 noise. That union model is
+        # not the masked model's function (the domains read channels they did not train with,
+        # then fine-tune), so their accuracies are not compared; the domains' own models are held
+        # to the masked model in costs.json below.
         assert domain["tflite_vs_keras_max_abs_logit_diff"] < 1e-3
-        assert 0.0 <= domain["accuracy_own"] <= 1.0
-        assert domain["accuracy_masked"] == pytest.approx(domain["accuracy_pruned"], abs=0.01)
+        assert 0.0 <= domain["accuracy_own"] <= 1.0 and 0.0 <= domain["accuracy_masked"] <= 1.0
     assert report["s_score"] >= 0 and report["efficiency"] >= 0
     assert report["s_score_reference"].startswith("finetune")  # the Decathlon convention
     for kind in ("feature_extractor", "finetune"):
