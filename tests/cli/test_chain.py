@@ -23,8 +23,10 @@ DOMAIN_FIELDS = (
 )
 
 
-def run(command, *args):
+def run(command, *args, baseline_cache=None):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if baseline_cache is not None:
+        env["BAP_TF_BASELINE_CACHE"] = str(baseline_cache)
     return subprocess.run([str(BIN / command), *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
 
 
@@ -38,8 +40,11 @@ def chain_flags(pocket_cache):
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, pocket_cache):
+    # Its own cross-run baseline cache (a module fixture starts before the per-test one), empty:
+    # this run measures the baselines; a second run of the same command finds them there.
     workdir = tmp_path_factory.mktemp("chain") / "run"
-    result = run("bap-train", f"--workdir={workdir}", *chain_flags(pocket_cache))
+    result = run("bap-train", f"--workdir={workdir}", *chain_flags(pocket_cache),
+                 baseline_cache=workdir.parent / "baseline_cache")
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir, result
 
@@ -154,7 +159,10 @@ def test_same_flags_and_seed_give_the_same_switches_and_report(chain, tmp_path, 
 
     workdir, _ = chain
     again = tmp_path / "again"
-    result = run("bap-train", f"--workdir={again}", *chain_flags(pocket_cache))
+    # The same command again on the same machine: its baselines come from the cache the first
+    # run filled, as a user's second run's do; training, pruning and export run again.
+    result = run("bap-train", f"--workdir={again}", *chain_flags(pocket_cache),
+                 baseline_cache=workdir.parent / "baseline_cache")
     assert result.returncode == 0, result.stderr[-4000:]
     first, second = (json.loads((w / "report.json").read_text()) for w in (workdir, again))
     assert first["training"]["seconds"] > 0 and "timings_s" in first
