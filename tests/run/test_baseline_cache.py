@@ -7,27 +7,13 @@ import keras
 import pytest
 
 from bap_tf.config import ExperimentConfig
-from bap_tf.data import pocket
 from bap_tf.run import baseline_cache, baseline_models, s_score_reference
 from bap_tf.run.workdir import Workdir
 
 
-@pytest.fixture(scope="module")
-def pocket_cache(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("pocket")
-    pocket.build_pocket(directory, names=["digits"])
-    return directory
-
-
-def _config(cache, **overrides):
-    values = dict(domains=("digits",), data_dir=str(cache), pretrained="none", width=4, epochs=2, steps_per_epoch=2,
-                  batch_size=4, validation_fraction=0.1)
-    return ExperimentConfig(**{**values, **overrides}).resolve()
-
-
 @pytest.mark.slow
-def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, pocket_cache, monkeypatch):
-    config = _config(pocket_cache)
+def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, tiny_config, monkeypatch):
+    config = tiny_config()
     workdir = Workdir(tmp_path / "run").create()
     measured = baseline_cache.measured_baselines(config, workdir)
     for kind in ("feature_extractor", "finetune"):
@@ -47,7 +33,7 @@ def test_baselines_are_measured_once_and_finetuning_is_the_reference(tmp_path, p
     calls = []
     monkeypatch.setattr(baseline_models, "finetune",
                         lambda config, workdir, *models_dir: calls.append(config) or measured["finetune"])
-    baseline_cache.measured_baselines(_config(pocket_cache, epochs=3), workdir)
+    baseline_cache.measured_baselines(tiny_config(epochs=3), workdir)
     assert len(calls) == 1
 
 
@@ -62,19 +48,19 @@ def test_without_baselines_a_reference_file_measures_nothing(tmp_path, monkeypat
     assert s_score_reference.reference_errors(config, measured) == ({"digits": 0.25}, f"file: {refs}")
 
 
-def test_baselines_are_shared_by_runs_that_differ_in_budget_or_sharing_loss(tmp_path, pocket_cache, monkeypatch):
+def test_baselines_are_shared_by_runs_that_differ_in_budget_or_sharing_loss(tmp_path, tiny_config, monkeypatch):
     measured = {"digits": {"accuracy": 0.9, "params": 1, "macs": 1}}
     calls = []
     for kind in ("finetune", "feature_extractor"):
         monkeypatch.setattr(baseline_models, kind,
                             lambda config, workdir, *models_dir: calls.append(config) or measured)
-    first = baseline_cache.measured_baselines(_config(pocket_cache), Workdir(tmp_path / "a").create())
-    assert len(calls) == 2 and baseline_cache.cache_path(_config(pocket_cache)).exists()
-    other = _config(pocket_cache, budget=0.25, sharing_loss="union")
+    first = baseline_cache.measured_baselines(tiny_config(), Workdir(tmp_path / "a").create())
+    assert len(calls) == 2 and baseline_cache.cache_path(tiny_config()).exists()
+    other = tiny_config(budget=0.25, sharing_loss="union")
     assert baseline_cache.measured_baselines(other, Workdir(tmp_path / "b").create()) == first
     assert len(calls) == 2  # reused from the cache, and written into the new workdir
     assert json.loads((tmp_path / "b" / "baselines.json").read_text())["finetune"] == measured
-    baseline_cache.measured_baselines(_config(pocket_cache, seed=1), Workdir(tmp_path / "c").create())
+    baseline_cache.measured_baselines(tiny_config(seed=1), Workdir(tmp_path / "c").create())
     assert len(calls) == 4  # another seed: other baselines
 
 
@@ -89,8 +75,8 @@ def test_the_cache_knows_when_a_folder_domain_changed(tmp_path):
     assert baseline_cache.cache_path(config) != before
 
 
-def test_teachers_are_the_fine_tuning_baselines_kept_in_the_cache(tmp_path, pocket_cache, monkeypatch):
-    config = _config(pocket_cache, image_size=16, baselines=False)
+def test_teachers_are_the_fine_tuning_baselines_kept_in_the_cache(tmp_path, tiny_config, monkeypatch):
+    config = tiny_config(image_size=16, baselines=False)
     measured = []
 
     def fake(config, train, held, setting):

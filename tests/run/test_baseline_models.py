@@ -2,28 +2,12 @@
 held-back data."""
 
 import keras
-import pytest
 
-from bap_tf.config import ExperimentConfig
-from bap_tf.data import pocket
 from bap_tf.run import baseline_models
 from bap_tf.run.workdir import Workdir
 
 
-@pytest.fixture(scope="module")
-def pocket_cache(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("pocket")
-    pocket.build_pocket(directory, names=["digits"])
-    return directory
-
-
-def _config(cache, **overrides):
-    values = dict(domains=("digits",), data_dir=str(cache), pretrained="none", width=4, epochs=2, steps_per_epoch=2,
-                  batch_size=4, validation_fraction=0.1)
-    return ExperimentConfig(**{**values, **overrides}).resolve()
-
-
-def test_each_domain_takes_the_setting_best_on_held_back_data(tmp_path, pocket_cache, monkeypatch):
+def test_each_domain_takes_the_setting_best_on_held_back_data(tmp_path, tiny_config, monkeypatch):
     scores = {(1e-3, True): 0.5, (1e-3, False): 0.9, (2e-3, True): 0.7, (2e-3, False): 0.6}
     trained = []
 
@@ -34,12 +18,12 @@ def test_each_domain_takes_the_setting_best_on_held_back_data(tmp_path, pocket_c
         return model, scores[setting["learning_rate"], setting["augment"]], 1
 
     monkeypatch.setattr(baseline_models, "_finetuned", fake)
-    config = _config(pocket_cache, image_size=16)
+    config = tiny_config(image_size=16)
     entry = baseline_models.finetune(config, Workdir(tmp_path / "run").create())["digits"]
     assert trained == list(baseline_models.FINETUNE_GRID)
     assert entry["settings"] == {"learning_rate": 1e-3, "augment": False} and entry["held_back"] == 0.9
     # Nothing held back: nothing to choose on, the first setting is taken.
     trained.clear()
-    config = _config(pocket_cache, image_size=16, validation_fraction=0.0)
+    config = tiny_config(image_size=16, validation_fraction=0.0)
     entry = baseline_models.finetune(config, Workdir(tmp_path / "other").create())["digits"]
     assert trained == [baseline_models.FINETUNE_GRID[0]] and entry["settings"] == baseline_models.FINETUNE_GRID[0]
