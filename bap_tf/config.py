@@ -312,6 +312,12 @@ class ExperimentConfig:
         "over the fine-tuning's steps.",
         choices=FINETUNE_SCHEDULES,
     )
+    finetune_augment: bool = setting(
+        False,
+        "Augment the fine-tuning's training images as the training stage does (--augment: random "
+        "translations, flips where the domain allows them), seeded by --seed; held-back and test data stay "
+        "as they are.",
+    )
     # bap_tf.prune.distill. Off by default for its cost; the pocket main job, which measures the
     # baselines anyway, turns it on (0.5, chosen on held-back data: benchmarks/results/finetune_recipe.md).
     distill_weight: float = setting(

@@ -2,17 +2,17 @@
 the union model's layout and the sharing loss.
 
 A user chooses without the test split, and so does this benchmark: the main job
-(``flags/pocket.cfg``: ``jaccard``, β 0.5, 8 fine-tuning epochs at batch 128) with 10 % of each
-domain's training data held back (``--validation_fraction=0.1``), trained once per seed, then
-fine-tuned with each recipe of ``RECIPES`` (learning rate, schedule, distillation from the
-per-domain fine-tuning baselines, the union model's layout; a recipe with another sharing loss
+(``flags/pocket.cfg``: ``jaccard``, β 0.5) with 10 % of each domain's training data held back
+(``--validation_fraction=0.1``), trained once per seed, then fine-tuned with each recipe of
+``RECIPES`` (learning rate, schedule, distillation from the per-domain fine-tuning baselines, the
+union model's layout, the number of epochs, augmentation; a recipe with another sharing loss
 trains its own model), keeping the epoch that
 scores best on the held-back data; the recipe with the best held-back accuracy (union model,
 mean over domains and seeds) wins. Each run is the real chain ``bap-train --stages=train,prune``
 (``benchmarks.pocket_runs``: resumable, and the runs of one seed share its training); the figures
 are each run's ``pruned/finetune.json``. Test accuracy is shown beside, never used to choose.
 
-    python -m benchmarks.finetune_recipe            # 3 seeds x 3 recipes: about an hour on 2 cores
+    python -m benchmarks.finetune_recipe            # 3 seeds x 8 recipes: 3-4 hours on 2 cores
     python -m benchmarks.finetune_recipe --quick    # 1 seed, 2 epochs x 30 steps
 """
 
@@ -33,19 +33,24 @@ VALIDATION_FRACTION = 0.1
 # Each recipe names every flag any recipe varies: the main job's flagfile sets them too.
 # The union model of the first three keeps each domain's channel masks (as the per_domain and
 # shared layouts need); with the shared_filters layout every domain reads the whole union.
+# The first five ran 8 epochs at batch 128 without augmentation (the length chosen earlier on the
+# test split); the last three vary those on the held-back data too.
+_LENGTH = {"finetune_epochs": 8, "finetune_batch_size": 128, "finetune_augment": False}
+_SAME = {**_LENGTH, "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.5,
+         "android_layout": "shared_filters"}
 RECIPES = {
-    "Adam 8e-4, constant": {"finetune_learning_rate": 8e-4, "finetune_schedule": "constant", "distill_weight": 0.0,
-                            "android_layout": "per_domain"},
-    "Adam 1.6e-3, cosine": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.0,
-                            "android_layout": "per_domain"},
-    "Adam 1.6e-3, cosine, distillation 0.5": {"finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine",
-                                              "distill_weight": 0.5, "android_layout": "per_domain"},
-    "the same, each domain reading the whole union": {
-        "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.5,
-        "android_layout": "shared_filters"},
-    "the same, union sharing loss": {
-        "sharing_loss": "union", "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine",
-        "distill_weight": 0.5, "android_layout": "shared_filters"},
+    "Adam 8e-4, constant": {**_LENGTH, "finetune_learning_rate": 8e-4, "finetune_schedule": "constant",
+                            "distill_weight": 0.0, "android_layout": "per_domain"},
+    "Adam 1.6e-3, cosine": {**_LENGTH, "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine",
+                            "distill_weight": 0.0, "android_layout": "per_domain"},
+    "Adam 1.6e-3, cosine, distillation 0.5": {**_LENGTH, "finetune_learning_rate": 1.6e-3,
+                                              "finetune_schedule": "cosine", "distill_weight": 0.5,
+                                              "android_layout": "per_domain"},
+    "the same, each domain reading the whole union": _SAME,
+    "the same, union sharing loss": {**_SAME, "sharing_loss": "union"},
+    "the same, 16 epochs": {**_SAME, "finetune_epochs": 16},
+    "the same, augmented": {**_SAME, "finetune_augment": True},
+    "the same, 16 epochs, augmented": {**_SAME, "finetune_epochs": 16, "finetune_augment": True},
 }
 
 
@@ -121,7 +126,7 @@ def baselines_over_seeds(seeds, recipe, quick, measure):
 
 
 def plot(summary, path):
-    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    figure, axis = plt.subplots(figsize=(9, 3.8))
     labels = list(summary["recipes"])
     positions = range(len(labels))
     axis.errorbar(list(positions), [summary["recipes"][r]["held_back"] for r in labels], marker="o", capsize=3,

@@ -161,7 +161,7 @@ def _done_stages(workdir, flags):
 
 # Flags added to bap-train since runs were first recorded, with the value that does what the code
 # did before they existed: a run recorded without one ran with that value.
-ADDED_FLAGS = {"finetune_schedule": "constant", "distill_weight": 0.0}
+ADDED_FLAGS = {"finetune_schedule": "constant", "distill_weight": 0.0, "finetune_augment": False}
 
 
 def with_new_flags(saved):
@@ -201,7 +201,7 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
         # Another setting's (or an interrupted) run: bap-train would take its model as trained.
         shutil.rmtree(workdir)
     if not done and "train" in stages:
-        done = _share_training(workdir, flags, quick, runs_dir)
+        done = _copy_same_run(workdir, flags, quick, runs_dir) or _share_training(workdir, flags, quick, runs_dir)
     needed = _needed(done, stages)
     if needed:
         if "prune" in needed and workdir.exists():
@@ -223,12 +223,32 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
 # Flags that act only after training: runs that differ only in these train the same model.
 POST_TRAIN_FLAGS = frozenset({
     "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_layers", "finetune_schedule",
-    "distill_weight", "whole_union",
+    "finetune_augment", "distill_weight", "whole_union",
     "channel_multiple", "dense_reads", "android_layout", "quantize", "calibration_examples", "qat_epochs",
     "eval_examples", "reference_errors", "mcu_flash_kb", "mcu_ram_kb", "enforce_mcu_budget",
 })
 # What the train stage leaves in a workdir (model, history, resumable backup, its wall time).
 TRAIN_FILES = ("model.keras", "history.json", "backup", "timings.json")
+
+
+def _copy_same_run(workdir, flags, quick, runs_dir):
+    """Copies whole into ``workdir`` a run of another name that ran with the same flags (e.g. one
+    named before its benchmark spelled out a value the flagfile gives anyway); returns its stages,
+    or ``[]`` when there is none."""
+    wanted = _without(effective_flags(flags))
+    for marker in sorted((Path(runs_dir) / ("quick" if quick else "full")).glob(f"*/{MARKER}")):
+        saved = _read(marker)
+        source = marker.parent
+        if source == workdir or not saved.get("stages"):
+            continue
+        if _without(with_new_flags(saved.get("effective_flags", {}))) != wanted:
+            continue
+        shutil.copytree(source, workdir)
+        copied = {**saved, "flags": flags, "effective_flags": effective_flags(flags), "copied_from": source.name}
+        (workdir / MARKER).write_text(json.dumps(copied, indent=2) + "\n")
+        print(f"  {workdir.name}: the same run as {source.name}, copied", flush=True)
+        return saved["stages"]
+    return []
 
 
 def _share_training(workdir, flags, quick, runs_dir):

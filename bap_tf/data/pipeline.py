@@ -228,6 +228,18 @@ def _augment(image, seed, image_size, flip):
     return image
 
 
+def augment_pairs(dataset, *, image_size, flip, seed):
+    """``dataset`` of ``(image, target)`` with each image augmented as training's are
+    (``_augment``), the target untouched: images float32 ``(S, S, 3)`` in [0, 1]. The draws come
+    from a stream seeded by ``seed``, so one seed gives the same images; a dataset repeated
+    before this draws anew on every pass."""
+    noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((dataset, noise)).map(
+        lambda example, pair: (_augment(example[0], pair, image_size, flip), example[1]),
+        num_parallel_calls=AUTOTUNE,
+    )
+
+
 def _cardinality(source):
     return int(source.dataset.cardinality())
 
@@ -251,20 +263,9 @@ def _train_domain(source, index, batch_size, image_size, seed, augment, shuffle_
     # Distinct, fixed seeds per domain; reshuffling gives each epoch its own (seeded) order.
     ds = source.dataset.shuffle(buffer, seed=seed * 1009 + index, reshuffle_each_iteration=True)
     ds = ds.repeat()
-    preprocess = _preprocess(source, image_size)
+    ds = ds.map(_preprocess(source, image_size), num_parallel_calls=AUTOTUNE)
     if augment:
-        noise = tf.data.Dataset.random(
-            seed=seed * 1009 + index + 500, rerandomize_each_iteration=True
-        )
-        ds = tf.data.Dataset.zip((ds, noise.batch(2)))
-
-        def fn(example, pair):
-            image, label = preprocess(*example)
-            return _augment(image, pair, image_size, source.flip), label
-
-        ds = ds.map(fn, num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE)
+        ds = augment_pairs(ds, image_size=image_size, flip=source.flip, seed=seed * 1009 + index + 500)
     return ds.batch(batch_size, drop_remainder=True)
 
 

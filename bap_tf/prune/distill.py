@@ -2,8 +2,8 @@
 
 The teachers are the per-domain fine-tuning baselines (``bap_tf.run.baseline_models``): one whole
 backbone per domain, the reference the pruned model is scored against. Their logits on the
-fine-tuning images are computed once (the fine-tuning data are not augmented, so one pass
-suffices) and travel with the labels: ``y_true`` is ``[label, teacher logits...]``, which lets
+fine-tuning images are computed once, before any augmentation (``bap_tf.prune.finetune``), and
+travel with the labels: ``y_true`` is ``[label, teacher logits...]``, which lets
 plain ``compile``/``fit`` train with ``DistillationLoss``, the joint union model included.
 """
 

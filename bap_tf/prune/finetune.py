@@ -13,6 +13,11 @@ those of the epoch, or of the model before fine-tuning, that score best on it.
 With teachers (``teacher``/``teachers`` and ``distill_weight`` > 0) the loss is
 ``distill.DistillationLoss``: each domain also learns its teacher's softened logits.
 
+With ``augment`` (e.g. ``bap_tf.data.pipeline.augment_pairs``), the training images are
+augmented after shuffling and repeating, so each epoch draws anew; the data to evaluate and
+select on are not. A teacher's logits are those of the image before augmentation: the
+augmentation is taken to keep what the image shows, as it keeps its label.
+
 Data: per domain, ``(images, labels)`` numpy arrays or an unbatched ``tf.data.Dataset`` of
 ``(image, label)`` with images already at the model's input size, float in [0, 1].
 """
@@ -108,7 +113,7 @@ def accuracy(model, data, batch_size=64):
 
 def finetune_domain(model, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
                     steps_per_epoch=0, select_on=None, layers="all", schedule="constant", teacher=None,
-                    distill_weight=0.0):
+                    distill_weight=0.0, augment=None):
     """Fine-tunes one domain's model in place; accuracies are on ``validation`` (or ``train``).
     ``epochs``, ``batch_size`` and ``learning_rate`` have no default here: the experiment's
     (``ExperimentConfig.finetune_*``) are the ones measured.
@@ -117,7 +122,8 @@ def finetune_domain(model, train, validation=None, *, epochs, batch_size, learni
     (about one pass over ``train``; every batch is full, the data repeat).
     ``select_on``: data to keep the best epoch on (see the module docstring); ``layers``:
     what trains (``unfreeze``); ``schedule``: the learning rate's (``optimizer``); ``teacher``
-    and ``distill_weight``: see the module docstring.
+    and ``distill_weight``, ``augment`` (``dataset -> dataset`` of ``(image, target)`` pairs):
+    see the module docstring.
     """
     name = model.name
     evaluation = train if validation is None else validation
@@ -130,7 +136,8 @@ def finetune_domain(model, train, validation=None, *, epochs, batch_size, learni
     )
     # Full batches only, as in finetune_union: a smaller last batch retraces the step, and on the
     # pruned per-domain models TensorFlow 2.21 then aborts the process (double free).
-    dataset = _pairs(train, teacher, distill_weight).shuffle(_buffer(train), seed=seed).repeat().batch(batch_size)
+    dataset = _augmented(_pairs(train, teacher, distill_weight).shuffle(_buffer(train), seed=seed).repeat(), augment)
+    dataset = dataset.batch(batch_size)
     keep = [] if select_on is None else [KeepBestEpoch(lambda: accuracy(model, select_on), model)]
     history = model.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=keep)
     return FinetuneResult(before, {name: accuracy(model, evaluation)}, history.history, *_selected(keep))
@@ -138,14 +145,15 @@ def finetune_domain(model, train, validation=None, *, epochs, batch_size, learni
 
 def finetune_union(models, train, validation=None, *, epochs, batch_size, learning_rate, seed=0,
                    steps_per_epoch=0, select_on=None, layers="all", schedule="constant", teachers=None,
-                   distill_weight=0.0):
+                   distill_weight=0.0, augment=None):
     """Fine-tunes the union model ``{domain: keras.Model}`` jointly, in place.
 
     ``train`` (and ``validation``) map each domain to its data. One epoch is
     ``steps_per_epoch`` steps (when > 0, else ``ceil(max_d N_d / batch_size)``), each with one
     batch of every domain (smaller domains repeat), as in the training pipeline. ``select_on``
     ({domain: data}): the epoch kept is the best in mean accuracy over domains on it.
-    ``teachers``: ``{domain: keras.Model}`` to distil from with ``distill_weight``.
+    ``teachers``: ``{domain: keras.Model}`` to distil from with ``distill_weight``; ``augment``:
+    ``{domain: dataset -> dataset}`` (see ``finetune_domain``).
     """
     if set(train) != set(models):
         raise ValueError(f"train must hold data for every domain {sorted(models)}. Received: {sorted(train)}")
@@ -159,8 +167,9 @@ def finetune_union(models, train, validation=None, *, epochs, batch_size, learni
         loss={domain: _loss((teachers or {}).get(domain), distill_weight) for domain in models},
     )
     per_domain = {
-        domain: _pairs(train[domain], (teachers or {}).get(domain), distill_weight)
-        .shuffle(_buffer(train[domain]), seed=seed).repeat().batch(batch_size)
+        domain: _augmented(_pairs(train[domain], (teachers or {}).get(domain), distill_weight)
+                           .shuffle(_buffer(train[domain]), seed=seed).repeat(), (augment or {}).get(domain))
+        .batch(batch_size)
         for domain in models
     }
     zipped = tf.data.Dataset.zip(per_domain).map(
@@ -187,6 +196,10 @@ def _pairs(data, teacher, distill_weight):
     """The ``(image, target)`` pairs ``fit`` trains on: the label, or the label and the teacher's logits."""
     dataset = _dataset(data)
     return with_teacher_logits(dataset, teacher) if _distilling(teacher, distill_weight) else dataset
+
+
+def _augmented(dataset, augment):
+    return dataset if augment is None else augment(dataset)
 
 
 def _selected(keep):

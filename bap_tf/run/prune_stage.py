@@ -17,12 +17,14 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
 """
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
 from absl import logging
 
 from bap_tf.atomic import atomic_path, write_json
+from bap_tf.data.pipeline import augment_pairs
 from bap_tf.prune import Rewriter
 from bap_tf.prune.costs_report import prune_report
 from bap_tf.prune.finetune import finetune_domain, finetune_union
@@ -119,17 +121,30 @@ def _finetune(config, union, domain_models, test_sources, workdir):
                   learning_rate=config.finetune_learning_rate, seed=config.seed,
                   steps_per_epoch=config.steps_per_epoch, layers=config.finetune_layers,
                   schedule=config.finetune_schedule, distill_weight=config.distill_weight)
+    augment = augmentation(config, train_sources)
     teachers = teacher_models(config, workdir) if config.distill_weight else {}
     logging.info("Fine-tuning the union model for %d epoch(s).", config.finetune_epochs)
-    result = {"settings": {name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers",
-                                                            "schedule", "distill_weight")},
+    result = {"settings": {**{name: kwargs[name] for name in ("epochs", "batch_size", "learning_rate", "layers",
+                                                               "schedule", "distill_weight")},
+                           "augment": config.finetune_augment},
               "union": dataclasses.asdict(finetune_union(union, train, test, select_on=select_on, teachers=teachers,
-                                                         **kwargs)),
+                                                         augment=augment, **kwargs)),
               "domain": {}}
     for name, model in domain_models.items():
         logging.info("Fine-tuning %s's model for %d epoch(s).", name, config.finetune_epochs)
         result["domain"][name] = dataclasses.asdict(finetune_domain(
             model, train[name], test[name], select_on=None if select_on is None else select_on[name],
-            teacher=teachers.get(name), **kwargs))
+            teacher=teachers.get(name), augment=augment.get(name), **kwargs))
     return result
+
+
+def augmentation(config, sources):
+    """``{domain: dataset -> dataset}``: the training stage's augmentation of each source's
+    fine-tuning pairs, seeded by ``config.seed`` and the domain's index (``{}`` when
+    ``config.finetune_augment`` is off)."""
+    if not config.finetune_augment:
+        return {}
+    return {source.name: functools.partial(augment_pairs, image_size=config.image_size, flip=source.flip,
+                                           seed=config.seed * 1009 + index)
+            for index, source in enumerate(sources)}
 

@@ -66,6 +66,24 @@ def test_runs_that_differ_only_after_training_share_the_trained_model(tmp_path):
     assert pocket_runs._share_training(pocket_runs.workdir_of(other, False, runs_dir), other, False, runs_dir) == []
 
 
+def test_a_run_of_another_name_with_the_same_flags_is_copied_not_redone(tmp_path):
+    runs_dir = tmp_path / "runs"
+    # Named before its benchmark spelled out the flagfile's 8 fine-tuning epochs.
+    source = _trained_run(runs_dir, {"finetune_learning_rate": 1e-3})
+    spelled = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_learning_rate": 1e-3, "finetune_epochs": 8},
+                                    runs_dir)
+    workdir = pocket_runs.workdir_of(spelled, False, runs_dir)
+    assert workdir != source
+    assert pocket_runs._copy_same_run(workdir, spelled, False, runs_dir) == ["train", "prune"]
+    assert (workdir / "model.keras").read_text() == "model"
+    assert json.loads((workdir / "timings.json").read_text())["prune"] == 5.0
+    assert pocket_runs._done_stages(workdir, spelled) == ["train", "prune"]
+    # Another value is another run: at most its training is shared.
+    longer = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_learning_rate": 1e-3, "finetune_epochs": 16},
+                                   runs_dir)
+    assert pocket_runs._copy_same_run(pocket_runs.workdir_of(longer, False, runs_dir), longer, False, runs_dir) == []
+
+
 def _row(loss, budget, accuracy, macs, seed=0):
     return {"sharing_loss": loss, "budget": budget, "seed": seed, "mean_accuracy": accuracy, "macs_ratio": macs,
             "accuracy": {"a": accuracy, "b": accuracy}}

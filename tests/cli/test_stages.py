@@ -94,14 +94,14 @@ def test_prune_stage_with_finetuning(tmp_path, pocket_cache):
     # whole_union: the union model is no longer the masked model's function, so only the domain
     # models are held to it.
     config = tiny_config(pocket_cache, domains=("letters",), finetune_epochs=1, finetune_learning_rate=1e-3,
-                         finetune_batch_size=4, whole_union=True)
+                         finetune_batch_size=4, whole_union=True, finetune_augment=True)
     workdir = Workdir(tmp_path / "run").create()
     train(config, workdir, verbose=0)
     result = prune(config, workdir)
     finetune = json.loads(workdir.finetune.read_text())
     assert set(finetune["union"]["after"]) == {"letters"} and set(finetune["domain"]) == {"letters"}
     assert finetune["settings"] == {"epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "layers": "all",
-                                    "schedule": "cosine", "distill_weight": 0.0}
+                                    "schedule": "cosine", "distill_weight": 0.0, "augment": True}
     assert 0.0 <= finetune["domain"]["letters"]["after"]["letters_pruned"] <= 1.0
     assert len(finetune["domain"]["letters"]["history"]["loss"]) == 1
     assert result.costs["union_ratio"]["macs"] < 1.0

@@ -109,6 +109,23 @@ def test_flips_only_where_the_domain_allows_them():
     assert set(edges) <= {SIZE // 2 - 1, SIZE // 2, SIZE // 2 + 1} and len(set(edges)) > 1
 
 
+def test_augmented_pairs_are_seeded_and_drawn_anew_on_every_pass():
+    images = np.random.default_rng(0).random((6, SIZE, SIZE, 3), dtype=np.float32)
+    pairs = tf.data.Dataset.from_tensor_slices((images, np.arange(6)))
+
+    def passes(seed, count=2):
+        augmented = pipeline.augment_pairs(pairs.repeat(count), image_size=SIZE, flip=True, seed=seed)
+        out = [(image.numpy(), int(label)) for image, label in augmented]
+        return np.stack([image for image, _ in out]), [label for _, label in out]
+
+    drawn, labels = passes(seed=1)
+    assert labels == [0, 1, 2, 3, 4, 5] * 2  # the targets stay with their images, untouched
+    assert not np.allclose(drawn[:6], images)  # translated or flipped
+    assert not np.allclose(drawn[:6], drawn[6:])  # the second pass draws again
+    assert np.array_equal(drawn, passes(seed=1)[0])  # the seed gives the same images
+    assert not np.allclose(drawn, passes(seed=2)[0])
+
+
 def test_eval_datasets_cover_each_split_exactly_once(domains):
     datasets = pipeline.eval_datasets(domains, batch_size=4, image_size=2 * SIZE)
     assert list(datasets) == ["a", "b", "c"]

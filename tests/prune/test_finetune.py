@@ -1,9 +1,13 @@
 """Fine-tuning the reduced models is ordinary ``fit``: it runs and moves the weights."""
 
+import functools
+
+import keras
 import numpy as np
 import pytest
 
 import prune_nets
+from bap_tf.data import pipeline
 from bap_tf.prune import Rewriter, finetune
 
 
@@ -140,3 +144,34 @@ def test_a_distilled_domain_model_learns_its_teacher():
     finetune.finetune_domain(own, (images, labels), epochs=3, batch_size=8, learning_rate=3e-2, steps_per_epoch=10,
                              teacher=teacher, distill_weight=1.0)
     assert np.all(np.argmax(own.predict(images, verbose=0), -1) == 0)
+
+
+def test_augmented_fine_tuning_trains_on_the_augmented_images(monkeypatch):
+    network = prune_nets.residual_network()
+    prune_nets.set_switches(network, 0.5, np.random.default_rng(3))
+    domains = prune_nets.domains_of(network)
+    data = {name: _data(network, classes, seed) for seed, (name, classes) in enumerate(domains)}
+    size = data["cars"][0].shape[1]
+    seen = []
+    fit = keras.Model.fit
+
+    def spy(model, x, **kwargs):  # the first batch fit is given
+        images = next(iter(x))[0]
+        seen.append((images["cars"] if isinstance(images, dict) else images).numpy())
+        return fit(model, x, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+
+    def among_sources(batch):
+        return [any(np.allclose(image, source) for source in data["cars"][0]) for image in batch]
+
+    for augment in (None, functools.partial(pipeline.augment_pairs, image_size=size, flip=True, seed=0)):
+        kwargs = dict(epochs=1, batch_size=8, learning_rate=1e-2, steps_per_epoch=1)
+        finetune.finetune_domain(Rewriter(network, domains).domain_model("cars"), data["cars"], augment=augment,
+                                 **kwargs)
+        finetune.finetune_union(Rewriter(network, domains).union_models(), data,
+                                augment=None if augment is None else {"cars": augment}, **kwargs)
+    plain, augmented = seen[:2], seen[2:]
+    assert all(all(among_sources(batch)) for batch in plain)
+    # An image drawn unmoved and unflipped is its source (1 in 18 at this size): most are not.
+    assert all(sum(among_sources(batch)) < len(batch) / 2 for batch in augmented)
