@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+from pathlib import Path
 
 from bap_tf.domains import check_domain_names  # a module without TensorFlow
 
@@ -23,7 +24,7 @@ from bap_tf.domains import check_domain_names  # a module without TensorFlow
 # checks that each one equals the library's own constant.
 # The same as bap_tf.backbones.BACKBONES.
 BACKBONES = ("resnet26", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
-BUDGET_METRICS = ("macs", "params")  # bap_tf.costs.BUDGET_METRICS
+BUDGET_METRICS = ("macs", "params", "latency")  # bap_tf.budgets.BUDGET_METRICS
 SHARING_LOSSES = ("none", "union", "intersection", "jaccard")  # bap_tf.losses.SHARING_LOSSES
 POCKET_SOURCE = "fashion_mnist"  # bap_tf.data.pocket.POCKET_SOURCE
 POCKET_DOMAINS = ("digits", "letters", "textures", "photo_digits")  # keys of bap_tf.data.pocket.POCKET_DOMAINS
@@ -70,7 +71,7 @@ IMAGENET_SKETCH_TARGETS = ("cubs", "stanford_cars", "flowers", "wikiart", "sketc
 # change them (it would read a model trained for other domains, another backbone or budget).
 IDENTITY_FIELDS = (
     "dataset", "domains", "test_fraction", "image_size", "backbone", "width", "pretrained",
-    "budget", "budget_metric", "sharing_loss", "sharing_weight",
+    "budget", "budget_metric", "latency_table", "budget_ms", "sharing_loss", "sharing_weight",
 )
 
 
@@ -234,7 +235,21 @@ class ExperimentConfig:
         positive=True,
     )
     budget_metric: str = setting(
-        "macs", "What a switch costs: the MACs or the parameters of its kernel slice.", choices=BUDGET_METRICS
+        "macs",
+        "What the budget measures: macs or params (of each switched kernel slice), or latency (milliseconds "
+        "on a target, from --latency_table).",
+        choices=BUDGET_METRICS,
+    )
+    latency_table: str = setting(
+        "",
+        "Latency table of the backbone's switched convs on the target (bap-latency-table's JSON, measured here "
+        "or on a phone); needed by --budget_metric=latency.",
+    )
+    budget_ms: float = setting(
+        0.0,
+        "With --budget_metric=latency: each domain's budget in milliseconds on the table's target (instead of "
+        "--budget, a fraction of the backbone's latency); 0: use --budget.",
+        lower_bound=0.0,
     )
     # jaccard by default: more accurate and cheaper than union (benchmarks/results/recipes.md).
     sharing_loss: str = setting(
@@ -442,6 +457,7 @@ class ExperimentConfig:
         if self.whole_union and not self.finetune_epochs:
             _fail("whole_union", self.whole_union, "used with finetune_epochs > 0 (each domain's BatchNorms and head "
                   "must adapt to the channels it gains)")
+        self._check_latency_budget()
         if self.warmup_epochs >= self.epochs:
             _fail("warmup_epochs", self.warmup_epochs, f"fewer than epochs={self.epochs} (the switches must train)")
         test_fraction = self.test_fraction
@@ -457,6 +473,18 @@ class ExperimentConfig:
         if self.dataset == "folders" and not self.folders_root:
             _fail("folders_root", self.folders_root,
                   "a folder of <domain>/{train,test}/<class>/ or <domain>/<class>/ images when dataset='folders'")
+
+    def _check_latency_budget(self):
+        _check_number("budget_ms", self.budget_ms)
+        if self.budget_metric == "latency":
+            if not self.latency_table:
+                _fail("latency_table", self.latency_table,
+                      "a latency table file with budget_metric='latency' (make one with bap-latency-table)")
+            if not Path(self.latency_table).is_file():
+                _fail("latency_table", self.latency_table, "an existing file (bap-latency-table's output)")
+        elif self.budget_ms:
+            _fail("budget_ms", self.budget_ms,
+                  f"0 unless budget_metric='latency' (budget_metric={self.budget_metric!r})")
 
     def _check_domains(self):
         names = list(self.domains)

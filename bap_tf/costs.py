@@ -20,7 +20,8 @@ from bap_tf import layers as bap_layers
 from bap_tf import rules
 from bap_tf.rules.base import spatial_size
 
-BUDGET_METRICS = ("macs", "params")
+# What a switch can cost (the linear budgets; bap_tf.budgets adds the measured ones).
+SWITCH_COST_METRICS = ("macs", "params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +51,8 @@ def count_model(model):
 
 def switch_cost(layer, metric="macs"):
     """Cost of one input channel of a switched conv: the kernel slice ``W[:, :, c, :]``."""
-    if metric not in BUDGET_METRICS:
-        raise ValueError(f"budget_metric must be one of {BUDGET_METRICS}. Received: budget_metric={metric!r}")
+    if metric not in SWITCH_COST_METRICS:
+        raise ValueError(f"metric must be one of {SWITCH_COST_METRICS}. Received: metric={metric!r}")
     per_channel_params = layer.filters * layer.kernel_size[0] * layer.kernel_size[1]
     if metric == "params":
         return per_channel_params

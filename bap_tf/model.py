@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from bap_tf import budgets, losses
 from bap_tf import costs as cost_model
-from bap_tf import losses
 from bap_tf.domains import as_domain_specs, domain_index, validate_budget
 from bap_tf.layers import PACKAGE
 from bap_tf.switching import switched_layers
@@ -47,7 +47,11 @@ class BudgetAwareModel(keras.Model):
       budget: beta in (0, 1], the fraction of the switchable cost each domain may keep.
       sharing_loss: one of ``losses.SHARING_LOSSES``; ``"none"`` is BA² trained jointly.
       sharing_weight: a fixed alpha, or ``None`` for the learnable (dual ascent) alpha.
-      budget_metric: ``"macs"`` or ``"params"``: what a switch costs.
+      budget_metric: what the budget measures (``budgets.BUDGET_METRICS``): ``"macs"`` or
+        ``"params"`` (each switch costs its kernel slice), or ``"latency"`` (milliseconds from
+        ``latency_table``; the sharing loss then still weighs channels by their MACs).
+      latency_table: the latency table dict (``export.latency_table.load_table``) of
+        ``budget_metric="latency"``; stored in the model's config.
       multiplier_rate: eta_lambda, step of the budget multipliers' dual ascent.
       sharing_rate: eta_alpha, step of the learnable sharing weight's dual ascent.
       warmup_steps: first training steps in which only the BatchNorms and heads learn: the
@@ -69,6 +73,7 @@ class BudgetAwareModel(keras.Model):
         sharing_rate=0.5,
         warmup_steps=0,
         max_sharing_weight=0.0,
+        latency_table=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -98,7 +103,18 @@ class BudgetAwareModel(keras.Model):
             raise ValueError(
                 f"The network was built for {num_domains} domains. Received: {len(self.domains)} domains"
             )
-        self._switch_costs = cost_model.switch_cost_vector(self.switched, budget_metric).astype("float32")
+        self.latency_table = latency_table
+        self._budget_cost = budgets.budget_cost(budget_metric, network, self.switched, latency_table)
+        floor = self._budget_cost.minimum_fraction()
+        if self.budget <= floor:
+            raise ValueError(
+                f"The budget is below what the network costs with every switch off ({floor:.3f} of the backbone's "
+                f"{budget_metric}: the layers no switch removes). Expected a budget in ({floor:.3f}, 1]. "
+                f"Received: budget={budget!r}"
+            )
+        # What the sharing loss weighs each channel by: its MACs unless the budget counts params.
+        sharing_metric = "params" if budget_metric == "params" else "macs"
+        self._switch_costs = cost_model.switch_cost_vector(self.switched, sharing_metric).astype("float32")
         self._num_classes = np.array([d.num_classes for d in self.domains], dtype="int32")
 
         # One copy per step whatever the number of replicas: the updates are data-independent.
@@ -128,11 +144,19 @@ class BudgetAwareModel(keras.Model):
         return ops.concatenate([layer.gates() for layer in self.switched], axis=-1)
 
     def kept_fractions(self):
-        """Per-domain kept fraction of the switchable cost, as numpy ``(num_domains,)``."""
-        return ops.convert_to_numpy(losses.kept_fractions(self.gates(), self._switch_costs))
+        """Per-domain kept fraction of the budget's cost, as numpy ``(num_domains,)``."""
+        return ops.convert_to_numpy(self._budget_cost.kept_fractions(self.gates()))
+
+    def latency_cost(self):
+        """The ``budgets.LatencyCost`` of a latency budget, else None."""
+        return self._budget_cost if self.budget_metric == "latency" else None
 
     def union_fraction(self):
-        return float(ops.convert_to_numpy(losses.union_fraction(self.gates(), self._switch_costs)))
+        return float(ops.convert_to_numpy(self._union_fraction(self.gates())))
+
+    def _union_fraction(self, gates):
+        """The budget's cost of the channels some domain keeps, as a fraction."""
+        return self._budget_cost.kept_fractions(ops.expand_dims(losses.union_gates(gates), 0))[0]
 
     def call(self, inputs, training=False):
         return self.network(inputs, training=training)
@@ -158,24 +182,29 @@ class BudgetAwareModel(keras.Model):
         """Turns off each over-budget domain's weakest switches until it meets the budget.
 
         Dual ascent keeps the kept fraction within a few points of the budget but it may end
-        a little above. This makes the budget hard: per domain, switches that are on are
-        turned off in increasing order of their real value (the least confident first) until
-        ``b_d <= budget``. Returns the number of switches turned off per domain.
+        a little above. This makes the budget hard: per domain, the fewest of its switches that
+        are on are turned off, in increasing order of their real value (the least confident
+        first), for ``b_d <= budget`` as the rewrite will build it (``rounded``). A cost only
+        falls as switches go off, so the count is found by bisection. Returns the number of
+        switches turned off per domain.
         """
         values = np.concatenate([layer.switches.numpy() for layer in self.switched], axis=1)
-        costs = self._switch_costs.astype("float64")
-        limit = self.budget * costs.sum()
         turned_off = []
         for row in values:
-            kept = costs[row > 0].sum()
-            count = 0
-            for index in np.argsort(np.where(row > 0, row, np.inf)):
-                if kept <= limit or row[index] <= 0:
-                    break
-                row[index] = -abs(row[index])
-                kept -= costs[index]
-                count += 1
-            turned_off.append(count)
+            order = [index for index in np.argsort(row, kind="stable") if row[index] > 0]
+
+            def fits(count, row=row, order=order):
+                gates = (row > 0).astype("float32")
+                gates[order[:count]] = 0.0
+                kept = self._budget_cost.kept_fractions(ops.convert_to_tensor(gates[None]), rounded=True)
+                return float(ops.convert_to_numpy(kept)[0]) <= self.budget + 1e-6
+
+            low, high = 0, len(order)
+            while low < high:
+                middle = (low + high) // 2
+                low, high = (low, middle) if fits(middle) else (middle + 1, high)
+            row[order[:low]] = -np.abs(row[order[:low]])
+            turned_off.append(low)
         offsets = np.cumsum([0] + [layer.switches.shape[1] for layer in self.switched])
         for layer, start, stop in zip(self.switched, offsets[:-1], offsets[1:]):
             layer.switches.assign(values[:, start:stop])
@@ -212,8 +241,8 @@ class BudgetAwareModel(keras.Model):
 
     def _constraint_terms(self):
         gates = self.gates()
-        kept = losses.kept_fractions(gates, self._switch_costs)
-        union = losses.union_fraction(gates, self._switch_costs)
+        kept = self._budget_cost.kept_fractions(gates)
+        union = self._union_fraction(gates)
         sharing = losses.sharing_loss(self.sharing_loss_name, gates, self._switch_costs)
         budget_term = ops.sum(self.multipliers * (kept - self.budget))
         return kept, union, sharing, budget_term
@@ -327,6 +356,7 @@ class BudgetAwareModel(keras.Model):
             "sharing_rate": self.sharing_rate,
             "warmup_steps": self.warmup_steps,
             "max_sharing_weight": self.max_sharing_weight,
+            "latency_table": self.latency_table,
         }
 
     @classmethod

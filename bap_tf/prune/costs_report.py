@@ -57,7 +57,7 @@ def backbone_cost(network):
     return ModelCost(costs.cost_by_part(costs.backbone_layers(network), switched))
 
 
-def prune_report(rewriter, union_models, domain_models=None, budget=None):
+def prune_report(rewriter, union_models, domain_models=None, budget=None, latency=None):
     """JSON-ready costs: backbone, union-pruned model, per-domain models, and ratios to the backbone.
 
     Per-domain costs of the union model (``union_per_domain``) count the shared layers plus
@@ -65,6 +65,10 @@ def prune_report(rewriter, union_models, domain_models=None, budget=None):
     ``budget``: optional ``(fraction, metric)``; adds ``budget_check``, per domain's own model
     its switched convs' ``metric`` over the backbone's, whether that is within the budget and
     by how much it exceeds it (channel rounding spends budget the switches did not ask for).
+    ``latency``: the ``budgets.LatencyCost`` of a latency budget; adds ``latency``, the table's
+    ms of the backbone, of each domain's model and of each domain's signature of the union
+    model, and the ``budget_check`` of metric ``"latency"`` compares each domain's ms with
+    the budget's share of the backbone's.
     """
     switched = rewriter.dependency.switched
     backbone = backbone_cost(rewriter.network)
@@ -80,11 +84,22 @@ def prune_report(rewriter, union_models, domain_models=None, budget=None):
         report["domain_ratio"] = {
             name: _ratios(model_cost(model, switched), backbone) for name, model in domain_models.items()
         }
+        if latency is not None:
+            report["latency"] = {
+                **latency.summary(),
+                "domains_ms": {name: latency.model_ms(model) for name, model in domain_models.items()},
+                "union_ms": {name: latency.model_ms(model) for name, model in union_models.items()},
+            }
+            if budget is not None:
+                report["latency"]["budget"] = budget[0]
         if budget is not None:
             fraction, metric = budget
             report["budget_check"] = {}
             for name, ratios in report["domain_ratio"].items():
-                ratio = ratios[f"switched_{metric}"]
+                if metric == "latency":
+                    ratio = report["latency"]["domains_ms"][name] / latency.backbone_ms
+                else:
+                    ratio = ratios[f"switched_{metric}"]
                 report["budget_check"][name] = {"budget": fraction, "metric": metric, "ratio": ratio,
                                                 "met": ratio <= fraction + 1e-9,
                                                 "exceeded_by": max(0.0, ratio - fraction)}

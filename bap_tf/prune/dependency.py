@@ -233,6 +233,10 @@ class DependencyGraph:
         """Channel count of the tensor a conv reads."""
         return sum(self.groups[g].channels for g in self._reads[conv_name])
 
+    def read_groups(self, conv_name):
+        """The groups a conv reads, in its input channels' order (several for a concatenation)."""
+        return self._reads[conv_name]
+
     def input_group(self, conv_name):
         """The group a conv reads, when its input is one group (not a concatenation)."""
         space = self._reads[conv_name]

@@ -50,16 +50,18 @@ def prune(config, workdir):
     """Builds, checks, optionally fine-tunes and saves the reduced models; returns ``PruneResult``."""
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
-    rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=config.dense_reads)
-    union = _union_models(rewriter, masked, config)
+    multiple = channel_multiple(config, masked)
+    rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=config.dense_reads)
+    union = _union_models(rewriter, masked, config, multiple)
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
-    costs = prune_report(rewriter, union, domain_models, budget=(config.budget, config.budget_metric))
+    costs = prune_report(rewriter, union, domain_models, budget=(masked.budget, config.budget_metric),
+                         latency=masked.latency_cost())
     for name, check in costs["budget_check"].items():
         if not check["met"]:
             logging.warning("%s's reduced model exceeds the budget %.3f by %.3f (%s ratio %.3f of the switched convs; "
-                            "channel_multiple=%d).", name, config.budget, check["exceeded_by"], config.budget_metric,
-                            check["ratio"], config.channel_multiple)
+                            "channel_multiple=%d).", name, masked.budget, check["exceeded_by"], config.budget_metric,
+                            check["ratio"], multiple)
     costs["max_abs_logit_diff"] = _equivalence(masked, union, domain_models, test_sources, config)
     worst = max(max(v.values(), default=0.0) for v in costs["max_abs_logit_diff"].values())
     if worst > EQUIVALENCE_TOLERANCE:
@@ -81,16 +83,24 @@ def prune(config, workdir):
     return PruneResult(str(workdir.union_model), paths, str(workdir.costs), costs)
 
 
+def channel_multiple(config, masked):
+    """``--channel_multiple``; under a latency budget, 1 stands for the table's step (the tile
+    its target computes whole, on which the training priced the kept counts)."""
+    if config.channel_multiple == 1 and masked.latency_cost() is not None:
+        return masked.latency_cost().step
+    return config.channel_multiple
+
+
 def _reads_all(config):
     """Whether every domain of the union model reads all the union's channels (no masks)."""
     return config.whole_union or config.android_layout == "shared_filters"
 
 
-def _union_models(rewriter, masked, config):
+def _union_models(rewriter, masked, config, multiple):
     """The union model; for ``shared_filters``, read whole by every domain through zero kernel
     rows (a gather runs outside XNNPACK; zero rows cost MACs but keep the filters shared)."""
     if config.android_layout == "shared_filters" and not config.dense_reads:
-        rewriter = Rewriter.from_model(masked, channel_multiple=config.channel_multiple, dense_reads=True)
+        rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=True)
     return rewriter.union_models(domain_masks=not _reads_all(config))
 
 

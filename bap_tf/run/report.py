@@ -28,6 +28,8 @@ file atomically. Fields of ``report.json`` (``REPORT_VERSION`` 1), fractions in 
   missing, or null);
 - ``promise``: the files against the unpruned backbone's (``bap_tf.export.promise``): the
   Android file's stored parameters, bytes and per-signature latency, the int8 files' flash;
+- ``latency_budget`` (``--budget_metric=latency`` only, else null; ``bap_tf.budgets.latency``):
+  per domain the budget, the table's prediction and the Android signature's measured latency;
 - ``android``, ``mcu`` (the flash/RAM budget check), ``layers`` (channels kept per switched
   conv and domain), ``training`` (epochs and the last epoch's logs), ``timings_s``.
 """
@@ -42,6 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from bap_tf import metrics  # noqa: E402
 from bap_tf.atomic import atomic_path, write_json, write_text  # noqa: E402
+from bap_tf.budgets import latency as latency_lib  # noqa: E402
 from bap_tf.export import promise as promise_lib  # noqa: E402
 
 REPORT_VERSION = 1
@@ -137,6 +140,8 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "mean_accuracy_pruned": sum(d["accuracy_pruned"] for d in domains.values()) / len(domains),
         "android": manifest.get("android", {}),
         "promise": promise or {},
+        "latency_budget": (latency_lib.report_entry(costs["latency"], config.android_layout, promise)
+                           if "latency" in costs else None),
         "mcu": mcu,
         "layers": layers,
         "training": _training_summary(history),
@@ -403,6 +408,7 @@ def markdown(report):
         lines.append(f"- Android, {variant}: `{entry['path']}` ({entry['bytes'] / 1024:.1f} KiB, "
                      "one signature per domain)")
     lines += promise_lib.describe(report.get("promise") or {})
+    lines += latency_lib.describe(report.get("latency_budget"))
     mcu = report["mcu"]
     if mcu:
         verdict = "every domain fits" if mcu["fits"] else "**some domains do not fit**"

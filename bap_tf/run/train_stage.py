@@ -20,8 +20,10 @@ import tensorflow as tf
 from absl import logging
 
 from bap_tf.atomic import atomic_path, read_json, write_json
+from bap_tf.budgets.latency import LatencyCost, budget_fraction
 from bap_tf.data import eval_datasets, train_dataset
 from bap_tf.data.pipeline import default_steps_per_epoch
+from bap_tf.export import latency_table
 from bap_tf.model import BudgetAwareModel, ProjectToBudget, default_switch_optimizer
 from bap_tf.run import sources as data_sources
 from bap_tf.run.backbone import load_backbone
@@ -49,8 +51,12 @@ def build_model(config, domains, strategy, steps_per_epoch=0):
     ``steps_per_epoch`` turns ``config.warmup_epochs`` into steps."""
     with strategy.scope():
         network = build_switched_network(load_backbone(config), domains)
+        table, budget = None, config.budget
+        if config.budget_metric == "latency":
+            table = latency_table.load_table(config.latency_table, network)
+            budget = budget_fraction(LatencyCost(network, table), config.budget, config.budget_ms)
         model = BudgetAwareModel(
-            network, domains, budget=config.budget, sharing_loss=config.sharing_loss,
+            network, domains, budget=budget, sharing_loss=config.sharing_loss, latency_table=table,
             sharing_weight=config.sharing_weight, budget_metric=config.budget_metric,
             multiplier_rate=config.multiplier_rate, sharing_rate=config.sharing_rate,
             warmup_steps=config.warmup_epochs * steps_per_epoch, max_sharing_weight=config.max_sharing_weight,

@@ -13,12 +13,12 @@ from bap_tf.run.workdir import Workdir, WorkdirError, config_for_workdir
 
 
 def test_constants_repeated_in_config_match_the_library():
-    from bap_tf import backbones, costs, losses
+    from bap_tf import backbones, budgets, losses
     from bap_tf.data import pocket, tfds_loaders
     from bap_tf.prune import finetune
 
     assert config_lib.BACKBONES == backbones.BACKBONES
-    assert config_lib.BUDGET_METRICS == costs.BUDGET_METRICS
+    assert config_lib.BUDGET_METRICS == budgets.BUDGET_METRICS
     assert config_lib.SHARING_LOSSES == losses.SHARING_LOSSES
     assert config_lib.FINETUNE_LAYERS == finetune.FINETUNE_LAYERS
     assert config_lib.FINETUNE_SCHEDULES == finetune.FINETUNE_SCHEDULES

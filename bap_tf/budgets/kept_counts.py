@@ -1,0 +1,84 @@
+"""Kept channel counts of every switched conv as differentiable functions of the gates.
+
+A MACs or parameter budget is linear in the gates: each switch costs its kernel slice. A
+device budget is not: a convolution's latency depends on how many input channels it reads
+*and* how many filters it keeps, and a filter stays while any conv of the same domain reads
+its channel (``prune.dependency``). This module turns the concatenated gates ``(D, S)`` of
+``BudgetAwareModel.gates()`` into, per domain:
+
+- ``in_count``: the channels a switched conv reads, the sum of its own gates;
+- ``out_count``: the filters it keeps: the whole width when its output group is pinned
+  (a residual stream, the heads' input), else the number of channels some reader of the group
+  keeps on, ``sum_c (1 - prod_readers (1 - g_c))``, which stays binary in the forward pass
+  while the straight-through gradient flows;
+- ``channels(name)``: the kept width of any tensor of the graph (for activation memory).
+
+A stream no switched conv reads keeps its whole width, exactly as the rewrite does.
+"""
+
+import numpy as np
+from keras import ops
+
+from bap_tf.prune.dependency import DependencyGraph
+from bap_tf.switching import switched_layers
+
+
+class KeptCounts:
+    """The channel arithmetic of one switched network, computed once.
+
+    Args:
+      network: the switched network (``switching.build_switched_network``).
+    """
+
+    def __init__(self, network):
+        self.graph = DependencyGraph(network)
+        self.switched = [layer.name for layer in switched_layers(network)]
+        offsets = np.cumsum([0] + [layer.switches.shape[-1] for layer in switched_layers(network)])
+        self.gate_slices = {name: (int(start), int(stop))
+                            for name, start, stop in zip(self.switched, offsets[:-1], offsets[1:])}
+        self.num_switches = int(offsets[-1])
+        # Per group that may shrink: the gate indices of each reader, channel by channel.
+        self._readers = {}
+        for name in self.switched:
+            start = self.gate_slices[name][0]
+            for group in self.graph.read_groups(name):
+                width = self.graph.groups[group].channels
+                self._readers.setdefault(group, []).append(np.arange(start, start + width))
+                start += width
+
+    def full_width(self, group):
+        return self.graph.groups[group].channels
+
+    def _shrinks(self, group):
+        return not self.graph.groups[group].pinned and group in self._readers
+
+    def group_count(self, gates, group):
+        """Kept channels of ``group`` per domain, ``(D,)`` (a tensor when the group may shrink,
+        else its width as a float)."""
+        if not self._shrinks(group):
+            return float(self.full_width(group))
+        dropped = None
+        for indices in self._readers[group]:
+            off = 1.0 - ops.take(gates, indices, axis=1)
+            dropped = off if dropped is None else dropped * off
+        return ops.sum(1.0 - dropped, axis=1)
+
+    def in_count(self, gates, conv):
+        """Input channels switched conv ``conv`` reads per domain: its gates that are on."""
+        start, stop = self.gate_slices[conv]
+        return ops.sum(gates[:, start:stop], axis=1)
+
+    def out_count(self, gates, conv):
+        """Filters switched conv ``conv`` keeps per domain."""
+        return self.group_count(gates, self.graph.group_of[conv])
+
+    def channels(self, gates, name):
+        """Kept width of node ``name``'s output per domain (its groups' counts summed)."""
+        total = 0.0
+        for group in self.graph.spaces[name]:
+            total = total + self.group_count(gates, group)
+        return total
+
+    def conv_counts(self, gates):
+        """``{switched conv: (in_count, out_count)}``, each ``(D,)`` or a float."""
+        return {name: (self.in_count(gates, name), self.out_count(gates, name)) for name in self.switched}

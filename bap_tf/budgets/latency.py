@@ -1,0 +1,154 @@
+"""The latency budget: a domain's kept cost priced in milliseconds by a measured table.
+
+``LatencyCost`` reads a latency table (``export.latency_table``) of the network's switched
+convs and prices a domain's gates as the whole network's latency on the table's target::
+
+    ms_d = overhead + sum_conv interpolate(table[conv], in_count_d, out_count_d)
+
+with the kept counts of ``KeptCounts`` (differentiable: bilinear in the counts, the counts
+straight-through in the gates). ``overhead`` is what the table does not hold (the stem, pooling,
+adds, the head): the table's ``reference`` (the whole backbone timed with the cells) minus
+the table's own full-size sum, or 0 for a table without one. A domain's kept fraction is
+``ms_d / ms_backbone``, so ``--budget=0.5`` asks each domain for half the backbone's latency,
+and ``--budget_ms`` divides by ``ms_backbone``.
+
+The rewrite keeps every stream that may shrink on a multiple of the table's step (the tile
+the target computes whole), so ``predicted_ms(..., rounded=True)`` rounds each kept filter
+count up to it: that is what the hard projection at the end of training and the report use.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from bap_tf import costs
+from bap_tf.budgets.kept_counts import KeptCounts
+from bap_tf.export import latency_table
+
+
+class LatencyCost:
+    """Milliseconds of each domain's kept channels, from a latency table.
+
+    Args:
+      network: the switched network.
+      table: a latency table dict (``latency_table.load_table``), checked to cover every
+        switched conv of ``network`` at its full channel counts.
+    """
+
+    metric = "latency"
+
+    def __init__(self, network, table, counts=None):
+        latency_table.check_table(table)
+        latency_table.check_covers(table, network)
+        self.table = table
+        self.step = int(table["step"])
+        self.counts = counts or KeptCounts(network)
+        self._layers = {name: table["layers"][name] for name in self.counts.switched}
+        self._full = {name: (entry["in_counts"][-1], entry["out_counts"][-1]) for name, entry in self._layers.items()}
+        table_ms = sum(float(latency_table.interpolate(self._layers[n], *self._full[n])) for n in self._layers)
+        reference = (table.get("reference") or {}).get("ms")
+        self.overhead_ms = max(float(reference) - table_ms, 0.0) if reference else 0.0
+        self.backbone_ms = self.overhead_ms + table_ms
+
+    def predicted_ms(self, gates, rounded=False):
+        """The table's latency of each domain's kept channels, ``(D,)``; with ``rounded``, each
+        kept filter count rounded up to the table's step (not differentiable)."""
+        total = self.overhead_ms
+        for name, (cin, cout) in self.counts.conv_counts(gates).items():
+            if rounded:
+                cout = ops.minimum(ops.ceil(ops.convert_to_tensor(cout) / self.step) * self.step,
+                                   float(self._full[name][1]))
+            total = total + latency_table.interpolate(self._layers[name], cin, cout)
+        return total
+
+    def kept_fractions(self, gates, rounded=False):
+        """Each domain's latency as a fraction of the backbone's, ``(D,)``."""
+        return self.predicted_ms(gates, rounded) / self.backbone_ms
+
+    def minimum_fraction(self):
+        """The fraction no gates can go below: every switch off (the overhead and the smallest
+        cells of the table)."""
+        nothing = ops.zeros((1, self.counts.num_switches))
+        return float(ops.convert_to_numpy(self.kept_fractions(nothing, rounded=True))[0])
+
+    def model_ms(self, model):
+        """The table's latency of a reduced model (``model_latency_ms``)."""
+        return model_latency_ms(self.table, model, self.overhead_ms)
+
+    def summary(self):
+        """What the report says of the table: target, step, where it was measured, the ms."""
+        return {"target": self.table["target"], "step": self.step, "machine": self.table["machine"],
+                "date": self.table["date"], "backbone_ms": self.backbone_ms, "overhead_ms": self.overhead_ms}
+
+
+def budget_fraction(cost, budget, budget_ms=0.0):
+    """The budget as a fraction of the backbone's latency: ``budget``, or ``budget_ms`` divided
+    by the table's backbone latency. Raises ``ValueError`` naming ``budget_ms`` when no pruning
+    can meet it or it asks for nothing."""
+    if not budget_ms:
+        return budget
+    fraction = budget_ms / cost.backbone_ms
+    floor = cost.minimum_fraction()
+    if fraction >= 1.0 or fraction <= floor:
+        raise ValueError(
+            f"budget_ms must lie between what the network takes with every switch off and the backbone's "
+            f"latency on the table's target. Expected budget_ms in ({floor * cost.backbone_ms:.4g}, "
+            f"{cost.backbone_ms:.4g}) ms. Received: budget_ms={budget_ms!r}"
+        )
+    return fraction
+
+
+def model_latency_ms(table, model, overhead_ms=0.0):
+    """The table's latency of a reduced model (plain Keras convs named as the switched convs
+    they came from): the overhead plus each table layer at the model's channel counts."""
+    counts = {}
+    for layer in costs.unique_layers(model):
+        if layer.name in table["layers"] and isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.shape
+            counts[layer.name] = (int(kernel[2]), int(kernel[3]))
+    return overhead_ms + float(np.sum([latency_table.interpolate(table["layers"][n], *c) for n, c in counts.items()]))
+
+
+def report_entry(latency, layout, promise=None):
+    """The report's ``latency_budget``: per domain, the budget, the table's prediction for its
+    own model and for its Android signature (the union model's channels in the ``shared`` and
+    ``shared_filters`` layouts), and the signature's latency measured by the eval stage as a
+    fraction of the backbone's measured beside it (``promise``; None when not timed).
+
+    Args:
+      latency: the prune stage's ``costs["latency"]`` (its ``budget``: a fraction of the
+        backbone's latency).
+      layout: the Android file's layout.
+      promise: the eval stage's ``promise`` dict.
+    """
+    signatures = ((promise or {}).get("android") or {}).get("signatures", {})
+    backbone_ms, budget = latency["backbone_ms"], latency["budget"]
+    domains = {}
+    for name, own_ms in latency["domains_ms"].items():
+        signature_ms = own_ms if layout == "per_domain" else latency["union_ms"][name]
+        measured = signatures.get(name, {}).get("latency_ratio")
+        domains[name] = {
+            "predicted_ms": own_ms, "predicted_ratio": own_ms / backbone_ms,
+            "signature_predicted_ms": signature_ms, "signature_predicted_ratio": signature_ms / backbone_ms,
+            "measured_ratio": measured,
+            "measured_over_budget": None if measured is None else measured / budget,
+        }
+    table = {key: latency[key] for key in ("target", "step", "machine", "date", "backbone_ms", "overhead_ms")}
+    return {"budget": budget, "budget_ms": budget * backbone_ms, "layout": layout, "table": table, "domains": domains}
+
+
+def describe(entry):
+    """Markdown lines of a ``report_entry``."""
+    if not entry:
+        return []
+    table = entry["table"]
+    lines = [f"- Latency budget: {entry['budget']:.3f} of the backbone's {table['backbone_ms']:.3f} ms = "
+             f"{entry['budget_ms']:.3f} ms per domain on the table's target ({table['target']}, step "
+             f"{table['step']}, measured on {table['machine']}, {table['date']}); the Android file's "
+             f"{entry['layout']} signatures timed here, as a fraction of the backbone timed beside them:"]
+    for name, domain in entry["domains"].items():
+        measured = ("not timed" if domain["measured_ratio"] is None else
+                    f"measured x{domain['measured_ratio']:.2f} ({domain['measured_over_budget']:.2f} of the budget)")
+        lines.append(f"  - `{name}`: its model x{domain['predicted_ratio']:.2f} by the table, its signature "
+                     f"x{domain['signature_predicted_ratio']:.2f} by the table, {measured}")
+    return lines

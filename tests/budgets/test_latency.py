@@ -1,0 +1,155 @@
+"""The latency budget: the table's price of a domain's gates, its projection, the rewrite it
+predicts, training under it, the report's entry, and the errors that come before training."""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from bap_tf import backbones, switching
+from bap_tf.budgets import latency as latency_budget
+from bap_tf.config import ExperimentConfig
+from bap_tf.data.synthetic import interleave, template_domains
+from bap_tf.export import latency_table as lt
+from bap_tf.model import BudgetAwareModel, ProjectToBudget
+from bap_tf.prune import Rewriter
+
+DOMAINS = [("a", 3), ("b", 4)]
+STEP = 4
+OVERHEAD = 0.3  # of the table's full-size sum, as the reference's share the table lacks
+
+
+def fake_table(backbone, step=STEP):
+    """A table whose ms grows with both counts, plus a whole-backbone reference (no timing)."""
+    plan = lt.plan_cells(backbone, step)
+    cells = lt.unique_cells(plan).items()
+    ms = {name: 1e-3 * cin * cout * (1 + conv.kernel_size[0]) for name, (conv, cin, cout) in cells}
+    table = lt.assemble_table(plan, ms, threads=1, machine="test", date="2026-01-01T00:00:00+00:00")
+    full = sum(entry["ms"][-1][-1] for entry in table["layers"].values())
+    return {**table, "reference": {"name": backbone.name, "ms": (1 + OVERHEAD) * full}}
+
+
+def network_and_table(arch="resnet26"):
+    backbone = (backbones.resnet26((16, 16, 3), width=8, blocks_per_stage=1) if arch == "resnet26"
+                else backbones.mobilenet_v2((32, 32, 3), alpha=0.35))
+    return switching.build_switched_network(backbone, DOMAINS), fake_table(backbone)
+
+
+def randomize(network, seed=0, share=0.5):
+    rng = np.random.default_rng(seed)
+    for layer in switching.switched_layers(network):
+        on = rng.uniform(size=layer.switches.shape) < share
+        layer.switches.assign(np.where(on, rng.uniform(0.05, 0.9, layer.switches.shape),
+                                       -rng.uniform(0.05, 0.9, layer.switches.shape)).astype("float32"))
+
+
+def model(network, table, budget=0.6):
+    return BudgetAwareModel(network, DOMAINS, budget=budget, budget_metric="latency", latency_table=table)
+
+
+def test_the_whole_backbone_costs_one_and_the_overhead_is_the_reference_minus_the_table():
+    network, table = network_and_table()
+    cost = model(network, table)._budget_cost
+    full = sum(entry["ms"][-1][-1] for entry in table["layers"].values())
+    assert cost.overhead_ms == pytest.approx(OVERHEAD * full)
+    assert cost.backbone_ms == pytest.approx(table["reference"]["ms"])
+    everything = ops.ones((2, cost.counts.num_switches))
+    assert np.allclose(ops.convert_to_numpy(cost.kept_fractions(everything)), 1.0)
+    assert OVERHEAD / (1 + OVERHEAD) < cost.minimum_fraction() < 0.5
+
+
+@pytest.mark.parametrize("arch", ["resnet26", "mobilenet_v2"])
+def test_rounded_prediction_is_the_table_latency_of_the_rewritten_models(arch):
+    network, table = network_and_table(arch)
+    randomize(network)
+    masked = model(network, table, budget=0.9)
+    cost = masked.latency_cost()
+    predicted = ops.convert_to_numpy(cost.predicted_ms(masked.gates(), rounded=True))
+    domain_models = Rewriter.from_model(masked, channel_multiple=STEP).domain_models()
+    for index, (name, _) in enumerate(DOMAINS):
+        assert cost.model_ms(domain_models[name]) == pytest.approx(float(predicted[index]), rel=1e-5)
+
+
+def test_projection_turns_off_the_fewest_least_confident_switches():
+    network, table = network_and_table()
+    randomize(network, share=0.9)
+    masked = model(network, table, budget=0.5)
+    before = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
+    turned_off = masked.project_to_budget()
+    after = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
+    cost = masked.latency_cost()
+    assert np.all(ops.convert_to_numpy(cost.kept_fractions(masked.gates(), rounded=True)) <= 0.5 + 1e-6)
+    for row, count in enumerate(turned_off):
+        off = (before[row] > 0) & (after[row] <= 0)
+        assert off.sum() == count > 0
+        # The least confident ones: every switch turned off was below every switch kept on.
+        assert before[row][off].max() <= after[row][after[row] > 0].min()
+        # The fewest: one switch fewer turned off (the most confident of them) exceeds the budget.
+        fewer = (after[row] > 0).astype("float32")
+        fewer[np.flatnonzero(off)[np.argmax(before[row][off])]] = 1.0
+        kept = cost.kept_fractions(ops.convert_to_tensor(fewer[None]), rounded=True)
+        assert float(ops.convert_to_numpy(kept)[0]) > 0.5
+
+
+def test_training_meets_the_latency_budget_and_saves_the_table(tmp_path):
+    keras.utils.set_random_seed(0)
+    network, table = network_and_table()
+    masked = model(network, table, budget=0.6)
+    masked.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x, y = interleave(template_domains([n for _, n in DOMAINS], 32, 16, seed=1))
+    history = masked.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[ProjectToBudget()]).history
+    assert history["a_kept"][0] > history["a_kept"][-1]  # the multipliers push towards the budget
+    rounded = ops.convert_to_numpy(masked.latency_cost().kept_fractions(masked.gates(), rounded=True))
+    assert np.all(rounded <= 0.6 + 1e-6)
+    masked.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert loaded.budget_metric == "latency" and loaded.latency_table == json.loads(json.dumps(table))
+    assert np.allclose(loaded.kept_fractions(), masked.kept_fractions())
+
+
+def test_budgets_no_pruning_can_meet_are_refused_by_name():
+    network, table = network_and_table()
+    floor = model(network, table)._budget_cost.minimum_fraction()
+    with pytest.raises(ValueError, match=r"Expected a budget in \(0\.\d+, 1\]\. Received: budget=0\.1"):
+        model(network, table, budget=0.1)
+    cost = model(network, table).latency_cost()
+    assert latency_budget.budget_fraction(cost, 0.5, 0.0) == 0.5
+    assert latency_budget.budget_fraction(cost, 0.5, 0.6 * cost.backbone_ms) == pytest.approx(0.6)
+    for budget_ms in (0.5 * floor * cost.backbone_ms, 2 * cost.backbone_ms):
+        with pytest.raises(ValueError, match=f"Received: budget_ms={budget_ms!r}"):
+            latency_budget.budget_fraction(cost, 0.5, budget_ms)
+    with pytest.raises(ValueError, match="needs a latency table"):
+        BudgetAwareModel(network, DOMAINS, budget_metric="latency")
+
+
+def test_config_asks_for_the_table_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="Received: latency_table=''"):
+        ExperimentConfig(budget_metric="latency")
+    with pytest.raises(ValueError, match="an existing file .* Received: latency_table='/nowhere.json'"):
+        ExperimentConfig(budget_metric="latency", latency_table="/nowhere.json")
+    with pytest.raises(ValueError, match="Received: budget_ms=2.0"):
+        ExperimentConfig(budget_ms=2.0)
+    path = tmp_path / "table.json"
+    path.write_text("{}")
+    config = ExperimentConfig(budget_metric="latency", latency_table=str(path), budget_ms=2.0)
+    assert dataclasses.replace(config).budget_ms == 2.0
+
+
+def test_report_entry_compares_the_measured_signature_with_the_budget():
+    costs_latency = {"target": "avx512", "step": 32, "machine": "m", "date": "d", "backbone_ms": 2.0,
+                     "overhead_ms": 0.5, "budget": 0.5, "domains_ms": {"a": 0.9, "b": 1.0},
+                     "union_ms": {"a": 1.1, "b": 1.1}}
+    promise = {"android": {"signatures": {"a": {"latency_ratio": 0.55}, "b": {"latency_ratio": 0.6}}}}
+    entry = latency_budget.report_entry(costs_latency, "shared_filters", promise)
+    assert entry["budget_ms"] == 1.0
+    assert entry["domains"]["a"]["predicted_ratio"] == 0.45
+    assert entry["domains"]["a"]["signature_predicted_ratio"] == 0.55
+    assert entry["domains"]["b"]["measured_over_budget"] == pytest.approx(1.2)
+    own = latency_budget.report_entry(costs_latency, "per_domain", None)
+    assert own["domains"]["b"]["signature_predicted_ms"] == 1.0 and own["domains"]["b"]["measured_ratio"] is None
+    lines = latency_budget.describe(entry)
+    assert "1.000 ms per domain" in lines[0] and "measured x0.60 (1.20 of the budget)" in lines[2]
+    assert latency_budget.describe(None) == []
