@@ -161,7 +161,8 @@ def _done_stages(workdir, flags):
 
 # Flags added to bap-train since runs were first recorded, with the value that does what the code
 # did before they existed: a run recorded without one ran with that value.
-ADDED_FLAGS = {"finetune_schedule": "constant", "distill_weight": 0.0, "finetune_augment": False}
+ADDED_FLAGS = {"finetune_schedule": "constant", "distill_weight": 0.0, "finetune_augment": False,
+               "latency_table": "", "budget_ms": 0.0}
 
 
 def with_new_flags(saved):
