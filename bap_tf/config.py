@@ -48,15 +48,17 @@ FINETUNE_LAYERS = ("all", "batchnorm_heads")  # bap_tf.prune.finetune.FINETUNE_L
 FINETUNE_SCHEDULES = ("constant", "cosine")  # bap_tf.prune.finetune.FINETUNE_SCHEDULES
 # The Android file (bap_tf.export.absorb.android_models): each domain's own model, the union
 # model with its channel masks, or the union model read whole by every domain; "auto" is the
-# last when the reduced models are fine-tuned (they must adapt to it), else the first.
+# last when the reduced models are fine-tuned (they must adapt to it), else the first, and the
+# first under a latency budget (each signature then runs its own domain's channels, the
+# latency the budget bounds, rather than the union's).
 ANDROID_LAYOUTS = ("auto", "per_domain", "shared", "shared_filters")
 
 
-def resolve_android_layout(layout, finetune_epochs):
+def resolve_android_layout(layout, finetune_epochs, budget_metric="macs"):
     """The layout ``"auto"`` stands for (see ``ANDROID_LAYOUTS``); any other as it is."""
     if layout != "auto":
         return layout
-    return "shared_filters" if finetune_epochs else "per_domain"
+    return "shared_filters" if finetune_epochs and budget_metric != "latency" else "per_domain"
 
 # The standard image size of each dataset (--image_size=0 picks it).
 DEFAULT_IMAGE_SIZE = {
@@ -373,8 +375,8 @@ class ExperimentConfig:
     android_layout: str = setting(
         "auto",
         "The Android file: auto (shared_filters when the reduced models are fine-tuned, --finetune_epochs > "
-        "0, else per_domain), per_domain (each domain's own model as its signature, gathers absorbed into the "
-        "convs, BatchNorms folded, no masks: fast, a model per domain), shared (the union model, weights "
+        "0, and the budget is not a latency budget; else per_domain), per_domain (each domain's own model as "
+        "its signature, gathers absorbed into the convs, BatchNorms folded, no masks: fast, a model per domain), shared (the union model, weights "
         "stored once, per-domain masks, gathers and BatchNorms as extra ops: slower) or shared_filters (the "
         "union model in which every domain reads all the union's channels, with zero kernel rows instead of "
         "gathers, fine-tuned so in the prune stage: every filter stored once, each domain adds a 1x1 "
@@ -427,7 +429,8 @@ class ExperimentConfig:
         _check_choice("finetune_layers", self.finetune_layers, FINETUNE_LAYERS)
         _check_choice("finetune_schedule", self.finetune_schedule, FINETUNE_SCHEDULES)
         _check_choice("android_layout", self.android_layout, ANDROID_LAYOUTS)
-        object.__setattr__(self, "android_layout", resolve_android_layout(self.android_layout, self.finetune_epochs))
+        object.__setattr__(self, "android_layout", resolve_android_layout(self.android_layout, self.finetune_epochs,
+                                                                           self.budget_metric))
         budget = self.budget
         if not (isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0.0 < budget <= 1.0):
             _fail("budget", self.budget, "a fraction in (0, 1]")

@@ -124,7 +124,8 @@ def resolve_flags(values):
     resolved = {name: defined[name].parser.parse(values[name]) if name in values else defined[name].default
                 for name in sorted(defined) if name != "workdir"}
     # What the run computes: "auto" is the layout it stands for.
-    resolved["android_layout"] = resolve_android_layout(resolved["android_layout"], resolved["finetune_epochs"])
+    resolved["android_layout"] = resolve_android_layout(resolved["android_layout"], resolved["finetune_epochs"],
+                                                        resolved["budget_metric"])
     return resolved
 
 

@@ -84,10 +84,14 @@ def test_resolve_fills_dataset_defaults(tmp_path):
     assert folders.domains == ("a_domain", "b_domain")
 
 
-def test_android_layout_auto_is_shared_filters_when_the_reduced_models_are_fine_tuned():
+def test_android_layout_auto_is_shared_filters_when_the_reduced_models_are_fine_tuned(tmp_path):
     assert ExperimentConfig().android_layout == "shared_filters"
     assert ExperimentConfig(finetune_epochs=0).android_layout == "per_domain"
     assert ExperimentConfig(finetune_epochs=0, android_layout="shared").android_layout == "shared"
+    # A latency budget bounds each domain's own channels: its signature runs them.
+    table = tmp_path / "table.json"
+    table.write_text("{}")
+    assert ExperimentConfig(budget_metric="latency", latency_table=str(table)).android_layout == "per_domain"
     # A saved config holds what "auto" became, so a later command reads the same layout.
     assert ExperimentConfig.from_dict(ExperimentConfig().to_dict()).android_layout == "shared_filters"
 
