@@ -378,9 +378,10 @@ class ExperimentConfig:
         "0, and the budget is not a latency budget; else per_domain), per_domain (each domain's own model as "
         "its signature, gathers absorbed into the convs, BatchNorms folded, no masks: fast, a model per "
         "domain), shared (the union model, weights stored once, per-domain masks, gathers and BatchNorms as "
-        "extra ops: slower) or shared_filters (the union model in which every domain reads all the union's channels, with zero kernel rows instead of "
-        "gathers, fine-tuned so in the prune stage: every filter stored once, each domain adds a 1x1 "
-        "depthwise affine per BatchNorm and its head; needs --finetune_epochs > 0).",
+        "extra ops: slower) or shared_filters (the union model in which every domain reads all the union's "
+        "channels, with zero kernel rows instead of gathers, fine-tuned so in the prune stage: every filter "
+        "stored once, each domain adds a 1x1 depthwise affine per BatchNorm and its head; needs "
+        "--finetune_epochs > 0).",
         choices=ANDROID_LAYOUTS,
     )
     calibration_examples: int = setting(
