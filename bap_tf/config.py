@@ -24,7 +24,7 @@ from bap_tf.domains import check_domain_names  # a module without TensorFlow
 # checks that each one equals the library's own constant.
 # The same as bap_tf.backbones.BACKBONES.
 BACKBONES = ("resnet26", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0")
-BUDGET_METRICS = ("macs", "params", "latency")  # bap_tf.budgets.BUDGET_METRICS
+BUDGET_METRICS = ("macs", "params", "latency", "mcu")  # bap_tf.budgets.BUDGET_METRICS
 SHARING_LOSSES = ("none", "union", "intersection", "jaccard")  # bap_tf.losses.SHARING_LOSSES
 POCKET_SOURCE = "fashion_mnist"  # bap_tf.data.pocket.POCKET_SOURCE
 POCKET_DOMAINS = ("digits", "letters", "textures", "photo_digits")  # keys of bap_tf.data.pocket.POCKET_DOMAINS
@@ -238,8 +238,9 @@ class ExperimentConfig:
     )
     budget_metric: str = setting(
         "macs",
-        "What the budget measures: macs or params (of each switched kernel slice), or latency (milliseconds "
-        "on a target, from --latency_table).",
+        "What the budget measures: macs or params (of each switched kernel slice), latency (milliseconds "
+        "on a target, from --latency_table), or mcu (each domain's int8 file within --mcu_flash_kb and its "
+        "TFLM arena within --mcu_ram_kb, estimated in training, measured in eval; --budget is not used).",
         choices=BUDGET_METRICS,
     )
     latency_table: str = setting(

@@ -52,6 +52,8 @@ class BudgetAwareModel(keras.Model):
         ``latency_table``; the sharing loss then still weighs channels by their MACs).
       latency_table: the latency table dict (``export.latency_table.load_table``) of
         ``budget_metric="latency"``; stored in the model's config.
+      mcu_budget: ``(flash KiB, RAM KiB)`` of ``budget_metric="mcu"``: each domain's int8 file
+        and TFLM arena, estimated (``budgets.mcu``), within them; ``budget`` is then 1.
       multiplier_rate: eta_lambda, step of the budget multipliers' dual ascent.
       sharing_rate: eta_alpha, step of the learnable sharing weight's dual ascent.
       warmup_steps: first training steps in which only the BatchNorms and heads learn: the
@@ -74,6 +76,7 @@ class BudgetAwareModel(keras.Model):
         warmup_steps=0,
         max_sharing_weight=0.0,
         latency_table=None,
+        mcu_budget=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -104,7 +107,8 @@ class BudgetAwareModel(keras.Model):
                 f"The network was built for {num_domains} domains. Received: {len(self.domains)} domains"
             )
         self.latency_table = latency_table
-        self._budget_cost = budgets.budget_cost(budget_metric, network, self.switched, latency_table)
+        self.mcu_budget = None if mcu_budget is None else tuple(float(v) for v in mcu_budget)
+        self._budget_cost = budgets.budget_cost(budget_metric, network, self.switched, latency_table, self.mcu_budget)
         floor = self._budget_cost.minimum_fraction()
         if self.budget <= floor:
             raise ValueError(
@@ -150,6 +154,16 @@ class BudgetAwareModel(keras.Model):
     def latency_cost(self):
         """The ``budgets.LatencyCost`` of a latency budget, else None."""
         return self._budget_cost if self.budget_metric == "latency" else None
+
+    def mcu_estimates(self):
+        """``{domain: {"flash_bytes", "ram_bytes", "fraction"}}`` under an MCU budget, else None."""
+        if self.budget_metric != "mcu":
+            return None
+        gates = self.gates()
+        estimate = {k: ops.convert_to_numpy(v) for k, v in self._budget_cost.estimate(gates).items()}
+        fractions = ops.convert_to_numpy(self._budget_cost.kept_fractions(gates))
+        return {name: {"flash_bytes": float(estimate["flash_bytes"][i]), "ram_bytes": float(estimate["ram_bytes"][i]),
+                       "fraction": float(fractions[i])} for i, name in enumerate(self.domain_names)}
 
     def union_fraction(self):
         return float(ops.convert_to_numpy(self._union_fraction(self.gates())))
@@ -357,6 +371,7 @@ class BudgetAwareModel(keras.Model):
             "warmup_steps": self.warmup_steps,
             "max_sharing_weight": self.max_sharing_weight,
             "latency_table": self.latency_table,
+            "mcu_budget": None if self.mcu_budget is None else list(self.mcu_budget),
         }
 
     @classmethod

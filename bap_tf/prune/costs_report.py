@@ -57,7 +57,7 @@ def backbone_cost(network):
     return ModelCost(costs.cost_by_part(costs.backbone_layers(network), switched))
 
 
-def prune_report(rewriter, union_models, domain_models=None, budget=None, latency=None):
+def prune_report(rewriter, union_models, domain_models=None, budget=None, latency=None, mcu=None):
     """JSON-ready costs: backbone, union-pruned model, per-domain models, and ratios to the backbone.
 
     Per-domain costs of the union model (``union_per_domain``) count the shared layers plus
@@ -68,7 +68,8 @@ def prune_report(rewriter, union_models, domain_models=None, budget=None, latenc
     ``latency``: the ``budgets.LatencyCost`` of a latency budget; adds ``latency``, the table's
     ms of the backbone, of each domain's model and of each domain's signature of the union
     model, and the ``budget_check`` of metric ``"latency"`` compares each domain's ms with
-    the budget's share of the backbone's.
+    the budget's share of the backbone's. ``mcu``: ``BudgetAwareModel.mcu_estimates()`` of an
+    MCU budget; stored as ``mcu_estimate``, its fractions are the ``budget_check``'s.
     """
     switched = rewriter.dependency.switched
     backbone = backbone_cost(rewriter.network)
@@ -79,6 +80,8 @@ def prune_report(rewriter, union_models, domain_models=None, budget=None, latenc
         "union_per_domain": {name: model_cost(model, switched).to_dict() for name, model in union_models.items()},
         "union_ratio": _ratios(union, backbone),
     }
+    if mcu is not None:
+        report["mcu_estimate"] = mcu
     if domain_models:
         report["domains"] = {name: model_cost(model, switched).to_dict() for name, model in domain_models.items()}
         report["domain_ratio"] = {
@@ -98,6 +101,8 @@ def prune_report(rewriter, union_models, domain_models=None, budget=None, latenc
             for name, ratios in report["domain_ratio"].items():
                 if metric == "latency":
                     ratio = report["latency"]["domains_ms"][name] / latency.backbone_ms
+                elif metric == "mcu":
+                    ratio = mcu[name]["fraction"]
                 else:
                     ratio = ratios[f"switched_{metric}"]
                 report["budget_check"][name] = {"budget": fraction, "metric": metric, "ratio": ratio,

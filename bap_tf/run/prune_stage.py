@@ -56,7 +56,7 @@ def prune(config, workdir):
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
     costs = prune_report(rewriter, union, domain_models, budget=(masked.budget, config.budget_metric),
-                         latency=masked.latency_cost())
+                         latency=masked.latency_cost(), mcu=masked.mcu_estimates())
     for name, check in costs["budget_check"].items():
         if not check["met"]:
             logging.warning("%s's reduced model exceeds the budget %.3f by %.3f (%s ratio %.3f of the switched convs; "

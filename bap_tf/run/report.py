@@ -115,7 +115,8 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "report_version": REPORT_VERSION,
         "dataset": config.dataset,
         "backbone_name": config.backbone,
-        "budget": config.budget,
+        # What training asked for: --budget_ms or an MCU budget set it, not --budget.
+        "budget": next(iter(costs.get("budget_check", {}).values()), {}).get("budget", config.budget),
         "budget_metric": config.budget_metric,
         "sharing_loss": config.sharing_loss,
         "sharing_weight": "learnable" if config.sharing_weight is None else config.sharing_weight,
@@ -143,6 +144,7 @@ def build_report(*, config, costs, accuracy, num_test, checks, extra_accuracy, m
         "latency_budget": (latency_lib.report_entry(costs["latency"], config.android_layout, promise)
                            if "latency" in costs else None),
         "mcu": mcu,
+        "mcu_estimate": costs.get("mcu_estimate"),
         "layers": layers,
         "training": _training_summary(history),
         "timings_s": timings,
@@ -413,9 +415,13 @@ def markdown(report):
     if mcu:
         verdict = "every domain fits" if mcu["fits"] else "**some domains do not fit**"
         lines.append(f"- Microcontroller budget (flash {mcu['flash_kb']:g} KiB, RAM {mcu['ram_kb']:g} KiB): {verdict}.")
+        estimates = report.get("mcu_estimate") or {}
         for name, entry in mcu["domains"].items():
+            estimate = estimates.get(name)
+            guess = ("" if estimate is None else f"; trained to the estimates {estimate['flash_bytes'] / 1024:.1f} "
+                     f"and {estimate['ram_bytes'] / 1024:.1f} KiB")
             lines.append(f"  - `{name}`: model {entry['model_kb']:.1f} KiB (margin {entry['flash_margin_kb']:.1f}), "
-                         f"arena {entry['arena_kb']:.1f} KiB (margin {entry['ram_margin_kb']:.1f})")
+                         f"arena {entry['arena_kb']:.1f} KiB (margin {entry['ram_margin_kb']:.1f}){guess}")
     if not report["android"] and not mcu:
         lines.append("- Nothing was exported (run bap-export).")
     training = report["training"]

@@ -51,12 +51,15 @@ def build_model(config, domains, strategy, steps_per_epoch=0):
     ``steps_per_epoch`` turns ``config.warmup_epochs`` into steps."""
     with strategy.scope():
         network = build_switched_network(load_backbone(config), domains)
-        table, budget = None, config.budget
+        table, mcu_budget, budget = None, None, config.budget
         if config.budget_metric == "latency":
             table = latency_table.load_table(config.latency_table, network)
             budget = budget_fraction(LatencyCost(network, table), config.budget, config.budget_ms)
+        elif config.budget_metric == "mcu":
+            mcu_budget, budget = (config.mcu_flash_kb, config.mcu_ram_kb), 1.0
         model = BudgetAwareModel(
             network, domains, budget=budget, sharing_loss=config.sharing_loss, latency_table=table,
+            mcu_budget=mcu_budget,
             sharing_weight=config.sharing_weight, budget_metric=config.budget_metric,
             multiplier_rate=config.multiplier_rate, sharing_rate=config.sharing_rate,
             warmup_steps=config.warmup_epochs * steps_per_epoch, max_sharing_weight=config.max_sharing_weight,
