@@ -72,13 +72,19 @@ class KeptCounts:
         """Filters switched conv ``conv`` keeps per domain."""
         return self.group_count(gates, self.graph.group_of[conv])
 
-    def channels(self, gates, name):
+    def group_counts(self, gates):
+        """Every group's kept count (``group_count``), each computed once: what ``channels``
+        and ``conv_counts`` read when they are asked for many nodes of one graph."""
+        return [self.group_count(gates, group.index) for group in self.graph.groups]
+
+    def channels(self, gates, name, group_counts=None):
         """Kept width of node ``name``'s output per domain (its groups' counts summed)."""
         total = 0.0
         for group in self.graph.spaces[name]:
-            total = total + self.group_count(gates, group)
+            total = total + (self.group_count(gates, group) if group_counts is None else group_counts[group])
         return total
 
-    def conv_counts(self, gates):
+    def conv_counts(self, gates, group_counts=None):
         """``{switched conv: (in_count, out_count)}``, each ``(D,)`` or a float."""
-        return {name: (self.in_count(gates, name), self.out_count(gates, name)) for name in self.switched}
+        group_counts = group_counts or self.group_counts(gates)
+        return {name: (self.in_count(gates, name), group_counts[self.graph.group_of[name]]) for name in self.switched}

@@ -134,17 +134,18 @@ class McuCost:
 
     def estimate(self, gates):
         """``{"flash_bytes", "ram_bytes"}``, each ``(D,)``: the int8 file and the arena per domain."""
+        groups = self.counts.group_counts(gates)
         flash = self._fixed_flash + ops.convert_to_tensor(self._head_bytes[: gates.shape[0]])
         persistent = self._fixed_arena + ARENA_BYTES_PER_LAYER * len(self._steps)
-        for name, (cin, cout) in self.counts.conv_counts(gates).items():
+        for name, (cin, cout) in self.counts.conv_counts(gates, groups).items():
             flash = flash + self._convs[name] * cin * cout + BYTES_PER_CHANNEL * cout
             persistent = persistent + ARENA_BYTES_PER_CHANNEL * cout
-        sizes = {name: self._pixels[name] * self.counts.channels(gates, name) for name in self._pixels}
+        sizes = {name: self._pixels[name] * self.counts.channels(gates, name, groups) for name in self._pixels}
         steps = [sum(sizes[name] for name in live) for live in self._steps]
         for conv, (step, source) in self._gathered.items():
             cin = self.counts.in_count(gates, conv)
             # 1 where the conv reads fewer channels than its stream keeps: a step, no gradient.
-            gathers = ops.cast(cin < self.counts.channels(gates, source) - 0.5, "float32")
+            gathers = ops.cast(cin < self.counts.channels(gates, source, groups) - 0.5, "float32")
             steps[step] = steps[step] + gathers * self._pixels[source] * cin
             flash = flash + gathers * (GATHER_INDEX_BYTES * cin + FORMAT_BYTES_PER_LAYER)
             persistent = persistent + gathers * ARENA_BYTES_PER_LAYER
