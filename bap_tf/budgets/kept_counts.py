@@ -6,7 +6,11 @@ device budget is not: a convolution's latency depends on how many input channels
 its channel (``prune.dependency``). This module turns the concatenated gates ``(D, S)`` of
 ``BudgetAwareModel.gates()`` into, per domain:
 
-- ``in_count``: the channels a switched conv reads, the sum of its own gates;
+- ``in_count``: the channels a switched conv reads, the sum of its own gates (its MACs and
+  its weights in a model that gathers them);
+- ``stream_count``: the channels of the tensor it reads, its domain's kept width of that
+  stream (what it computes over in a model that reads the stream whole, with zero kernel rows
+  for the channels it drops: the Android file's per-domain signatures);
 - ``out_count``: the filters it keeps: the whole width when its output group is pinned
   (a residual stream, the heads' input), else the number of channels some reader of the group
   keeps on, ``sum_c (1 - prod_readers (1 - g_c))``, which stays binary in the forward pass
@@ -71,6 +75,14 @@ class KeptCounts:
     def out_count(self, gates, conv):
         """Filters switched conv ``conv`` keeps per domain."""
         return self.group_count(gates, self.graph.group_of[conv])
+
+    def stream_count(self, gates, conv, group_counts=None):
+        """Kept width per domain of the stream switched conv ``conv`` reads."""
+        group_counts = group_counts or self.group_counts(gates)
+        total = 0.0
+        for group in self.graph.read_groups(conv):
+            total = total + group_counts[group]
+        return total
 
     def group_counts(self, gates):
         """Every group's kept count (``group_count``), each computed once: what ``channels``

@@ -3,18 +3,23 @@
 ``LatencyCost`` reads a latency table (``export.latency_table``) of the network's switched
 convs and prices a domain's gates as the whole network's latency on the table's target::
 
-    ms_d = overhead + sum_conv interpolate(table[conv], in_count_d, out_count_d)
+    ms_d = overhead + sum_conv interpolate(table[conv], stream_count_d, out_count_d)
 
 with the kept counts of ``KeptCounts`` (differentiable: bilinear in the counts, the counts
-straight-through in the gates). ``overhead`` is what the table does not hold (the stem, pooling,
-adds, the head): the table's ``reference`` (the whole backbone timed with the cells) minus
-the table's own full-size sum, or 0 for a table without one. A domain's kept fraction is
+straight-through in the gates). A conv's input count is the width of the stream it reads, not
+its own gates: the Android file's per-domain signature reads the stream whole, with zero kernel
+rows for the channels the conv drops (XNNPACK runs no gather), so dropping a channel of a
+stream that stays whole (a residual stream) saves nothing there.
+
+``overhead`` is what the table does not hold (the stem, pooling, adds, the head): the table's
+``reference`` (the whole backbone timed with the cells) minus the table's own full-size sum,
+or 0 for a table without one. A domain's kept fraction is
 ``ms_d / ms_backbone``, so ``--budget=0.5`` asks each domain for half the backbone's latency,
 and ``--budget_ms`` divides by ``ms_backbone``.
 
 The rewrite keeps every stream that may shrink on a multiple of the table's step (the tile
-the target computes whole), so ``predicted_ms(..., rounded=True)`` rounds each kept filter
-count up to it: that is what the hard projection at the end of training and the report use.
+the target computes whole), so ``predicted_ms(..., rounded=True)`` rounds each such stream's
+count up to it: that is what the hard projection at the end of training uses.
 """
 
 import keras
@@ -22,6 +27,7 @@ import numpy as np
 from keras import ops
 
 from bap_tf import costs
+from bap_tf import layers as bap_layers
 from bap_tf.budgets.kept_counts import KeptCounts
 from bap_tf.export import latency_table
 
@@ -53,11 +59,15 @@ class LatencyCost:
     def predicted_ms(self, gates, rounded=False):
         """The table's latency of each domain's kept channels, ``(D,)``; with ``rounded``, each
         kept filter count rounded up to the table's step (not differentiable)."""
+        groups = self.counts.group_counts(gates)
+        if rounded:
+            groups = [count if isinstance(count, float) else
+                      ops.minimum(ops.ceil(count / self.step) * self.step, float(self.counts.full_width(index)))
+                      for index, count in enumerate(groups)]
         total = self.overhead_ms
-        for name, (cin, cout) in self.counts.conv_counts(gates).items():
-            if rounded:
-                cout = ops.minimum(ops.ceil(ops.convert_to_tensor(cout) / self.step) * self.step,
-                                   float(self._full[name][1]))
+        for name in self.counts.switched:
+            cin = self.counts.stream_count(gates, name, groups)
+            cout = groups[self.counts.graph.group_of[name]]
             total = total + latency_table.interpolate(self._layers[name], cin, cout)
         return total
 
@@ -100,12 +110,15 @@ def budget_fraction(cost, budget, budget_ms=0.0):
 
 def model_latency_ms(table, model, overhead_ms=0.0):
     """The table's latency of a reduced model (plain Keras convs named as the switched convs
-    they came from): the overhead plus each table layer at the model's channel counts."""
+    they came from) as the Android file runs it: the overhead plus each table layer at the
+    model's channel counts, a conv behind a ``ChannelGather`` at the gather's input width (the
+    export absorbs the gather into the conv as zero kernel rows)."""
     counts = {}
     for layer in costs.unique_layers(model):
         if layer.name in table["layers"] and isinstance(layer, keras.layers.Conv2D):
-            kernel = layer.kernel.shape
-            counts[layer.name] = (int(kernel[2]), int(kernel[3]))
+            source = layer.input._keras_history.operation
+            cin = source.input.shape[-1] if isinstance(source, bap_layers.ChannelGather) else layer.kernel.shape[2]
+            counts[layer.name] = (int(cin), int(layer.kernel.shape[3]))
     return overhead_ms + float(np.sum([latency_table.interpolate(table["layers"][n], *c) for n, c in counts.items()]))
 
 

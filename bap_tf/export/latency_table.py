@@ -2,9 +2,11 @@
 
 A table holds, for every prunable (switched) convolution of a network, the measured latency
 of that convolution alone over a grid of kept input counts ``cin`` and kept output counts
-``cout``, in multiples of the target's tile (``TILES``: the float32 XNNPACK output-channel
-tile; latency moves in steps of it, not channel by channel), plus the full counts when they
-are not multiples. ``interpolate`` reads it back bilinearly, with ``keras.ops``, so that a
+``cout``: ``cout`` in multiples of the target's tile (``TILES``: the float32 XNNPACK
+output-channel tile; latency moves in steps of it, not channel by channel), ``cin`` in
+multiples of a quarter of it (``input_step``: the GEMM's reduction runs channel by channel, so
+latency falls with ``cin`` below a tile too), plus the full counts when they are not
+multiples. ``interpolate`` reads it back bilinearly, with ``keras.ops``, so that a
 budget term can be differentiated with respect to (soft) kept counts.
 
 How a table is measured here (``measure_table``):
@@ -137,6 +139,11 @@ def grid_counts(channels, step):
     return counts
 
 
+def input_step(step):
+    """The ``cin`` step of a grid whose ``cout`` step is ``step``."""
+    return max(1, step // 4)
+
+
 def resolve_step(step=None, target=None):
     """``(target, step)`` from a ``TILES`` key, a step in channels, or both when they agree."""
     if target is not None and target not in TILES:
@@ -177,7 +184,7 @@ def plan_cells(network, step, target=None):
     layers = {}
     for layer in prunable_layers(network):
         conv = Conv.of(layer)
-        in_counts, out_counts = grid_counts(conv.in_channels, step), grid_counts(conv.filters, step)
+        in_counts, out_counts = grid_counts(conv.in_channels, input_step(step)), grid_counts(conv.filters, step)
         layers[layer.name] = {
             "conv": conv.to_dict(), "in_counts": in_counts, "out_counts": out_counts,
             "cells": [[conv.cell_name(cin, cout) for cout in out_counts] for cin in in_counts],

@@ -40,6 +40,7 @@ def test_grid_counts():
     assert lt.grid_counts(64, 16) == [16, 32, 48, 64]
     assert lt.grid_counts(40, 16) == [16, 32, 40]
     assert lt.grid_counts(8, 16) == [8]
+    assert [lt.input_step(step) for step in (32, 16, 8, 2)] == [8, 4, 2, 1]
 
 
 def test_resolve_step():
@@ -56,9 +57,10 @@ def test_plan_covers_every_switched_conv_once_per_shape(backbone, plan):
     assert list(plan["layers"]) == [layer.name for layer in switched_layers(network)]
     assert lt.plan_cells(network, STEP)["layers"] == plan["layers"]  # a backbone or its switched network
     entry = plan["layers"]["stage3_block1_1_conv"]
-    assert entry["in_counts"] == [4, 8] and entry["out_counts"] == [4, 8, 12, 16]
+    # cin in quarter steps (the reduction falls channel by channel), cout in steps (the tile).
+    assert entry["in_counts"] == list(range(1, 9)) and entry["out_counts"] == [4, 8, 12, 16]
     assert entry["conv"]["input_size"] == [8, 8] and entry["conv"]["strides"] == [2, 2]
-    assert entry["cells"][1][2] == "k3x3_s2x2_same_h8w8_i8_o12"
+    assert entry["cells"][7][2] == "k3x3_s2x2_same_h8w8_i8_o12"
     total = sum(len(e["in_counts"]) * len(e["out_counts"]) for e in plan["layers"].values())
     assert len(lt.unique_cells(plan)) <= total
 
@@ -92,8 +94,9 @@ BAD_TABLES = {
     "no layers": (lambda t: t.update(layers={}), "layers={}"),
     "decreasing counts": (lambda t: t["layers"][LAYER].update(in_counts=[4, 12, 8, 16]), r"in_counts=\[4, 12, 8, 16\]"),
     "repeated counts": (lambda t: t["layers"][LAYER].update(out_counts=[4, 8, 8, 16]), r"out_counts=\[4, 8, 8, 16\]"),
-    "ms rows": (lambda t: t["layers"][LAYER]["ms"].pop(), r"Received: ms row lengths \[4, 4, 4\]"),
-    "ms columns": (lambda t: t["layers"][LAYER]["ms"][1].pop(), r"row lengths \[4, 3, 4, 4\]"),
+    "ms rows": (lambda t: t["layers"][LAYER].update(ms=t["layers"][LAYER]["ms"][:3]),
+                r"Received: ms row lengths \[4, 4, 4\]"),
+    "ms columns": (lambda t: t["layers"][LAYER]["ms"][1].pop(), r"row lengths \[4, 3, 4, 4, "),
     "negative ms": (lambda t: t["layers"][LAYER]["ms"][0].__setitem__(1, -0.5), "ms value -0.5"),
     "nan ms": (lambda t: t["layers"][LAYER]["ms"][2].__setitem__(0, math.nan), "ms value nan"),
     "infinite ms": (lambda t: t["layers"][LAYER]["ms"][2].__setitem__(0, math.inf), "ms value inf"),
