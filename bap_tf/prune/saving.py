@@ -102,8 +102,11 @@ def save_union(models, path):
 
 
 def load_union(path):
-    """Loads ``save_union``'s file back as ``{domain: keras.Model}`` sharing their layers."""
-    return split_joint(keras.saving.load_model(path))
+    """Loads ``save_union``'s file back as ``{domain: keras.Model}`` sharing their layers.
+
+    Without its training configuration: a fine-tuned model's loss (e.g. ``DistillationLoss``)
+    need not be importable where the model is only run."""
+    return split_joint(keras.saving.load_model(path, compile=False))
 
 
 def _pick(outputs, index):

@@ -180,12 +180,13 @@ class Workdir:
         return {name: union[name] for name in config.domains}
 
     def load_domain_models(self, config):
-        """The prune stage's per-domain models: ``{domain: model}``."""
+        """The prune stage's per-domain models: ``{domain: model}``, without their training
+        configuration (the fine-tuning's loss need not be importable in a later command)."""
         import keras
 
         from bap_tf import layers as _registers_layers  # noqa: F401  (ChannelGather, ChannelMask)
 
-        return {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"))
+        return {name: keras.saving.load_model(self.require(self.domain_model(name), "prune"), compile=False)
                 for name in config.domains}
 
     def read_manifest(self):
