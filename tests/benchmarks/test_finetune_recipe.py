@@ -67,5 +67,6 @@ def test_page_and_plot(tmp_path, monkeypatch):
 
 
 def test_the_main_job_recipe_is_read_from_its_flags():
-    # flags/pocket.cfg: 1.6e-3, cosine, distillation; the default layout, shared_filters: the whole union.
-    assert finetune_recipe.main_job_recipe(quick=False) == LABELS[3]
+    # flags/pocket.cfg: 1.6e-3, cosine, distillation, 16 epochs augmented; the default layout,
+    # shared_filters: the whole union.
+    assert finetune_recipe.main_job_recipe(quick=False) == LABELS[7]

@@ -68,10 +68,11 @@ def test_runs_that_differ_only_after_training_share_the_trained_model(tmp_path):
 
 def test_a_run_of_another_name_with_the_same_flags_is_copied_not_redone(tmp_path):
     runs_dir = tmp_path / "runs"
-    # Named before its benchmark spelled out the flagfile's 8 fine-tuning epochs.
+    # Named before its benchmark spelled out the flagfile's number of fine-tuning epochs.
+    epochs = int(pocket_runs.flagfile_values()["finetune_epochs"])
     source = _trained_run(runs_dir, {"finetune_learning_rate": 1e-3})
-    spelled = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_learning_rate": 1e-3, "finetune_epochs": 8},
-                                    runs_dir)
+    spelled = pocket_runs.run_flags("jaccard", 0.5, 0, False,
+                                    {"finetune_learning_rate": 1e-3, "finetune_epochs": epochs}, runs_dir)
     workdir = pocket_runs.workdir_of(spelled, False, runs_dir)
     assert workdir != source
     assert pocket_runs._copy_same_run(workdir, spelled, False, runs_dir) == ["train", "prune"]
@@ -79,8 +80,8 @@ def test_a_run_of_another_name_with_the_same_flags_is_copied_not_redone(tmp_path
     assert json.loads((workdir / "timings.json").read_text())["prune"] == 5.0
     assert pocket_runs._done_stages(workdir, spelled) == ["train", "prune"]
     # Another value is another run: at most its training is shared.
-    longer = pocket_runs.run_flags("jaccard", 0.5, 0, False, {"finetune_learning_rate": 1e-3, "finetune_epochs": 16},
-                                   runs_dir)
+    longer = pocket_runs.run_flags("jaccard", 0.5, 0, False,
+                                   {"finetune_learning_rate": 1e-3, "finetune_epochs": epochs + 1}, runs_dir)
     assert pocket_runs._copy_same_run(pocket_runs.workdir_of(longer, False, runs_dir), longer, False, runs_dir) == []
 
 
@@ -124,7 +125,8 @@ def test_frontier_page_and_plot_from_recorded_runs(tmp_path):
     assert "no MACs level in common" in page and "not measured yet" in page  # jaccard at 0.5 never meets none
     assert "Target at β 0.5" not in page  # none has no point at β 0.5
     assert "main job now 0.840 ± 0.010 at MACs 0.370 (2 seed(s))" in page
-    assert "fine-tunes its reduced models 8 epochs at the training batch, Adam 0.0001" in page
+    epochs = pocket_runs.flagfile_values()["finetune_epochs"]  # the main job's, the run does not set them
+    assert f"fine-tunes its reduced models {epochs} epochs at the training batch, Adam 0.0001" in page
 
 
 def test_frontier_plot_fits_y_to_the_data_and_draws_budgets_as_markers(tmp_path, monkeypatch):

@@ -19,8 +19,7 @@ def test_finetune_augment_augments_the_training_pairs_seeded_by_the_run():
     images = np.random.default_rng(0).random((12, SIZE, SIZE, 3), dtype=np.float32)
     sources = [from_arrays(name, images, np.arange(12) % 2, num_classes=2, flip=flip)
                for name, flip in (("letters", False), ("textures", True))]
-    plain = ExperimentConfig(image_size=SIZE, seed=1)
-    assert not plain.finetune_augment and prune_stage.augmentation(plain, sources) == {}
+    assert prune_stage.augmentation(ExperimentConfig(image_size=SIZE, seed=1, finetune_augment=False), sources) == {}
     augmented = ExperimentConfig(image_size=SIZE, seed=1, finetune_augment=True)
     drawn = _first_images(augmented, sources)
     for name, batch in drawn.items():
