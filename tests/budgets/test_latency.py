@@ -19,7 +19,7 @@ from bap_tf.prune import Rewriter
 
 DOMAINS = [("a", 3), ("b", 4)]
 STEP = 4
-OVERHEAD = 0.3  # of the table's full-size sum, as the reference's share the table lacks
+OVERHEAD = 0.3  # the reference's time beyond the table's full-size sum, as a share of it
 
 
 def fake_table(backbone, step=STEP):
@@ -50,15 +50,16 @@ def model(network, table, budget=0.6):
     return BudgetAwareModel(network, DOMAINS, budget=budget, budget_metric="latency", latency_table=table)
 
 
-def test_the_whole_backbone_costs_one_and_the_overhead_is_the_reference_minus_the_table():
+def test_the_whole_backbone_costs_one_and_the_reference_scales_the_table():
     network, table = network_and_table()
     cost = model(network, table)._budget_cost
-    full = sum(entry["ms"][-1][-1] for entry in table["layers"].values())
-    assert cost.overhead_ms == pytest.approx(OVERHEAD * full)
+    assert cost.scale == pytest.approx(1 + OVERHEAD)
     assert cost.backbone_ms == pytest.approx(table["reference"]["ms"])
     everything = ops.ones((2, cost.counts.num_switches))
     assert np.allclose(ops.convert_to_numpy(cost.kept_fractions(everything)), 1.0)
-    assert OVERHEAD / (1 + OVERHEAD) < cost.minimum_fraction() < 0.5
+    assert 0 < cost.minimum_fraction() < 0.5
+    without_reference = {key: value for key, value in table.items() if key != "reference"}
+    assert model(network, without_reference)._budget_cost.scale == 1.0
 
 
 @pytest.mark.parametrize("arch", ["resnet26", "mobilenet_v2"])
@@ -113,8 +114,8 @@ def test_training_meets_the_latency_budget_and_saves_the_table(tmp_path):
 def test_budgets_no_pruning_can_meet_are_refused_by_name():
     network, table = network_and_table()
     floor = model(network, table)._budget_cost.minimum_fraction()
-    with pytest.raises(ValueError, match=r"Expected a budget in \(0\.\d+, 1\]\. Received: budget=0\.1"):
-        model(network, table, budget=0.1)
+    with pytest.raises(ValueError, match=rf"Expected a budget in \(0\.\d+, 1\]\. Received: budget={floor / 2!r}"):
+        model(network, table, budget=floor / 2)
     cost = model(network, table).latency_cost()
     assert latency_budget.budget_fraction(cost, 0.5, 0.0) == 0.5
     assert latency_budget.budget_fraction(cost, 0.5, 0.6 * cost.backbone_ms) == pytest.approx(0.6)
@@ -140,7 +141,7 @@ def test_config_asks_for_the_table_before_anything_runs(tmp_path):
 
 def test_report_entry_compares_the_measured_signature_with_the_budget():
     costs_latency = {"target": "avx512", "step": 32, "machine": "m", "date": "d", "backbone_ms": 2.0,
-                     "overhead_ms": 0.5, "budget": 0.5, "domains_ms": {"a": 0.9, "b": 1.0},
+                     "scale": 1.2, "budget": 0.5, "domains_ms": {"a": 0.9, "b": 1.0},
                      "union_ms": {"a": 1.1, "b": 1.1}}
     promise = {"android": {"signatures": {"a": {"latency_ratio": 0.55}, "b": {"latency_ratio": 0.6}}}}
     entry = latency_budget.report_entry(costs_latency, "shared_filters", promise)
