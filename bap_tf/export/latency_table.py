@@ -413,7 +413,9 @@ def _is_count(value):
 
 def check_covers(table, network, where="latency table"):
     """Raises ``ValueError`` unless ``table`` has every switched conv of ``network``, each
-    with the conv's full input and output channel counts as its last grid counts."""
+    with the conv's full input and output channel counts as its last grid counts and, where the
+    table records it, the conv's input size (a table made at another image size prices other
+    convs)."""
     for layer in prunable_layers(network):
         entry = table["layers"].get(layer.name)
         if entry is None:
@@ -421,6 +423,11 @@ def check_covers(table, network, where="latency table"):
                              f"Expected one entry per switched conv (remake it for this network). "
                              f"Received: layers {sorted(table['layers'])}")
         conv = Conv.of(layer)
+        measured_size = (entry.get("conv") or {}).get("input_size")
+        if measured_size is not None and tuple(measured_size) != conv.input_size:
+            raise ValueError(f"Layer {layer.name!r} of the {where} was measured at input size "
+                             f"{tuple(measured_size)}, but the network's conv reads {conv.input_size} (make the "
+                             f"table at the network's image size). Received: input_size={list(measured_size)}")
         full = (entry["in_counts"][-1], entry["out_counts"][-1])
         if full != (conv.in_channels, conv.filters):
             raise ValueError(f"Layer {layer.name!r} of the {where} ends at {full[0]} -> {full[1]} channels, "

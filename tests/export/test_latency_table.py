@@ -124,6 +124,9 @@ def test_load_refuses_a_table_missing_a_layer_of_the_network(tmp_path, plan, bac
     wider = resnet26((IMAGE_SIZE, IMAGE_SIZE, 3), width=2 * WIDTH, blocks_per_stage=1)
     with pytest.raises(ValueError, match="ends at 4 -> 4 channels, but the network's conv has 8 -> 8"):
         lt.load_table(lt.save_table(fake_table(plan), tmp_path / "full.json"), network=wider)
+    larger = resnet26((2 * IMAGE_SIZE, 2 * IMAGE_SIZE, 3), width=WIDTH, blocks_per_stage=1)
+    with pytest.raises(ValueError, match=r"measured at input size \(32, 32\), but the network's conv reads \(64, 64\)"):
+        lt.load_table(tmp_path / "full.json", network=larger)
 
 
 def test_load_refuses_what_is_not_json(tmp_path):
