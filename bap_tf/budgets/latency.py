@@ -21,8 +21,11 @@ where a constant share would have made them 0.50. A domain's kept fraction is
 and ``--budget_ms`` divides by ``ms_backbone``.
 
 The rewrite keeps every stream that may shrink on a multiple of the table's step (the tile
-the target computes whole), so ``predicted_ms(..., rounded=True)`` rounds each such stream's
-count up to it: that is what the hard projection at the end of training uses.
+the target computes whole), and at least one channel of it, so ``predicted_ms(...,
+rounded=True)`` rounds each such stream's count up to a multiple of the step, one step at
+least (or the stream's width): that is what the hard projection at the end of training uses.
+In training, a stream is priced at one step at least: below a tile the file saves nothing, and
+a budget that pushed streams under it would empty them instead (a dead network).
 """
 
 import keras
@@ -62,10 +65,13 @@ class LatencyCost:
         """The table's latency of each domain's kept channels, ``(D,)``; with ``rounded``, each
         kept filter count rounded up to the table's step (not differentiable)."""
         groups = self.counts.group_counts(gates)
-        if rounded:
-            groups = [count if isinstance(count, float) else
-                      ops.minimum(ops.ceil(count / self.step) * self.step, float(self.counts.full_width(index)))
-                      for index, count in enumerate(groups)]
+        for index, count in enumerate(groups):
+            if isinstance(count, float):  # a stream that stays whole
+                continue
+            tile = float(min(self.step, self.counts.full_width(index)))
+            if rounded:
+                count = ops.minimum(ops.ceil(count / self.step) * self.step, float(self.counts.full_width(index)))
+            groups[index] = ops.maximum(count, tile)
         total = 0.0
         for name in self.counts.switched:
             cin = self.counts.stream_count(gates, name, groups)

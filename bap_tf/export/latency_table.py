@@ -2,12 +2,13 @@
 
 A table holds, for every prunable (switched) convolution of a network, the measured latency
 of that convolution alone over a grid of kept input counts ``cin`` and kept output counts
-``cout``: ``cout`` in multiples of the target's tile (``TILES``: the float32 XNNPACK
-output-channel tile; latency moves in steps of it, not channel by channel), ``cin`` in
-multiples of a quarter of it (``input_step``: the GEMM's reduction runs channel by channel, so
-latency falls with ``cin`` below a tile too), plus the full counts when they are not
-multiples. ``interpolate`` reads it back bilinearly, with ``keras.ops``, so that a
-budget term can be differentiated with respect to (soft) kept counts.
+``cout``: both in multiples of the target's tile (``TILES``: the float32 XNNPACK
+output-channel tile; latency moves in steps of it, not channel by channel), plus the full
+counts when they are not multiples, and ``cin`` also at quarters of the first step
+(``in_grid_counts``: the GEMM's reduction runs channel by channel, so latency falls with
+``cin`` below a tile too, and linear interpolation above it loses little). ``interpolate``
+reads it back bilinearly, with ``keras.ops``, so that a budget term can be differentiated with
+respect to (soft) kept counts.
 
 How a table is measured here (``measure_table``):
 
@@ -139,9 +140,11 @@ def grid_counts(channels, step):
     return counts
 
 
-def input_step(step):
-    """The ``cin`` step of a grid whose ``cout`` step is ``step``."""
-    return max(1, step // 4)
+def in_grid_counts(channels, step):
+    """Kept input counts of a grid: ``grid_counts`` and the quarters of its first step below it."""
+    counts = grid_counts(channels, step)
+    quarters = sorted({max(1, step * k // 4) for k in (1, 2, 3)})
+    return [c for c in quarters if c < counts[0]] + counts
 
 
 def resolve_step(step=None, target=None):
@@ -184,7 +187,7 @@ def plan_cells(network, step, target=None):
     layers = {}
     for layer in prunable_layers(network):
         conv = Conv.of(layer)
-        in_counts, out_counts = grid_counts(conv.in_channels, input_step(step)), grid_counts(conv.filters, step)
+        in_counts, out_counts = in_grid_counts(conv.in_channels, step), grid_counts(conv.filters, step)
         layers[layer.name] = {
             "conv": conv.to_dict(), "in_counts": in_counts, "out_counts": out_counts,
             "cells": [[conv.cell_name(cin, cout) for cout in out_counts] for cin in in_counts],

@@ -40,7 +40,9 @@ def test_grid_counts():
     assert lt.grid_counts(64, 16) == [16, 32, 48, 64]
     assert lt.grid_counts(40, 16) == [16, 32, 40]
     assert lt.grid_counts(8, 16) == [8]
-    assert [lt.input_step(step) for step in (32, 16, 8, 2)] == [8, 4, 2, 1]
+    assert lt.in_grid_counts(64, 32) == [8, 16, 24, 32, 64]
+    assert lt.in_grid_counts(16, 32) == [8, 16]
+    assert lt.in_grid_counts(6, 2) == [1, 2, 4, 6]
 
 
 def test_resolve_step():
@@ -57,10 +59,10 @@ def test_plan_covers_every_switched_conv_once_per_shape(backbone, plan):
     assert list(plan["layers"]) == [layer.name for layer in switched_layers(network)]
     assert lt.plan_cells(network, STEP)["layers"] == plan["layers"]  # a backbone or its switched network
     entry = plan["layers"]["stage3_block1_1_conv"]
-    # cin in quarter steps (the reduction falls channel by channel), cout in steps (the tile).
-    assert entry["in_counts"] == list(range(1, 9)) and entry["out_counts"] == [4, 8, 12, 16]
+    # cin also below one step (the reduction falls channel by channel), cout in steps (the tile).
+    assert entry["in_counts"] == [1, 2, 3, 4, 8] and entry["out_counts"] == [4, 8, 12, 16]
     assert entry["conv"]["input_size"] == [8, 8] and entry["conv"]["strides"] == [2, 2]
-    assert entry["cells"][7][2] == "k3x3_s2x2_same_h8w8_i8_o12"
+    assert entry["cells"][4][2] == "k3x3_s2x2_same_h8w8_i8_o12"
     total = sum(len(e["in_counts"]) * len(e["out_counts"]) for e in plan["layers"].values())
     assert len(lt.unique_cells(plan)) <= total
 
