@@ -90,7 +90,7 @@ def table_file(shape, quick):
 def table_summary(path):
     """What the page says of a table: the backbone's ms, the convs' sums at full and smallest
     counts, and the fraction left with every conv at its smallest cell (a lower bound of the
-    budget's floor)."""
+    budget's floor: the budget scales the convs' sum by the backbone's reference)."""
     table = json.loads(path.read_text())
     layers = table["layers"].values()
     full = sum(e["ms"][-1][-1] for e in layers)
@@ -100,7 +100,7 @@ def table_summary(path):
     return {"path": str(path.relative_to(common.ROOT)), "target": table["target"], "step": table["step"],
             "machine": table["machine"], "date": table["date"], "layers": len(table["layers"]),
             "reference_ms": reference, "convs_full_ms": full, "convs_smallest_ms": smallest,
-            "overhead_ms": backbone - full, "smallest_fraction": (backbone - full + smallest) / backbone,
+            "outside_ms": backbone - full, "smallest_fraction": smallest / full,
             "digest": hashlib.sha1(path.read_bytes()).hexdigest()[:12]}
 
 
@@ -163,11 +163,10 @@ def exported_prediction(workdir, table_path):
     from bap_tf.export.absorb import absorb_gathers
 
     table, summary = json.loads(table_path.read_text()), table_summary(table_path)
-    backbone_ms = summary["overhead_ms"] + summary["convs_full_ms"]
     ratios = {}
     for name in _report(workdir)["domains"]:
-        model = absorb_gathers(keras.saving.load_model(workdir / "pruned" / f"{name}.keras"))
-        ratios[name] = model_latency_ms(table, model, summary["overhead_ms"]) / backbone_ms
+        model = absorb_gathers(keras.saving.load_model(workdir / "pruned" / f"{name}.keras", compile=False))
+        ratios[name] = model_latency_ms(table, model) / summary["convs_full_ms"]
     return ratios
 
 
@@ -235,11 +234,11 @@ def markdown(record):
             rows, align="lrlrrrrrrrl"), ""]
     lines += [verdict_line(record), "",
               "Fractions are of the unpruned backbone's latency. The table's prediction is the one training "
-              "and the report make (each conv priced at the input channels its domain's switches keep and its "
-              "filters rounded up to the table's step, over the table's backbone: its reference, the part "
-              "outside the table a constant overhead); the table at the exported model's counts prices the "
-              "Android signature as converted (the domain's own model with its gathers absorbed, so each conv "
-              "reads the whole tensor before the gather, with zero kernel rows). The measured fraction "
+              "and the report make (each conv priced at the width of the stream it reads and its filters, "
+              "streams rounded up to the table's step, the convs' sum scaled to the table's whole-backbone "
+              "reference); the table at the exported model's counts prices the Android signature as "
+              "converted (the domain's own model with its gathers absorbed, so each conv reads the whole "
+              "tensor before the gather, with zero kernel rows). The measured fraction "
               "is the eval stage's, each domain's Android signature (per_domain layout: its own pruned model) "
               "over the unpruned backbone timed in the same rounds (LiteRT, XNNPACK, 1 thread, batch 1). "
               "The MACs rows are trained to a MACs budget at the same fractions. Accuracy: the union-pruned "

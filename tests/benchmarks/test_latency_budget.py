@@ -28,8 +28,9 @@ def _table(tmp_path):
 def test_table_summary_gives_the_floor_of_pruning(tmp_path, monkeypatch):
     monkeypatch.setattr(latency_budget.common, "ROOT", tmp_path)
     summary = latency_budget.table_summary(_table(tmp_path))
-    # 0.2 ms outside the convs, 0.2 ms at their smallest cells: 0.4 of the backbone's 1 ms.
-    assert abs(summary["overhead_ms"] - 0.2) < 1e-9 and abs(summary["smallest_fraction"] - 0.4) < 1e-9
+    # 0.2 ms outside the convs' 0.8; at their smallest cells 0.2 ms, a quarter of it (the budget
+    # scales the convs by the reference, so the floor is the convs' share).
+    assert abs(summary["outside_ms"] - 0.2) < 1e-9 and abs(summary["smallest_fraction"] - 0.25) < 1e-9
 
 
 def test_a_refused_budget_is_recorded_with_its_floor_and_not_run_again(tmp_path, monkeypatch):
@@ -82,4 +83,4 @@ def test_page_and_plot(tmp_path, monkeypatch):
     assert "| macs | 0.5 | `digits` | – | 0.700 | 0.700 | 1.40 | 1.00 | 0.400 | 0.900 | no |" in page
     assert ("**missed**: 1 of 2 domains within it over 1 trained latency-budget runs; 1 budget(s) below what "
             "the table allows: pocket at 0.25 (floor 0.300).") in page
-    assert "would leave 0.400 of the backbone's latency" in page
+    assert "would leave 0.250 of the backbone's latency" in page
