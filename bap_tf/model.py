@@ -226,7 +226,9 @@ class BudgetAwareModel(keras.Model):
 
     # -- the step -------------------------------------------------------------------------
     def _check_labels(self, labels, domain):
-        """Fails the step on a label outside its domain's classes, naming the first such label.
+        """``labels``, once checked: fails the step on a label outside its domain's classes,
+        naming the first such label. The labels returned depend on the check, so in a traced
+        step it runs before the cross-entropy (which would otherwise fail first, unnamed).
 
         A label past the domain's class count would otherwise pick a padding logit and give a
         huge but finite loss. XLA drops assertions, so under ``jit_compile`` this check rests
@@ -235,13 +237,15 @@ class BudgetAwareModel(keras.Model):
         limits = tf.gather(self._num_classes, domain)
         invalid = tf.logical_or(labels < 0, labels >= limits)
         first = tf.argmax(tf.cast(invalid, "int32"))
-        tf.debugging.Assert(
+        check = tf.debugging.Assert(
             tf.logical_not(tf.reduce_any(invalid)),
             [
                 "Label outside its domain's class range [0, num_classes). Received: label =",
                 labels[first], "in domain index", domain[first], "with num_classes =", limits[first],
             ],
         )
+        with tf.control_dependencies([check]):
+            return tf.identity(labels)
 
     def _cross_entropies(self, labels, logits, domain):
         """Per-domain mean cross-entropy, scaled to the global batch across replicas."""
@@ -305,7 +309,7 @@ class BudgetAwareModel(keras.Model):
         inputs, labels = data[0], data[1]
         domain = ops.cast(inputs["domain"], "int32")
         labels = ops.cast(labels, "int32")
-        self._check_labels(labels, domain)
+        labels = self._check_labels(labels, domain)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.network(inputs, training=True)
@@ -331,7 +335,7 @@ class BudgetAwareModel(keras.Model):
         inputs, labels = data[0], data[1]
         domain = ops.cast(inputs["domain"], "int32")
         labels = ops.cast(labels, "int32")
-        self._check_labels(labels, domain)
+        labels = self._check_labels(labels, domain)
         logits = self.network(inputs, training=False)
         domain_ce = self._cross_entropies(labels, logits, domain)
         kept, union, sharing, _ = self._constraint_terms()
