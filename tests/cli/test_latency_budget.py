@@ -1,11 +1,15 @@
-"""A tiny run under a latency budget, train and prune: the table drives training and the
-rewrite keeps the table's step, so each domain's model meets its budget by the table (the
-report's entry is tested on its own in tests/budgets/test_latency.py)."""
+"""A tiny run under a latency budget, train and prune: the table drives training, the model
+saves it, and the rewrite keeps the table's step, so each domain's model meets its budget by the
+table (the report's entry is tested on its own in tests/budgets/test_latency.py)."""
 
 import json
 
+import keras
+import numpy as np
 import pytest
+from keras import ops
 
+from bap_tf import model as _registers_model  # noqa: F401  (BudgetAwareModel for load_model)
 from bap_tf.config import ExperimentConfig
 from bap_tf.export import latency_table as lt
 from bap_tf.run import stages
@@ -28,6 +32,10 @@ def test_latency_budget_run(tmp_path, pocket_cache):
     workdir = Workdir(tmp_path / "run").create()
     stages.run_stages(config, workdir, stages=("train", "prune"))
 
+    masked = keras.saving.load_model(workdir.model, compile=False)
+    assert masked.budget_metric == "latency" and masked.latency_table == json.loads(path.read_text())
+    rounded = ops.convert_to_numpy(masked.latency_cost().kept_fractions(masked.gates(), rounded=True))
+    assert np.all(rounded <= 0.9 + 1e-6)
     costs = json.loads(workdir.costs.read_text())
     latency = costs["latency"]
     assert latency["step"] == STEP and latency["budget"] == 0.9
