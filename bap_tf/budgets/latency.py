@@ -56,14 +56,14 @@ class LatencyCost:
         self.step = int(table["step"])
         self.counts = counts or KeptCounts(network)
         self._layers = {name: table["layers"][name] for name in self.counts.switched}
-        self._full = {name: (entry["in_counts"][-1], entry["out_counts"][-1]) for name, entry in self._layers.items()}
-        table_ms = sum(float(latency_table.interpolate(self._layers[n], *self._full[n])) for n in self._layers)
+        table_ms = sum(float(entry["ms"][-1][-1]) for entry in self._layers.values())  # every conv at full counts
         self.scale = table_scale(table, table_ms)
         self.backbone_ms = self.scale * table_ms
 
     def predicted_ms(self, gates, rounded=False):
-        """The table's latency of each domain's kept channels, ``(D,)``; with ``rounded``, each
-        kept filter count rounded up to the table's step (not differentiable)."""
+        """The table's latency of each domain's kept channels, ``(D,)``: every stream that may
+        shrink at one tile at least; with ``rounded``, rounded up to the table's step as the
+        rewrite builds it (not differentiable)."""
         groups = self.counts.group_counts(gates)
         for index, count in enumerate(groups):
             if isinstance(count, float):  # a stream that stays whole
