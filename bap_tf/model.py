@@ -199,13 +199,20 @@ class BudgetAwareModel(keras.Model):
         a little above. This makes the budget hard: per domain, the fewest of its switches that
         are on are turned off, in increasing order of their real value (the least confident
         first), for ``b_d <= budget`` as the rewrite will build it (``rounded``). A cost only
-        falls as switches go off, so the count is found by bisection. Returns the number of
+        falls as switches go off, so the count is found by bisection. Under a cost whose
+        ``projection_by_savings`` is set (a latency table: flat within a tile, falling mostly
+        with the input count), the order is the real value per unit of cost the switch saves
+        alone, a switch that saves nothing last: by value alone, the count needed to pass a
+        tile's flat stretch once turned off every path into a stage. Returns the number of
         switches turned off per domain.
         """
         values = np.concatenate([layer.switches.numpy() for layer in self.switched], axis=1)
+        by_savings = getattr(self._budget_cost, "projection_by_savings", False)
         turned_off = []
         for row in values:
-            order = [index for index in np.argsort(row, kind="stable") if row[index] > 0]
+            on = np.flatnonzero(row > 0)
+            weights = row[on] / self._savings(row, on) if by_savings else row[on]
+            order = on[np.argsort(weights, kind="stable")]
 
             def fits(count, row=row, order=order):
                 gates = (row > 0).astype("float32")
@@ -223,6 +230,15 @@ class BudgetAwareModel(keras.Model):
         for layer, start, stop in zip(self.switched, offsets[:-1], offsets[1:]):
             layer.switches.assign(values[:, start:stop])
         return turned_off
+
+    def _savings(self, row, on):
+        """What turning off each switch of ``on`` alone saves of the domain's unrounded cost
+        (all in one batch of gate rows; at least a tiny positive number)."""
+        gates = (row > 0).astype("float32")
+        trials = np.repeat(gates[None], len(on) + 1, axis=0)
+        trials[np.arange(1, len(on) + 1), on] = 0.0
+        kept = ops.convert_to_numpy(self._budget_cost.kept_fractions(ops.convert_to_tensor(trials)))
+        return np.maximum(kept[0] - kept[1:], 1e-12)
 
     # -- the step -------------------------------------------------------------------------
     def _check_labels(self, labels, domain):

@@ -48,6 +48,9 @@ class LatencyCost:
     """
 
     metric = "latency"
+    # The hard projection turns off the switches that save the most per unit of confidence
+    # (``BudgetAwareModel.project_to_budget``): most switches save nothing alone.
+    projection_by_savings = True
 
     def __init__(self, network, table, counts=None):
         latency_table.check_table(table)

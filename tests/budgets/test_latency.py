@@ -71,25 +71,38 @@ def test_rounded_prediction_is_the_table_latency_of_the_rewritten_models(arch):
         assert cost.model_ms(domain_models[name]) == pytest.approx(float(predicted[index]), rel=1e-5)
 
 
-def test_projection_turns_off_the_fewest_least_confident_switches():
+def _savings(cost, gates):
+    """What turning off each switch alone saves of a domain's unrounded cost (0 for one off)."""
+    trials = np.repeat(gates[None], len(gates) + 1, axis=0)
+    trials[np.arange(1, len(gates) + 1), np.arange(len(gates))] = 0.0
+    kept = ops.convert_to_numpy(cost.kept_fractions(ops.convert_to_tensor(trials)))
+    return kept[0] - kept[1:]
+
+
+def test_projection_turns_off_the_fewest_switches_least_confident_per_cost_saved():
     network, table = network_and_table()
     randomize(network, share=0.9)
     masked = model(network, table, budget=0.5)
+    cost = masked.latency_cost()
     before = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
+    savings = [_savings(cost, (row > 0).astype("float32")) for row in before]
     turned_off = masked.project_to_budget()
     after = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
-    cost = masked.latency_cost()
     assert np.all(ops.convert_to_numpy(cost.kept_fractions(masked.gates(), rounded=True)) <= 0.5 + 1e-6)
     for row, count in enumerate(turned_off):
         off = (before[row] > 0) & (after[row] <= 0)
+        kept = after[row] > 0
         assert off.sum() == count > 0
-        # The least confident ones: every switch turned off was below every switch kept on.
-        assert before[row][off].max() <= after[row][after[row] > 0].min()
-        # The fewest: one switch fewer turned off (the most confident of them) exceeds the budget.
-        fewer = (after[row] > 0).astype("float32")
-        fewer[np.flatnonzero(off)[np.argmax(before[row][off])]] = 1.0
-        kept = cost.kept_fractions(ops.convert_to_tensor(fewer[None]), rounded=True)
-        assert float(ops.convert_to_numpy(kept)[0]) > 0.5
+        # Each switch turned off saved something, and was less confident per unit saved than
+        # every switch kept on (one that saves nothing counts as the most confident).
+        assert np.all(savings[row][off] > 0)
+        ratio = np.where(savings[row] > 0, before[row] / np.maximum(savings[row], 1e-12), np.inf)
+        assert ratio[off].max() <= ratio[kept].min()
+        # The fewest: one switch fewer turned off (the last in that order) exceeds the budget.
+        fewer = kept.astype("float32")
+        fewer[np.flatnonzero(off)[np.argmax(ratio[off])]] = 1.0
+        fraction = cost.kept_fractions(ops.convert_to_tensor(fewer[None]), rounded=True)
+        assert float(ops.convert_to_numpy(fraction)[0]) > 0.5
 
 
 def test_budgets_no_pruning_can_meet_are_refused_by_name():
