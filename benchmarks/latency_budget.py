@@ -13,10 +13,12 @@ same cores; such load slows a pruned model more than the backbone (width64 at 0.
 0.67-0.69 in the chain and 0.47-0.48 alone), so the page keeps the eval stage's figure only in
 the JSON. The MACs budget at the same fractions (``--android_layout=per_domain``, so that
 each signature is the domain's own pruned model, as under a latency budget) shows what a
-budget in MACs buys in time. Target: every domain's exported model measures within
-±``TOLERANCE`` of its budget. A budget the table cannot reach (every switch off costs more) is
-refused by the command before training: it is recorded as infeasible with the floor the
-command names.
+budget in MACs buys in time. Targets: every domain's exported model measures within
+±``TOLERANCE`` of its budget; at equal measured latency, the latency-budget model is at least
+as accurate as the MACs-budget one (``equal_latency``: per seed, the MACs runs' accuracy
+interpolated at the latency model's measured latency; the pocket shape runs 3 seeds). A
+budget the table cannot reach (every switch off costs more) is refused by the command before
+training: it is recorded as infeasible with the floor the command names.
 
 Shapes (``SHAPES``): ``pocket``, the main job's (``flags/pocket.cfg``: the shipped ResNet-26
 width 16, 32 px) with shortened training, so its accuracies are indicative only, and a table in
@@ -26,7 +28,7 @@ ResNet-26 width 64 at 64 px with random weights on the pocket data, which checks
 mechanism, not accuracy. Both pass the shared S-score reference (``pocket_runs``) so that no
 run measures a feature extractor.
 
-    python -m benchmarks.latency_budget          # 2 tables, 9 runs: about 40 min on 2 busy cores
+    python -m benchmarks.latency_budget          # 2 tables, 14 runs: about an hour on 2 busy cores
     python -m benchmarks.latency_budget --quick  # a few steps per run, tables timed briefly
 
 Tables and runs are kept in ``runs/benchmarks/<mode>/latency_budget/``: a rerun reuses the tables
@@ -56,6 +58,9 @@ SHAPES = {
         "metrics": ("latency", "macs"),
         # Budgets beyond BUDGETS, for a shape whose floor refuses them (none needed now).
         "above_floor": (),
+        # Seeds of every run (quick mode: the first): the accuracy at equal latency is compared
+        # per seed (``equal_latency``).
+        "seeds": (0, 1, 2),
     },
     "width64": {
         "title": "width64: ResNet-26 width 64, 64 px, random weights",
@@ -65,6 +70,7 @@ SHAPES = {
         "quick": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "eval_examples": 8},
         "metrics": ("latency",),
         "above_floor": (),
+        "seeds": (0,),
     },
 }
 # The table's timing: the command's defaults, shorter in quick mode.
@@ -111,12 +117,16 @@ def table_summary(path):
             "digest": hashlib.sha1(path.read_bytes()).hexdigest()[:12]}
 
 
-def run_flags(shape, metric, budget, quick, table):
+def seeds(shape, quick):
+    return SHAPES[shape]["seeds"][:1] if quick else SHAPES[shape]["seeds"]
+
+
+def run_flags(shape, metric, budget, quick, table, seed=0):
     """The ``bap-train`` flags of one run: the main job's flagfile, then the shape's flags."""
     spec = SHAPES[shape]
     flags = {"flagfile": pocket_runs.FLAGFILE, **spec["flags"], **(spec["quick"] if quick else {}),
              "reference_errors": pocket_runs.shared_reference().relative_to(common.ROOT),
-             "budget": budget, "budget_metric": metric}
+             "budget": budget, "budget_metric": metric, "seed": seed}
     if metric == "latency":
         flags["latency_table"] = table.relative_to(common.ROOT)
     else:  # each signature the domain's own model, as a latency budget's default layout makes it
@@ -124,12 +134,12 @@ def run_flags(shape, metric, budget, quick, table):
     return {name: str(value) for name, value in flags.items()}
 
 
-def run_chain(shape, metric, budget, quick, table, digest):
+def run_chain(shape, metric, budget, quick, table, digest, seed=0):
     """One run's ``{"status": "done", "report", "exported_ratio"}`` or ``{"status": "infeasible",
     "floor"}``;
     kept in the workdir's marker, so a finished or refused run is not redone."""
-    flags = run_flags(shape, metric, budget, quick, table)
-    workdir = cache_dir(quick) / f"{shape}_{metric}_b{budget:g}"
+    flags = run_flags(shape, metric, budget, quick, table, seed)
+    workdir = cache_dir(quick) / (f"{shape}_{metric}_b{budget:g}" + (f"_s{seed}" if seed else ""))
     marker = workdir / MARKER
     identity = {"flags": flags, "table_digest": digest if metric == "latency" else None}
     if marker.exists():
@@ -197,11 +207,11 @@ def time_signatures(workdir, quick):
     return {d: ms[d] / ms["backbone"] for d in files if d != "backbone"}, ms["backbone"]
 
 
-def summarize(shape, metric, budget, result, quick):
+def summarize(shape, metric, budget, seed, result, quick):
     """The record's entry of one run: per domain the budget, the table's prediction, the
     measured latency fraction (``time_signatures``), measured / budget, MACs ratio, accuracy and
     the verdict."""
-    entry = {"shape": shape, "metric": metric, "budget": budget, "status": result["status"]}
+    entry = {"shape": shape, "metric": metric, "budget": budget, "seed": seed, "status": result["status"]}
     if result["status"] != "done":
         return {**entry, "floor": result["floor"]}
     report = result["report"]
@@ -226,6 +236,73 @@ def summarize(shape, metric, budget, result, quick):
             "timings_s": report.get("timings_s")}
 
 
+def _seed_row(run):
+    head = [run["metric"], f"{run['budget']:g}", str(run.get("seed", 0))]
+    if run["status"] != "done":
+        return head + [f"infeasible (floor {run['floor']:.3f})", "–", "–"]
+    measured = [d["measured_ratio"] for d in run["domains"].values()]
+    within = sum(d["within"] for d in run["domains"].values())
+    return head + [f"{min(measured):.3f}–{max(measured):.3f}", f"{within} of {len(measured)}",
+                   f"{_mean_of(run, 'accuracy'):.3f}"]
+
+
+def _mean_of(run, field):
+    return common.mean([d[field] for d in run["domains"].values()])
+
+
+def equal_latency(runs):
+    """Per shape and seed with both metrics: each latency-budget model's mean accuracy and mean
+    measured latency fraction, and the MACs-budget models' mean accuracy at that latency,
+    interpolated linearly between the seed's MACs runs by their mean measured latency (``None``
+    outside their range: no extrapolation)."""
+    rows = []
+    for shape in SHAPES:
+        for seed in SHAPES[shape]["seeds"]:
+            done = [r for r in runs if r["shape"] == shape and r["seed"] == seed and r["status"] == "done"]
+            macs = sorted((_mean_of(r, "measured_ratio"), _mean_of(r, "accuracy"))
+                          for r in done if r["metric"] == "macs")
+            for run in (r for r in done if r["metric"] == "latency" and macs):
+                latency = _mean_of(run, "measured_ratio")
+                rows.append({"shape": shape, "seed": seed, "budget": run["budget"], "latency": latency,
+                             "accuracy": _mean_of(run, "accuracy"), "macs_points": macs,
+                             "macs_accuracy": _interpolated(macs, latency)})
+    return rows
+
+
+def _interpolated(points, x):
+    """Linear interpolation of sorted ``[(x, y)]`` at ``x`` (``None`` outside their range)."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
+def equal_latency_lines(record):
+    """The page's section on accuracy at equal measured latency, with the target's verdict."""
+    rows = record.get("equal_latency") or []
+    if not rows:
+        return []
+    table = [[r["shape"], str(r["seed"]), f"{r['budget']:g}", f"{r['latency']:.3f}", f"{r['accuracy']:.3f}",
+              ", ".join(f"{x:.3f} → {y:.3f}" for x, y in r["macs_points"]), _ratio(r["macs_accuracy"])]
+             for r in rows]
+    lines = ["#### Accuracy at equal measured latency", "",
+             "Each latency-budget model's mean accuracy over domains against the MACs-budget models' at the same "
+             "mean measured latency, interpolated between the same seed's MACs runs (their mean latency → mean "
+             "accuracy).", "",
+             common.markdown_table(["shape", "seed", "latency budget", "measured latency", "accuracy",
+                                    "MACs runs: latency → accuracy", "MACs at equal latency"], table,
+                                   align="lllrrlr"), ""]
+    for budget in sorted({r["budget"] for r in rows}, reverse=True):
+        chosen = [r for r in rows if r["budget"] == budget and r["macs_accuracy"] is not None]
+        if not chosen:
+            lines += [f"Latency budget {budget:g}: no seed's latency inside its MACs runs' range.", ""]
+            continue
+        ours, theirs = common.mean([r["accuracy"] for r in chosen]), common.mean([r["macs_accuracy"] for r in chosen])
+        lines += [f"Target at latency budget {budget:g}, mean accuracy ≥ the MACs budget's at equal latency over "
+                  f"{len(chosen)} seed(s): {common.verdict(ours >= theirs)} ({ours:.3f} against {theirs:.3f}).", ""]
+    return lines
+
+
 def _ratio(value):
     return "–" if value is None else f"{value:.3f}"
 
@@ -233,7 +310,8 @@ def _ratio(value):
 def markdown(record):
     lines = ["### Training to a latency budget (LiteRT 1 thread)", ""]
     for shape, tables in record["tables"].items():
-        runs = [r for r in record["runs"] if r["shape"] == shape]
+        every_seed = [r for r in record["runs"] if r["shape"] == shape]
+        runs = [r for r in every_seed if r.get("seed", 0) == SHAPES[shape]["seeds"][0]]
         reference = tables["reference_ms"]
         lines += [f"#### {SHAPES[shape]['title']}", "",
                   f"Table: {tables['layers']} switched convs, target {tables['target']}, step {tables['step']}, "
@@ -259,7 +337,12 @@ def markdown(record):
              "table at the exported model's counts", "measured latency fraction", "measured ÷ budget",
              "measured ÷ table at exported counts", "MACs ratio", "accuracy", f"within ±{TOLERANCE:.0%}"],
             rows, align="lrlrrrrrrrl"), ""]
-    lines += [verdict_line(record), "",
+        if len(every_seed) > len(runs):
+            lines += [f"Every seed (the rows above: seed {SHAPES[shape]['seeds'][0]}):", "",
+                      common.markdown_table(["budget metric", "budget", "seed", "measured latency fractions",
+                                             "within", "mean accuracy"],
+                                            [_seed_row(r) for r in every_seed], align="lrlrrr"), ""]
+    lines += [verdict_line(record), "", *equal_latency_lines(record),
               "Fractions are of the unpruned backbone's latency. The table's prediction is the one training "
               "and the report make (each conv priced at the width of the stream it reads and its filters, "
               "streams rounded up to the table's step, the convs' sum scaled to the table's whole-backbone "
@@ -362,14 +445,17 @@ def main():
     for shape, spec in SHAPES.items():
         table = table_file(shape, args.quick)
         record["tables"][shape] = table_summary(table)
-        for metric in spec["metrics"]:
-            for budget in BUDGETS + spec["above_floor"]:
-                print(f"{shape}, {metric} budget {budget:g}:", flush=True)
-                result = run_chain(shape, metric, budget, args.quick, table, record["tables"][shape]["digest"])
-                finished.append((shape, metric, budget, result))
+        for seed in seeds(shape, args.quick):
+            for metric in spec["metrics"]:
+                for budget in BUDGETS + spec["above_floor"]:
+                    print(f"{shape}, {metric} budget {budget:g}, seed {seed}:", flush=True)
+                    result = run_chain(shape, metric, budget, args.quick, table, record["tables"][shape]["digest"],
+                                       seed)
+                    finished.append((shape, metric, budget, seed, result))
     print("timing every run's signatures against its backbone", flush=True)
     record["timing_load_average"] = common.machine_info()["load_average_1_5_15"]
     record["runs"] = [summarize(*run, args.quick) for run in finished]
+    record["equal_latency"] = equal_latency(record["runs"])
     record["load_average_after"] = common.machine_info()["load_average_1_5_15"]
     record["plot"] = plot(record, common.results_path(NAME, args.quick, "png", args.results_dir)).name
     common.write_results(record, markdown(record), args.results_dir)

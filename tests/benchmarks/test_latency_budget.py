@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from benchmarks import common, latency_budget
 
 
@@ -77,10 +79,10 @@ def test_page_and_plot(tmp_path, monkeypatch):
     record = common.start_record(latency_budget.NAME, False, {})
     record["tables"] = {"pocket": latency_budget.table_summary(_table(tmp_path))}
     record["runs"] = [
-        latency_budget.summarize("pocket", "latency", 0.5, _done(
+        latency_budget.summarize("pocket", "latency", 0.5, 0, _done(
             tmp_path, {"digits": 0.52, "letters": 0.40}, {"digits": 0.5, "letters": 0.5}, predicted=0.48), False),
-        latency_budget.summarize("pocket", "latency", 0.25, {"status": "infeasible", "floor": 0.3}, False),
-        latency_budget.summarize("pocket", "macs", 0.5, _done(
+        latency_budget.summarize("pocket", "latency", 0.25, 0, {"status": "infeasible", "floor": 0.3}, False),
+        latency_budget.summarize("pocket", "macs", 0.5, 0, _done(
             tmp_path, {"digits": 0.7, "letters": 0.75}, {"digits": 0.7, "letters": 0.7}), False),
     ]
     # The verdict reads the timing pass, not the eval stage's figure (kept in the JSON).
@@ -97,3 +99,22 @@ def test_page_and_plot(tmp_path, monkeypatch):
     assert ("**missed**: 1 of 2 domains within it over 1 trained latency-budget runs; 1 budget(s) below what "
             "the table allows: pocket at 0.25 (floor 0.300).") in page
     assert "would leave 0.250 of the backbone's latency" in page
+
+
+def _run(metric, budget, seed, latency, accuracy):
+    domain = {"measured_ratio": latency, "accuracy": accuracy, "within": True}
+    return {"shape": "pocket", "metric": metric, "budget": budget, "seed": seed, "status": "done",
+            "domains": {"digits": domain, "letters": domain}}
+
+
+def test_accuracy_at_equal_latency_interpolates_the_macs_runs_of_the_same_seed():
+    runs = [_run("macs", 0.25, 1, 0.40, 0.60), _run("macs", 0.5, 1, 0.70, 0.90), _run("latency", 0.5, 1, 0.50, 0.75),
+            _run("latency", 0.25, 1, 0.30, 0.50), _run("macs", 0.5, 2, 0.70, 0.90)]
+    rows = latency_budget.equal_latency(runs)
+    assert [(r["seed"], r["budget"]) for r in rows] == [(1, 0.5), (1, 0.25)]  # seed 2 has no latency run
+    assert rows[0]["macs_accuracy"] == pytest.approx(0.7) and rows[0]["accuracy"] == 0.75  # 0.6 + a third of 0.3
+    assert rows[1]["macs_accuracy"] is None  # below the MACs runs' range: not extrapolated
+    page = "\n".join(latency_budget.equal_latency_lines({"equal_latency": rows}))
+    assert "Target at latency budget 0.5, mean accuracy ≥ the MACs budget's at equal latency over 1 seed(s): " \
+           "**met** (0.750 against 0.700)." in page
+    assert "Latency budget 0.25: no seed's latency inside its MACs runs' range." in page
