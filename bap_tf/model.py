@@ -203,33 +203,53 @@ class BudgetAwareModel(keras.Model):
         ``projection_by_savings`` is set (a latency table: flat within a tile, falling mostly
         with the input count), the order is the real value per unit of cost the switch saves
         alone, a switch that saves nothing last: by value alone, the count needed to pass a
-        tile's flat stretch once turned off every path into a stage. Returns the number of
-        switches turned off per domain.
+        tile's flat stretch once turned off every path into a stage. Such a cost also fills a
+        domain that ends under its budget back up to it (``_fill``): the budget is the device's
+        time, and time left unused is accuracy given away. Returns the number of switches turned
+        off per domain (negative: turned on).
         """
         values = np.concatenate([layer.switches.numpy() for layer in self.switched], axis=1)
         by_savings = getattr(self._budget_cost, "projection_by_savings", False)
-        turned_off = []
+        changed = []
         for row in values:
             on = np.flatnonzero(row > 0)
             weights = row[on] / self._savings(row, on) if by_savings else row[on]
             order = on[np.argsort(weights, kind="stable")]
-
-            def fits(count, row=row, order=order):
-                gates = (row > 0).astype("float32")
-                gates[order[:count]] = 0.0
-                kept = self._budget_cost.kept_fractions(ops.convert_to_tensor(gates[None]), rounded=True)
-                return float(ops.convert_to_numpy(kept)[0]) <= self.budget + 1e-6
-
-            low, high = 0, len(order)
-            while low < high:
-                middle = (low + high) // 2
-                low, high = (low, middle) if fits(middle) else (middle + 1, high)
-            row[order[:low]] = -np.abs(row[order[:low]])
-            turned_off.append(low)
+            count = self._most_that_fit(row, order, on=False)
+            row[order[:count]] = -np.abs(row[order[:count]])
+            if by_savings and count == 0:
+                off = np.flatnonzero(row <= 0)
+                order = off[np.argsort(-row[off], kind="stable")]  # the nearest to on first
+                filled = self._most_that_fit(row, order, on=True)
+                row[order[:filled]] = np.maximum(np.abs(row[order[:filled]]), 1e-3)
+                count = -filled
+            changed.append(count)
         offsets = np.cumsum([0] + [layer.switches.shape[1] for layer in self.switched])
         for layer, start, stop in zip(self.switched, offsets[:-1], offsets[1:]):
             layer.switches.assign(values[:, start:stop])
-        return turned_off
+        return changed
+
+    def _most_that_fit(self, row, order, on):
+        """Turning off (``on`` False) the fewest of ``order``'s first switches, or turning on
+        (``on`` True) the most of them, that leave the domain within its budget (``rounded``).
+        A cost only rises as switches come on, so the count is found by bisection."""
+
+        def fits(count):
+            gates = (row > 0).astype("float32")
+            gates[order[:count]] = 1.0 if on else 0.0
+            kept = self._budget_cost.kept_fractions(ops.convert_to_tensor(gates[None]), rounded=True)
+            return float(ops.convert_to_numpy(kept)[0]) <= self.budget + 1e-6
+
+        low, high = 0, len(order)
+        if on:  # the largest count that fits
+            while low < high:
+                middle = (low + high + 1) // 2
+                low, high = (middle, high) if fits(middle) else (low, middle - 1)
+            return low
+        while low < high:  # the smallest count that fits
+            middle = (low + high) // 2
+            low, high = (low, middle) if fits(middle) else (middle + 1, high)
+        return low
 
     def _savings(self, row, on):
         """What turning off each switch of ``on`` alone saves of the domain's unrounded cost

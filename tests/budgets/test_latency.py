@@ -105,6 +105,29 @@ def test_projection_turns_off_the_fewest_switches_least_confident_per_cost_saved
         assert float(ops.convert_to_numpy(fraction)[0]) > 0.5
 
 
+def test_projection_fills_a_domain_under_its_budget_up_to_it():
+    network, table = network_and_table()
+    randomize(network, share=0.2)
+    masked = model(network, table, budget=0.8)
+    cost = masked.latency_cost()
+    before = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
+    assert np.all(ops.convert_to_numpy(cost.kept_fractions(masked.gates(), rounded=True)) < 0.8)
+    changed = masked.project_to_budget()
+    after = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
+    fractions = ops.convert_to_numpy(cost.kept_fractions(masked.gates(), rounded=True))
+    assert np.all(fractions <= 0.8 + 1e-6)
+    for row, count in enumerate(changed):
+        on = (before[row] <= 0) & (after[row] > 0)
+        assert count < 0 and on.sum() == -count and not np.any((before[row] > 0) & (after[row] <= 0))
+        # The nearest to on came on first, and the next of them would exceed the budget.
+        still_off = after[row] <= 0
+        assert before[row][on].min() >= before[row][still_off].max()
+        more = (after[row] > 0).astype("float32")
+        more[np.flatnonzero(still_off)[np.argmax(before[row][still_off])]] = 1.0
+        fraction = cost.kept_fractions(ops.convert_to_tensor(more[None]), rounded=True)
+        assert float(ops.convert_to_numpy(fraction)[0]) > 0.8
+
+
 def test_budgets_no_pruning_can_meet_are_refused_by_name():
     network, table = network_and_table()
     floor = model(network, table)._budget_cost.minimum_fraction()
