@@ -13,8 +13,9 @@ from benchmarks import common, frontier
 
 README = common.RESULTS.parent / "README.md"
 PLOTS = {"latency": "latency vs MACs"}
-ORDER = ("main_job", "main_job_avx2", "cpu_isa", "recipes", "finetune_recipe", "frontier", "frontier_finetune_before",
-         "export", "latency", "android_layouts", "latency_budget", "mcu_budget", "training_overhead", "decathlon_shape")
+ORDER = ("main_job", "main_job_avx2", "quickstart", "cpu_isa", "recipes", "finetune_recipe", "frontier",
+         "frontier_finetune_before", "export", "latency", "android_layouts", "latency_budget", "mcu_budget",
+         "training_overhead", "decathlon_shape")
 SECTION = "## Latest results"
 
 

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.quickstart import SIZES, TINY  # the quickstart's sizes line, and the tiny one run here
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MAIN_JOB = "bash setup.sh && .venv/bin/bap-train --flagfile=flags/pocket.cfg --workdir=runs/pocket"
 TEST_COMMAND = "bash setup.sh test && .venv/bin/ruff check . && .venv/bin/python -m pytest -q -n 2 --dist loadfile"
-# The quickstart's sizes, as the README writes them, and what the test runs instead.
-SIZES = re.compile(r"^WIDTH, EPOCHS, FINETUNE_EPOCHS, STEPS = .*$", re.MULTILINE)
-TINY = "WIDTH, EPOCHS, FINETUNE_EPOCHS, STEPS = 4, 1, 1, 2"
 MAX_CELL = 200
 
 
