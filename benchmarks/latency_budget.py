@@ -385,7 +385,8 @@ def verdict_line(record):
     done = [r for r in runs if r["status"] == "done"]
     domains = [d for r in done for d in r["domains"].values()]
     within = sum(d["within"] for d in domains)
-    infeasible = [f"{r['shape']} at {r['budget']:g} (floor {r['floor']:.3f})" for r in runs if r["status"] != "done"]
+    infeasible = [f"{r['shape']} at {r['budget']:g}, seed {r.get('seed', 0)} (floor {r['floor']:.3f})"
+                  for r in runs if r["status"] != "done"]
     met = bool(domains) and within == len(domains) and not infeasible
     line = (f"Target, every domain's exported model within ±{TOLERANCE:.0%} of its latency budget: "
             f"{common.verdict(met)}: {within} of {len(domains)} domains within it over {len(done)} trained "

@@ -97,7 +97,7 @@ def test_page_and_plot(tmp_path, monkeypatch):
     # A MACs budget: no prediction in training, the table still prices the exported model.
     assert "| macs | 0.5 | `digits` | – | 0.700 | 0.700 | 1.40 | 1.00 | 0.400 | 0.900 | no |" in page
     assert ("**missed**: 1 of 2 domains within it over 1 trained latency-budget runs; 1 budget(s) below what "
-            "the table allows: pocket at 0.25 (floor 0.300).") in page
+            "the table allows: pocket at 0.25, seed 0 (floor 0.300).") in page
     assert "would leave 0.250 of the backbone's latency" in page
 
 
