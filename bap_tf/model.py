@@ -199,35 +199,62 @@ class BudgetAwareModel(keras.Model):
         a little above. This makes the budget hard: per domain, the fewest of its switches that
         are on are turned off, in increasing order of their real value (the least confident
         first), for ``b_d <= budget`` as the rewrite will build it (``rounded``). A cost only
-        falls as switches go off, so the count is found by bisection. Under a cost whose
-        ``projection_by_savings`` is set (a latency table: flat within a tile, falling mostly
-        with the input count), the order is the real value per unit of cost the switch saves
-        alone, a switch that saves nothing last: by value alone, the count needed to pass a
-        tile's flat stretch once turned off every path into a stage. Such a cost also fills a
-        domain that ends under its budget back up to it (``_fill``): the budget is the device's
-        time, and time left unused is accuracy given away. Returns the number of switches turned
-        off per domain (negative: turned on).
+        falls as switches go off, so the count is found by bisection.
+
+        A cost with ``step_moves`` (a latency table: the rewrite keeps each stream on a multiple
+        of the table's step) is projected a step at a time instead: of the moves that take one
+        stream down to its next lower step, the one that loses the least confidence per unit of
+        cost saved, until the domain fits. Switch by switch, nothing is saved until a stream
+        passes a step, so the bisection went hundreds of switches deep and cut whole stages.
+        Such a cost also fills a domain that ends under its budget back up to it (the switches
+        nearest to on first, the most that fit): the budget is the device's time, and time left
+        unused is accuracy given away. Returns the number of switches turned off per domain
+        (negative: turned on).
         """
         values = np.concatenate([layer.switches.numpy() for layer in self.switched], axis=1)
-        by_savings = getattr(self._budget_cost, "projection_by_savings", False)
+        by_steps = hasattr(self._budget_cost, "step_moves")
         changed = []
         for row in values:
-            on = np.flatnonzero(row > 0)
-            weights = row[on] / self._savings(row, on) if by_savings else row[on]
-            order = on[np.argsort(weights, kind="stable")]
-            count = self._most_that_fit(row, order, on=False)
-            row[order[:count]] = -np.abs(row[order[:count]])
-            if by_savings and count == 0:
+            count = self._project_by_steps(row) if by_steps else 0
+            on = np.flatnonzero(row > 0)  # switch by switch: all of it, or what steps left over
+            order = on[np.argsort(row[on], kind="stable")]
+            more = self._most_that_fit(row, order, on=False)
+            row[order[:more]] = -np.abs(row[order[:more]])
+            count += more
+            if by_steps:
                 off = np.flatnonzero(row <= 0)
                 order = off[np.argsort(-row[off], kind="stable")]  # the nearest to on first
                 filled = self._most_that_fit(row, order, on=True)
                 row[order[:filled]] = np.maximum(np.abs(row[order[:filled]]), 1e-3)
-                count = -filled
+                count -= filled
             changed.append(count)
         offsets = np.cumsum([0] + [layer.switches.shape[1] for layer in self.switched])
         for layer, start, stop in zip(self.switched, offsets[:-1], offsets[1:]):
             layer.switches.assign(values[:, start:stop])
         return changed
+
+    def _rounded_fraction(self, gates):
+        """The domains' costs of gate rows ``gates`` ``(N, S)`` as the rewrite builds them."""
+        return ops.convert_to_numpy(self._budget_cost.kept_fractions(ops.convert_to_tensor(gates), rounded=True))
+
+    def _project_by_steps(self, row):
+        """Applies ``step_moves`` to one domain's switch values ``row`` (in place) until it
+        fits; returns the number of switches turned off."""
+        turned_off = 0
+        while True:
+            gates = (row > 0).astype("float32")
+            now = float(self._rounded_fraction(gates[None])[0])
+            moves = self._budget_cost.step_moves(row) if now > self.budget + 1e-6 else []
+            if not moves:
+                return turned_off
+            trials, lost = zip(*moves)
+            savings = now - self._rounded_fraction(np.stack(trials))
+            if not np.any(savings > 1e-9):
+                return turned_off
+            score = np.where(savings > 1e-9, np.asarray(lost) / np.maximum(savings, 1e-12), np.inf)
+            off = (gates > 0) & (trials[int(np.argmin(score))] == 0)
+            row[off] = -np.abs(row[off])
+            turned_off += int(off.sum())
 
     def _most_that_fit(self, row, order, on):
         """Turning off (``on`` False) the fewest of ``order``'s first switches, or turning on
@@ -250,15 +277,6 @@ class BudgetAwareModel(keras.Model):
             middle = (low + high) // 2
             low, high = (low, middle) if fits(middle) else (middle + 1, high)
         return low
-
-    def _savings(self, row, on):
-        """What turning off each switch of ``on`` alone saves of the domain's unrounded cost
-        (all in one batch of gate rows; at least a tiny positive number)."""
-        gates = (row > 0).astype("float32")
-        trials = np.repeat(gates[None], len(on) + 1, axis=0)
-        trials[np.arange(1, len(on) + 1), on] = 0.0
-        kept = ops.convert_to_numpy(self._budget_cost.kept_fractions(ops.convert_to_tensor(trials)))
-        return np.maximum(kept[0] - kept[1:], 1e-12)
 
     # -- the step -------------------------------------------------------------------------
     def _check_labels(self, labels, domain):

@@ -56,6 +56,15 @@ class KeptCounts:
     def _shrinks(self, group):
         return not self.graph.groups[group].pinned and group in self._readers
 
+    def shrinking_groups(self):
+        """The groups whose kept count follows the gates (not pinned, read by switched convs)."""
+        return [group for group in self._readers if self._shrinks(group)]
+
+    def channel_keepers(self, group):
+        """``(channels, readers)`` gate indices of a shrinking group: a channel is kept while
+        one of its readers' gates is on."""
+        return np.stack(self._readers[group], axis=1)
+
     def group_count(self, gates, group):
         """Kept channels of ``group`` per domain, ``(D,)`` (a tensor when the group may shrink,
         else its width as a float)."""

@@ -28,6 +28,8 @@ In training, a stream is priced at one step at least: below a tile the file save
 a budget that pushed streams under it would empty them instead (a dead network).
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -48,9 +50,6 @@ class LatencyCost:
     """
 
     metric = "latency"
-    # The hard projection turns off the switches that save the most per unit of confidence
-    # (``BudgetAwareModel.project_to_budget``): most switches save nothing alone.
-    projection_by_savings = True
 
     def __init__(self, network, table, counts=None):
         latency_table.check_table(table)
@@ -85,6 +84,29 @@ class LatencyCost:
     def kept_fractions(self, gates, rounded=False):
         """Each domain's latency as a fraction of the backbone's, ``(D,)``."""
         return self.predicted_ms(gates, rounded) / self.backbone_ms
+
+    def step_moves(self, values):
+        """The hard projection's moves for one domain's switch values ``values`` ``(S,)``: per
+        stream that may shrink and is above one step, ``(gates, confidence lost)`` with its
+        least confident kept channels off, so that its count falls to the next lower multiple
+        of the step. A channel stays while one of its readers keeps it, so turning it off turns
+        off every reader's switch; its confidence is their positive values summed."""
+        gates = (values > 0).astype("float32")
+        moves = []
+        for group in self.counts.shrinking_groups():
+            keepers = self.counts.channel_keepers(group)  # (channels, readers) gate indices
+            on = gates[keepers] > 0
+            kept = np.flatnonzero(on.any(axis=1))
+            full = self.counts.full_width(group)
+            target = min(math.ceil(len(kept) / self.step) * self.step, full) - self.step
+            if target < min(self.step, full):
+                continue
+            confidence = np.where(on[kept], values[keepers[kept]], 0.0).clip(min=0.0).sum(axis=1)
+            weakest = np.argsort(confidence, kind="stable")[: len(kept) - target]
+            trial = gates.copy()
+            trial[keepers[kept[weakest]].ravel()] = 0.0
+            moves.append((trial, float(confidence[weakest].sum())))
+        return moves
 
     def minimum_fraction(self):
         """The fraction no gates can go below: every switch off (the table's smallest cells and

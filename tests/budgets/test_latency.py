@@ -71,38 +71,61 @@ def test_rounded_prediction_is_the_table_latency_of_the_rewritten_models(arch):
         assert cost.model_ms(domain_models[name]) == pytest.approx(float(predicted[index]), rel=1e-5)
 
 
-def _savings(cost, gates):
-    """What turning off each switch alone saves of a domain's unrounded cost (0 for one off)."""
-    trials = np.repeat(gates[None], len(gates) + 1, axis=0)
-    trials[np.arange(1, len(gates) + 1), np.arange(len(gates))] = 0.0
-    kept = ops.convert_to_numpy(cost.kept_fractions(ops.convert_to_tensor(trials)))
-    return kept[0] - kept[1:]
+def test_step_moves_take_one_stream_down_a_step_dropping_its_least_confident_channels():
+    network, table = network_and_table()
+    randomize(network, share=0.9)
+    cost = model(network, table).latency_cost()
+    values = np.concatenate([layer.switches.numpy() for layer in switching.switched_layers(network)], axis=1)[0]
+    gates = (values > 0).astype("float32")
+    moves = cost.step_moves(values)
+    assert moves
+    for trial, lost in moves:
+        changed = [g for g in cost.counts.shrinking_groups()
+                   if not np.array_equal(trial[cost.counts.channel_keepers(g)], gates[cost.counts.channel_keepers(g)])]
+        assert len(changed) == 1  # one stream per move
+        keepers = cost.counts.channel_keepers(changed[0])
+        before, after = (np.flatnonzero((g[keepers] > 0).any(axis=1)) for g in (gates, trial))
+        assert len(after) % STEP == 0 and len(before) - STEP <= len(after) < len(before)
+        # The channels dropped were the least confident kept ones, all their readers off.
+        confidence = np.where(gates[keepers] > 0, values[keepers], 0.0).clip(min=0.0).sum(axis=1)
+        dropped = np.setdiff1d(before, after)
+        assert confidence[dropped].max() <= confidence[after].min()
+        assert lost == pytest.approx(float(confidence[dropped].sum()), rel=1e-5)
+        assert not np.any(trial[keepers[dropped]])
 
 
-def test_projection_turns_off_the_fewest_switches_least_confident_per_cost_saved():
+def test_projection_by_steps_meets_the_budget_with_few_switches_off():
     network, table = network_and_table()
     randomize(network, share=0.9)
     masked = model(network, table, budget=0.5)
     cost = masked.latency_cost()
     before = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
-    savings = [_savings(cost, (row > 0).astype("float32")) for row in before]
-    turned_off = masked.project_to_budget()
+    changed = masked.project_to_budget()
     after = np.concatenate([layer.switches.numpy() for layer in masked.switched], axis=1)
     assert np.all(ops.convert_to_numpy(cost.kept_fractions(masked.gates(), rounded=True)) <= 0.5 + 1e-6)
-    for row, count in enumerate(turned_off):
-        off = (before[row] > 0) & (after[row] <= 0)
-        kept = after[row] > 0
-        assert off.sum() == count > 0
-        # Each switch turned off saved something, and was less confident per unit saved than
-        # every switch kept on (one that saves nothing counts as the most confident).
-        assert np.all(savings[row][off] > 0)
-        ratio = np.where(savings[row] > 0, before[row] / np.maximum(savings[row], 1e-12), np.inf)
-        assert ratio[off].max() <= ratio[kept].min()
-        # The fewest: one switch fewer turned off (the last in that order) exceeds the budget.
-        fewer = kept.astype("float32")
-        fewer[np.flatnonzero(off)[np.argmax(ratio[off])]] = 1.0
-        fraction = cost.kept_fractions(ops.convert_to_tensor(fewer[None]), rounded=True)
-        assert float(ops.convert_to_numpy(fraction)[0]) > 0.5
+    for row, count in enumerate(changed):
+        off, on = (before[row] > 0) & (after[row] <= 0), (before[row] <= 0) & (after[row] > 0)
+        assert off.sum() - on.sum() == count > 0
+        # Switch by switch, in order of value, the same budget takes more switches off.
+        assert count <= _fewest_by_value(cost, before[row], 0.5)
+
+
+def _fewest_by_value(cost, values, budget):
+    """How many of ``values``' switches that are on, the least confident first, must go off for
+    the rounded cost to fit ``budget`` (bisection: the cost only falls as switches go off)."""
+    order = np.flatnonzero(values > 0)[np.argsort(values[values > 0], kind="stable")]
+
+    def fits(count):
+        gates = (values > 0).astype("float32")
+        gates[order[:count]] = 0.0
+        fraction = cost.kept_fractions(ops.convert_to_tensor(gates[None]), rounded=True)
+        return float(ops.convert_to_numpy(fraction)[0]) <= budget + 1e-6
+
+    low, high = 0, len(order)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return low
 
 
 def test_projection_fills_a_domain_under_its_budget_up_to_it():
