@@ -264,8 +264,7 @@ class BudgetAwareModel(keras.Model):
         def fits(count):
             gates = (row > 0).astype("float32")
             gates[order[:count]] = 1.0 if on else 0.0
-            kept = self._budget_cost.kept_fractions(ops.convert_to_tensor(gates[None]), rounded=True)
-            return float(ops.convert_to_numpy(kept)[0]) <= self.budget + 1e-6
+            return float(self._rounded_fraction(gates[None])[0]) <= self.budget + 1e-6
 
         low, high = 0, len(order)
         if on:  # the largest count that fits
