@@ -192,7 +192,7 @@ def _report(workdir):
     return json.loads((workdir / "report.json").read_text())
 
 
-def time_signatures(workdir, quick):
+def time_signatures(workdir, domains, quick):
     """``({domain: latency fraction}, backbone ms)``: each domain's Android signature of a
     finished run over its unpruned backbone, timed together in alternating rounds (LiteRT,
     XNNPACK, 1 thread, batch 1)."""
@@ -201,7 +201,7 @@ def time_signatures(workdir, quick):
 
     manifest = json.loads((workdir / "export" / "manifest.json").read_text())
     backbone = manifest["backbone"]
-    files = {d: (workdir / manifest["android"]["float32"]["path"], identifier(d)) for d in _report(workdir)["domains"]}
+    files = {d: (workdir / manifest["android"]["float32"]["path"], identifier(d)) for d in domains}
     files["backbone"] = (workdir / backbone["float32"]["path"], identifier(backbone["domain"]))
     ms = signature_latencies(files, threads=1, **SIGNATURE_TIMING[quick])
     return {d: ms[d] / ms["backbone"] for d in files if d != "backbone"}, ms["backbone"]
@@ -217,7 +217,7 @@ def summarize(shape, metric, budget, seed, result, quick):
     report = result["report"]
     signatures = report["promise"]["android"]["signatures"]
     latency = report.get("latency_budget") or {"domains": {}}
-    timed, backbone_ms = time_signatures(result["workdir"], quick)
+    timed, backbone_ms = time_signatures(result["workdir"], report["domains"], quick)
     domains = {}
     for name, values in report["domains"].items():
         measured = timed[name]

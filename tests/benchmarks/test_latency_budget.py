@@ -74,7 +74,7 @@ def _done(tmp_path, measured, exported, predicted=None):
 
 def test_page_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(latency_budget.common, "ROOT", tmp_path)
-    timed = lambda workdir, quick: (json.loads((workdir / "measured.json").read_text()), 2.0)  # noqa: E731
+    timed = lambda workdir, domains, quick: (json.loads((workdir / "measured.json").read_text()), 2.0)  # noqa: E731
     monkeypatch.setattr(latency_budget, "time_signatures", timed)
     record = common.start_record(latency_budget.NAME, False, {})
     record["tables"] = {"pocket": latency_budget.table_summary(_table(tmp_path))}
