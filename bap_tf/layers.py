@@ -344,7 +344,8 @@ class DomainHeads(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ChannelGather(keras.layers.Layer):
-    """Keeps the listed channels of the last axis, in order (TFLite: one GATHER op).
+    """Keeps the listed channels of the last axis, in order (TFLite: one GATHER op, or a
+    STRIDED_SLICE, which XNNPACK runs, when the channels are consecutive).
 
     Used by pruned models where a consumer keeps only some channels of a stream that cannot
     shrink (a residual stream that other layers still read in full).
@@ -356,7 +357,14 @@ class ChannelGather(keras.layers.Layer):
         if not self.indices:
             raise ValueError("ChannelGather needs at least one channel index. Received: indices=[]")
 
+    @property
+    def is_slice(self):
+        """Whether the channels are consecutive, so that the layer is a slice."""
+        return self.indices == list(range(self.indices[0], self.indices[0] + len(self.indices)))
+
     def call(self, inputs):
+        if self.is_slice:
+            return inputs[..., self.indices[0] : self.indices[0] + len(self.indices)]
         return ops.take(inputs, ops.convert_to_tensor(self.indices, "int32"), axis=-1)
 
     def compute_output_shape(self, input_shape):

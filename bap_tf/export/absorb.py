@@ -87,20 +87,22 @@ def _reading_sources(entry, sources):
 def android_models(layout, union, domain_models):
     """``{domain: model}`` behind the Android file's signatures in ``layout``: ``"shared"`` and
     ``"shared_filters"``, the union models (weights stored once; for ``shared_filters`` the prune
-    stage built them with every domain reading all the union's channels and zero kernel rows
-    instead of gathers, so no mask or gather runs); ``"per_domain"``, each domain's own model
-    with its gathers absorbed (no masks, BatchNorms folded by the converter, no GATHER)."""
+    stage built them with every domain reading all the union's channels, each conv a run of its
+    input through a slice, with zero kernel rows instead of gathers, so no mask or gather runs);
+    ``"per_domain"``, each domain's own model with its gathers absorbed (no masks, BatchNorms
+    folded by the converter, no GATHER)."""
     if layout == "shared":
         return union
     if layout == "per_domain":
         return {name: absorb_gathers(model) for name, model in domain_models.items()}
     if layout == "shared_filters":
         extra = sorted({type(layer).__name__ for model in union.values() for layer in model.layers
-                        if isinstance(layer, (bap_layers.ChannelMask, bap_layers.ChannelGather))})
+                        if isinstance(layer, bap_layers.ChannelMask)
+                        or isinstance(layer, bap_layers.ChannelGather) and not layer.is_slice})
         if extra:
             raise ValueError(
                 f"The shared_filters layout needs the union model the prune stage builds for it (every domain "
-                f"reading all the union's channels, no gathers). Re-run the prune stage with "
+                f"reading all the union's channels, slices but no gathers). Re-run the prune stage with "
                 f"--android_layout=shared_filters. Received: a union model with {', '.join(extra)} layers")
         return union
     raise ValueError(f"layout must be one of 'per_domain', 'shared', 'shared_filters'. Received: layout={layout!r}")

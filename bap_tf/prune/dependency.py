@@ -21,19 +21,25 @@ channels in tiles of 16 or 32 floats and computes whole tiles; it runs no ``GATH
   (or its full width), adding the channels the switches rank highest; nothing reads the added
   channels (their readers' kernel rows are zero), so the logits do not change, and the cost
   model counts them, so the rounding is paid for in the reported params and MACs;
-- ``dense_reads=True`` makes each switched conv read its input's whole kept stream, with zero
-  kernel rows for the channels its keep-set drops, instead of gathering the channels it reads.
+- ``dense_reads=True`` makes each switched conv read one run of its input's kept stream (a slice,
+  or the whole stream), with zero kernel rows for the channels inside the run its keep-set drops,
+  instead of gathering the channels it reads; each group that may be reordered stores its kept
+  channels in the order that keeps its readers' runs shortest (``_reader_order``).
 
 The graph is computed once per network; ``describe()`` prints the groups for debugging.
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 
 from bap_tf import layers as bap_layers
 from bap_tf.graph import LayerGraph
 from bap_tf.rules import UnsupportedLayerError, describe_rules, rule_for  # noqa: F401  (re-exported)
+
+# Up to this many distinct readers of a group, dense reads try every order of them (5! = 120).
+ORDERED_READERS = 5
 
 
 @dataclasses.dataclass
@@ -47,6 +53,7 @@ class Group:
     producers: list  # convs whose filters are this group's channels
     consumers: list  # convs that read a tensor holding this group
     pinned_by: list  # why the group must stay whole (empty: it may shrink)
+    order_fixed: bool = False  # a pin also fixes its channel order (the image, a model output...)
 
     @property
     def pinned(self):
@@ -57,8 +64,9 @@ class Group:
 class PrunePlan:
     """Which channels survive, for one keep-set of gates.
 
-    ``kept[g]``: sorted channel indices group ``g`` keeps. ``reads[conv]``: sorted input
-    channels a conv reads (a subset of its input's kept channels). ``zero_rows[conv]``: bool
+    ``kept[g]``: the channel indices group ``g`` keeps, in the order they are stored (sorted, or
+    with dense reads ordered for its readers). ``reads[conv]``: the input channels a conv reads
+    (a subset of its input's kept channels; with dense reads a run of them in stored order). ``zero_rows[conv]``: bool
     over ``reads[conv]``, True where the conv reads a channel with a zero kernel row (a channel
     its keep-set drops, read anyway: ``dense_reads``, or a conv no kept gate reaches). ``zeroed``:
     the convs no kept gate reaches; they read kept channels with a zero kernel, so they output
@@ -133,9 +141,12 @@ class DependencyGraph:
         """``node`` is a conv reading ``space`` (its switches choose which channels)."""
         self._reads[node.name] = space
 
-    def pin(self, space, why):
+    def pin(self, space, why, fixes_order=True):
+        """``space`` stays whole; ``fixes_order=False`` when the pinning reader indexes its rows by
+        ``PrunePlan.channels`` (the heads), so the plan may still store the channels in another order."""
         for group in space:
             self._pins[group].append(why)
+            self._fixed[group] = self._fixed[group] or fixes_order
 
     def tie(self, spaces, node):
         """One channel index for ``spaces`` (element-wise operands); returns the result's space.
@@ -162,6 +173,7 @@ class DependencyGraph:
         self._sizes.append(channels)
         self._producers.append([])
         self._pins.append([])
+        self._fixed.append(False)
         return len(self._parent) - 1
 
     def _find(self, group):
@@ -174,10 +186,10 @@ class DependencyGraph:
         self._parent[self._find(a)] = self._find(b)
 
     def _couple(self):
-        self._parent, self._sizes, self._producers, self._pins = [], [], [], []
+        self._parent, self._sizes, self._producers, self._pins, self._fixed = [], [], [], [], []
         self._reads, self._spaces = {}, {}
         image = self._new_group(int(self.graph[self.image_input].layer.output.shape[-1]))
-        self._pins[image].append("image input")
+        self.pin((image,), "image input")
         self._spaces[self.image_input] = (image,)
         for node in self.nodes:
             if node.name == self.image_input:
@@ -213,6 +225,7 @@ class DependencyGraph:
             if group is not None:
                 group.producers.extend(self._producers[raw])
                 group.pinned_by.extend(self._pins[raw])
+                group.order_fixed = group.order_fixed or self._fixed[raw]
         self.spaces = {name: tuple(index[self._find(g)] for g in space) for name, space in self._spaces.items()}
         self.group_of = {}
         for node in self.nodes:
@@ -289,14 +302,16 @@ class DependencyGraph:
           keep: ``{switched conv: bool (C_in,)}``.
           channel_multiple: round every stream that may shrink up to a multiple of this many
             channels (or to its full width); 1 rounds nothing.
-          dense_reads: each switched conv reads its input's whole kept stream (zero kernel rows
-            for the channels ``keep`` drops) instead of gathering the channels it reads.
+          dense_reads: each switched conv reads the shortest run of its input's kept stream that
+            holds its channels (zero kernel rows for the ones ``keep`` drops inside it) instead of
+            gathering the channels it reads; the groups' kept channels are ordered to shorten the runs.
           scores: optional ``{switched conv: float (C_in,)}``; rounding adds the channels whose
             best score among their readers is highest (by default the lowest-numbered ones).
         """
         check_channel_multiple(channel_multiple)
         needed = {group.index: np.zeros(group.channels, bool) for group in self.groups}
         rank = {group.index: np.full(group.channels, -np.inf) for group in self.groups}
+        readers = {group.index: [] for group in self.groups}  # (row MACs, bool over the group) per reader
         reads = {}
         for name in self.switched:
             mask = np.asarray(keep[name]).astype(bool)
@@ -310,6 +325,7 @@ class DependencyGraph:
             for g in self._reads[name]:
                 width = self.groups[g].channels
                 needed[g] |= mask[offset : offset + width]
+                readers[g].append((self._row_macs(name), mask[offset : offset + width]))
                 if score is not None:
                     rank[g] = np.maximum(rank[g], score[offset : offset + width])
                 offset += width
@@ -321,6 +337,8 @@ class DependencyGraph:
                 # A stream nobody reads still needs one channel for its producers to exist.
                 chosen = np.flatnonzero(needed[group.index]) if needed[group.index].any() else np.arange(1)
                 kept[group.index] = _round_up(chosen, group.channels, channel_multiple, rank[group.index])
+            if dense_reads and not group.order_fixed:
+                kept[group.index] = _reader_order(kept[group.index], readers[group.index])
         plan = PrunePlan(kept, reads, frozenset(), self.spaces, {g.index: g.channels for g in self.groups})
         zeroed, zero_rows = set(), {}
         for name, space in self._reads.items():
@@ -330,11 +348,18 @@ class DependencyGraph:
                 continue
             if reads[name].size == 0:
                 zeroed.add(name)
-            if dense_reads or reads[name].size == 0:
-                live = np.isin(available, reads[name])
-                reads[name] = available if dense_reads else available[:1]
-                zero_rows[name] = ~live if dense_reads else np.ones(1, bool)
+                reads[name], zero_rows[name] = available[:1], np.ones(1, bool)
+            elif dense_reads:
+                live = np.flatnonzero(np.isin(available, reads[name]))
+                run = slice(live[0], live[-1] + 1)
+                reads[name], zero_rows[name] = available[run], ~np.isin(available[run], reads[name])
         return dataclasses.replace(plan, zeroed=frozenset(zeroed), zero_rows=zero_rows)
+
+    def _row_macs(self, conv_name):
+        """MACs one input channel of a switched conv costs: what a zero row it reads wastes."""
+        layer = self.graph[conv_name].layer
+        positions = np.prod([d for d in layer.output.shape[1:-1] if d is not None])
+        return float(np.prod(layer.kernel_size) * layer.filters * positions)
 
 
 def check_channel_multiple(value):
@@ -353,6 +378,51 @@ def _round_up(chosen, width, multiple, rank):
     others = np.setdiff1d(np.arange(width), chosen)
     extra = others[np.argsort(-rank[others], kind="stable")][: target - len(chosen)]
     return np.sort(np.concatenate([chosen, extra]))
+
+
+def _reader_order(kept, readers):
+    """``kept`` in the order that puts each reader's channels closest together.
+
+    With dense reads a conv reads the shortest run of its input holding its channels (a slice,
+    which XNNPACK runs) and pays a zero kernel row for every channel inside the run it drops.
+    Channels are sorted by the reflected Gray code of which readers read them: the first reader's
+    channels form one run, the second's one run across the first's edge, each next reader at most
+    twice as many. The readers' order (tried in full for up to ``ORDERED_READERS`` distinct
+    readers, else heaviest first) is the one leaving the fewest zero-row MACs.
+
+    Args:
+      kept: the group's kept channel indices.
+      readers: ``(row MACs, bool over the group's channels)`` per conv that reads the group.
+    """
+    distinct = {}
+    for weight, reads in readers:
+        key = reads[kept].tobytes()
+        distinct[key] = (distinct.get(key, (0.0,))[0] + weight, reads[kept])
+    rows = sorted(distinct.values(), key=lambda entry: -entry[0])
+    if len(rows) < 2:
+        return kept
+    orders = itertools.permutations(rows) if len(rows) <= ORDERED_READERS else [rows]
+    return min((kept[_gray_order([reads for _, reads in order])] for order in orders),
+               key=lambda candidate: _zero_row_macs(candidate, readers))
+
+
+def _gray_order(memberships):
+    """Positions sorted by the reflected Gray-code rank of their bits (first membership most significant)."""
+    rank, bit = np.zeros(memberships[0].size, np.int64), np.zeros(memberships[0].size, bool)
+    for row in memberships:
+        bit = bit ^ row
+        rank = rank * 2 + bit
+    return np.argsort(rank, kind="stable")
+
+
+def _zero_row_macs(channels, readers):
+    """Zero-row MACs of ``readers`` when the group stores its kept ``channels`` in this order."""
+    total = 0.0
+    for weight, reads in readers:
+        live = np.flatnonzero(reads[channels])
+        if live.size:
+            total += weight * (live[-1] - live[0] + 1 - live.size)
+    return total
 
 
 def union_keep(gates):

@@ -32,8 +32,9 @@ class Rewriter:
       channel_multiple: round every stream that may shrink up to a multiple of this many
         channels (XNNPACK's tile: 16 float32 on AVX2, 32 on AVX-512), adding the channels the
         switches rank highest; 1 rounds nothing (``DependencyGraph.plan``).
-      dense_reads: convs read their input's whole kept stream with zero kernel rows for the
-        channels they drop, instead of a ``ChannelGather`` (which XNNPACK does not run).
+      dense_reads: convs read one run of their input's kept stream (a slice, which XNNPACK
+        runs, or the whole stream) with zero kernel rows for the channels they drop inside it,
+        instead of a ``ChannelGather`` of scattered channels (which XNNPACK does not run).
     """
 
     def __init__(self, network, domains, gates=None, channel_multiple=1, dense_reads=False):

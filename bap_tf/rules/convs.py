@@ -74,13 +74,14 @@ class ConvRule(Rule):
     def rebuild(self, node, walk):
         """Conv2D with filters = kept output channels and kernel[:, :, reads, kept] (zero rows
         where the plan reads a dropped channel anyway); a ChannelGather first where it reads a
-        strict subset of its input's kept channels, and in the union model the domain's
-        ChannelMask where the domain reads fewer."""
+        strict subset of its input's kept channels (a slice when they are consecutive), and in
+        the union model the domain's ChannelMask where the domain reads fewer."""
         layer, plan = node.layer, walk.plan
         x = walk.inputs(node)[0]
         reads, available = plan.reads[node.name], plan.channels(walk.input_name(node))
         if not np.array_equal(reads, available):
-            positions = np.searchsorted(available, reads).tolist()
+            position = {channel: index for index, channel in enumerate(available.tolist())}
+            positions = [position[channel] for channel in reads.tolist()]
             gather = f"{node.name}_gather"
             x = walk.shared(gather, lambda: (bap_layers.ChannelGather(positions, name=gather), None), x)
         mask = walk.masks.get(node.name)

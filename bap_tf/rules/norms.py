@@ -130,18 +130,21 @@ class HeadsRule(Rule):
         raise unsupported(node.layer, "a backbone that already ends in DomainHeads", "Pass the plain backbone")
 
     def couple(self, node, deps):
-        """Reads the whole feature vector, which stays whole; classes are not pruned."""
-        deps.pin(deps.input_space(node), f"read whole by heads '{node.name}'")
+        """Reads the whole feature vector, which stays whole (in any stored order: its rows follow
+        the plan's); classes are not pruned."""
+        deps.pin(deps.input_space(node), f"read whole by heads '{node.name}'", fixes_order=False)
 
     def rebuild(self, node, walk):
-        """Domain d's columns of kernel and bias as a Dense '{domain}_head'."""
+        """Domain d's columns of kernel and bias as a Dense '{domain}_head', its rows in the order
+        the plan stores the features."""
         layer = node.layer
 
         def factory():
             columns = layer.domain_slice(walk.domain)
+            rows = walk.plan.channels(walk.input_name(node))
             new = keras.layers.Dense(layer.num_classes[walk.domain], dtype=layer.dtype_policy,
                                      name=f"{walk.prefix}_head")
-            return new, [walk.array(layer, "kernel")[:, columns], walk.array(layer, "bias")[columns]]
+            return new, [walk.array(layer, "kernel")[rows][:, columns], walk.array(layer, "bias")[columns]]
 
         return walk.own(factory, walk.inputs(node)[0])
 

@@ -141,7 +141,7 @@ def max_difference(network, rewriter, union, batch, own=None):
 
 
 def layers_of_type(models, cls):
-    models = models.values() if isinstance(models, dict) else [models]
+    models = models.values() if isinstance(models, dict) else models if isinstance(models, list) else [models]
     return [layer for model in models for layer in model.layers if isinstance(layer, cls)]
 
 

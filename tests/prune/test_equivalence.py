@@ -170,9 +170,9 @@ def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple,
         for group in graph.groups:
             count = len(plan.kept[group.index])
             assert count % multiple == 0 or count == group.channels, (group.index, count)
-    if dense:
-        assert not prune_nets.layers_of_type(own, ChannelGather)
-        assert not prune_nets.layers_of_type(union, ChannelGather)
+    if dense:  # each conv reads one run of its input: a slice, never a gather of scattered channels
+        for gather in prune_nets.layers_of_type([*own.values(), *union.values()], ChannelGather):
+            assert gather.indices == list(range(gather.indices[0], gather.indices[-1] + 1)), gather.name
     switched = graph.switched
     rounded = costs_report.model_cost(own["cars"], switched)
     unrounded = costs_report.model_cost(plain.domain_model("cars"), switched)
@@ -185,3 +185,27 @@ def test_channel_multiple_must_be_a_positive_integer(networks):
     network = networks("resnet26")
     with pytest.raises(ValueError, match=r"Received: channel_multiple=0"):
         Rewriter(network, prune_nets.domains_of(network), channel_multiple=0)
+
+
+def test_dense_reads_store_a_stream_so_that_each_reader_reads_one_run():
+    """Two convs read different channels of a residual stream, {0, 3} and {1, 2}: stored in index
+    order, the first would read the run 0-3 with two zero kernel rows. The plan stores the stream
+    in another order, in which each reads a run of its own channels (a slice, no zero row), and
+    the union model and the domains' models still give the masked network's logits."""
+    network = prune_nets.residual_network()
+    gates = {"block_conv": np.array([[1, 0, 0, 1], [1, 0, 0, 0]], bool),
+             "last": np.array([[0, 1, 1, 0], [0, 0, 1, 0]], bool)}
+    prune_nets.set_gates(network, gates)
+    prune_nets.randomize(network, np.random.default_rng(4))
+    domains = prune_nets.domains_of(network)
+    rewriter = Rewriter(network, domains, dense_reads=True)
+    plan = rewriter.union_plan()
+    for name, channels in (("block_conv", {0, 3}), ("last", {1, 2})):
+        assert set(plan.reads[name].tolist()) == channels and not plan.zero_rows[name].any(), name
+    assert sorted(plan.channels("block_add").tolist()) == [0, 1, 2, 3]
+    union = rewriter.union_models()
+    gathers = {layer.name: layer for layer in prune_nets.layers_of_type(union, ChannelGather)}
+    assert sorted(gathers) == ["block_conv_gather", "last_gather"]
+    assert all(gather.is_slice for gather in gathers.values())
+    worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=3))
+    assert max(worst.values()) <= prune_nets.TOLERANCE
