@@ -362,8 +362,9 @@ class ExperimentConfig:
     )
     dense_reads: bool = setting(
         False,
-        "Convs read their input's whole kept stream with zero kernel rows for the channels they drop, "
-        "instead of a channel gather (which XNNPACK does not run).",
+        "Convs read one run of their input's kept stream (a slice, or the whole stream; each stream stored "
+        "in the order that keeps its readers' runs short) with zero kernel rows for the channels they drop "
+        "inside it, instead of a channel gather (which XNNPACK does not run).",
     )
     # -- export ---------------------------------------------------------------------------
     quantize: tuple = setting(
@@ -381,8 +382,8 @@ class ExperimentConfig:
         "its signature, gathers absorbed into the convs, BatchNorms folded, no masks: fast, a model per "
         "domain), shared (the union model, weights stored once, per-domain masks, gathers and BatchNorms as "
         "extra ops: slower) or shared_filters (the union model in which every domain reads all the union's "
-        "channels, with zero kernel rows instead of gathers, fine-tuned so in the prune stage: every filter "
-        "stored once, each domain adds a 1x1 depthwise affine per BatchNorm and its head; needs "
+        "channels, each conv one run of its input through a slice with zero kernel rows instead of "
+        "gathers, fine-tuned so in the prune stage: every filter stored once, each domain adds a 1x1 depthwise affine per BatchNorm and its head; needs "
         "--finetune_epochs > 0).",
         choices=ANDROID_LAYOUTS,
     )

@@ -11,8 +11,8 @@ channels, as the sharing loss leaves them):
 
 Layouts (``LAYOUTS``): ``per_domain`` (each domain's own pruned model, gathers absorbed),
 ``shared`` (the union model: weights once, masks, gathers and BatchNorms as extra ops) and
-``shared_filters`` (every domain reads the whole union through zero kernel rows, as the prune
-stage builds it for that layout: filters once, BatchNorms as 1x1 depthwise affines). The
+``shared_filters`` (every domain reads the whole union, each conv a run of its input through a
+slice with zero kernel rows, as the prune stage builds it for that layout: filters once, BatchNorms as 1x1 depthwise affines). The
 baseline is the unpruned backbone (every switch on, the first domain's BatchNorms and head),
 converted the same way; with the other domains' heads added it is one backbone that would
 serve every domain. Per file (``export.promise.android_promise``): stored parameters (each

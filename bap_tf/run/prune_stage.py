@@ -4,8 +4,8 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
 
 - ``union.keras``: the union-pruned multi-domain model (filters no domain uses removed; each
   domain applies its own channel masks inside it), shared weights stored once; for the
-  ``shared_filters`` Android layout, every domain reads all the union's channels, through zero
-  kernel rows rather than gathers, and the fine-tuning adapts each domain's BatchNorms and head;
+  ``shared_filters`` Android layout, every domain reads all the union's channels, each conv one
+  run of its input (a slice) with zero kernel rows rather than gathers, and the fine-tuning adapts each domain's BatchNorms and head;
 - ``<domain>.keras``: each domain alone, physically pruned to its own switches;
 - ``costs.json``: params and MACs of the backbone, the union model and each domain's model
   (``bap_tf.prune.costs_report``), and the largest logit difference between the reduced models and
@@ -97,8 +97,9 @@ def _reads_all(config):
 
 
 def _union_models(rewriter, masked, config, multiple):
-    """The union model; for ``shared_filters``, read whole by every domain through zero kernel
-    rows (a gather runs outside XNNPACK; zero rows cost MACs but keep the filters shared)."""
+    """The union model; for ``shared_filters``, read whole by every domain, each conv a run of its
+    input with zero kernel rows (a gather runs outside XNNPACK; zero rows cost MACs but keep the
+    filters shared)."""
     if config.android_layout == "shared_filters" and not config.dense_reads:
         rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=True)
     return rewriter.union_models(domain_masks=not _reads_all(config))

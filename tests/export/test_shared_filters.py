@@ -1,5 +1,5 @@
-"""The shared_filters Android layout: every domain reads the whole union, through zero kernel rows
-rather than gathers, so each conv filter is stored once in the file (its domains' BatchNorms as
+"""The shared_filters Android layout: every domain reads the whole union, each conv a run of its
+input (a slice) with zero kernel rows rather than gathers, so each conv filter is stored once in the file (its domains' BatchNorms as
 1x1 depthwise affines), and every signature gives the Keras model it was made from."""
 
 import sys
