@@ -1,6 +1,7 @@
 """The shared_filters Android layout: every domain reads the whole union, each conv a run of its
-input (a slice) with zero kernel rows rather than gathers, so each conv filter is stored once in the file (its domains' BatchNorms as
-1x1 depthwise affines), and every signature gives the Keras model it was made from."""
+input (a slice) with zero kernel rows rather than gathers, so each conv filter is stored once in
+the file (its domains' BatchNorms as 1x1 depthwise affines), and every signature gives the Keras
+model it was made from."""
 
 import sys
 from pathlib import Path
@@ -57,6 +58,8 @@ def test_file_stores_each_filter_once_and_matches_keras(name, tmp_path):
     network = _network(name, identical=True)
     union = Rewriter(network, DOMAINS, dense_reads=True).union_models(domain_masks=False)
     assert prune_nets.layers_of_type(Rewriter(network, DOMAINS).union_models(), ChannelGather) or name != "resnet26"
+    slices = prune_nets.layers_of_type(union, ChannelGather)  # each conv reads one run of its input
+    assert all(layer.is_slice for layer in slices) and (slices or name != "resnet26")
     signatures = android_models("shared_filters", union, {})
     path = export_android(signatures, tmp_path / "shared_filters.tflite")
     content = path.read_bytes()
