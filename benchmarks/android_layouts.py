@@ -11,8 +11,10 @@ channels, as the sharing loss leaves them):
 
 Layouts (``LAYOUTS``): ``per_domain`` (each domain's own pruned model, gathers absorbed),
 ``shared`` (the union model: weights once, masks, gathers and BatchNorms as extra ops) and
-``shared_filters`` (every domain reads the whole union, each conv a run of its input through a
-slice with zero kernel rows, as the prune stage builds it for that layout: filters once, BatchNorms as 1x1 depthwise affines). The
+``shared_filters`` (every domain reads the whole union through zero kernel rows, as the prune
+stage builds it for that layout: filters once, BatchNorms as 1x1 depthwise affines), and
+``shared_filters_runs``, the same with ``--read_runs`` (each conv reads only the run of its input
+that holds its channels, through a slice, the streams stored in the order that keeps runs short). The
 baseline is the unpruned backbone (every switch on, the first domain's BatchNorms and head),
 converted the same way; with the other domains' heads added it is one backbone that would
 serve every domain. Per file (``export.promise.android_promise``): stored parameters (each
@@ -29,11 +31,12 @@ rewriter or the layouts): a killed run converts only what is missing.
 from benchmarks import common
 
 NAME = "android_layouts"
-# name: (Rewriter options, every domain reads the whole union), as the prune stage builds each.
+# row: (--android_layout, Rewriter options, every domain reads the whole union), as the prune stage builds each.
 LAYOUTS = {
-    "per_domain": ({}, False),
-    "shared": ({}, False),
-    "shared_filters": ({"dense_reads": True}, True),
+    "per_domain": ("per_domain", {}, False),
+    "shared": ("shared", {}, False),
+    "shared_filters": ("shared_filters", {"dense_reads": True}, True),
+    "shared_filters_runs": ("shared_filters", {"dense_reads": True, "read_runs": True}, True),
 }
 SHAPES = {
     "pocket": {"width": 16, "image_size": 32,
@@ -88,10 +91,10 @@ def layout_files(shape):
     first = domains[0][0]
     ones = {name: np.ones_like(gates) for name, gates in gate_values(network).items()}
     models = {"backbone": {first: Rewriter(network, domains, gates=ones).domain_model(first)}}
-    for layout, (options, whole_union) in LAYOUTS.items():
+    for row, (layout, options, whole_union) in LAYOUTS.items():
         rewriter = Rewriter(network, domains, **options)
         union = rewriter.union_models(domain_masks=not whole_union)
-        models[layout] = android_models(layout, union, rewriter.domain_models() if layout == "per_domain" else {})
+        models[row] = android_models(layout, union, rewriter.domain_models() if layout == "per_domain" else {})
     files = {}
     for layout, signatures in models.items():
         path = CACHE / shape / f"{layout}.tflite"

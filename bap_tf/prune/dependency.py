@@ -21,10 +21,11 @@ channels in tiles of 16 or 32 floats and computes whole tiles; it runs no ``GATH
   (or its full width), adding the channels the switches rank highest; nothing reads the added
   channels (their readers' kernel rows are zero), so the logits do not change, and the cost
   model counts them, so the rounding is paid for in the reported params and MACs;
-- ``dense_reads=True`` makes each switched conv read one run of its input's kept stream (a slice,
-  or the whole stream), with zero kernel rows for the channels inside the run its keep-set drops,
-  instead of gathering the channels it reads; each group that may be reordered stores its kept
-  channels in the order that keeps its readers' runs shortest (``_reader_order``).
+- ``dense_reads=True`` makes each switched conv read its input's whole kept stream, with zero
+  kernel rows for the channels its keep-set drops, instead of gathering the channels it reads;
+  with ``read_runs=True`` too, each conv reads only the shortest run of the stream that holds its
+  channels (a slice), and each group that may be reordered stores its kept channels in the order
+  that keeps its readers' runs shortest (``_reader_order``): fewer zero rows, fewer MACs.
 
 The graph is computed once per network; ``describe()`` prints the groups for debugging.
 """
@@ -65,8 +66,8 @@ class PrunePlan:
     """Which channels survive, for one keep-set of gates.
 
     ``kept[g]``: the channel indices group ``g`` keeps, in the order they are stored (sorted, or
-    with dense reads ordered for its readers). ``reads[conv]``: the input channels a conv reads
-    (a subset of its input's kept channels; with dense reads a run of them in stored order). ``zero_rows[conv]``: bool
+    with read runs ordered for its readers). ``reads[conv]``: the input channels a conv reads
+    (a subset of its input's kept channels; with read runs a run of them in stored order). ``zero_rows[conv]``: bool
     over ``reads[conv]``, True where the conv reads a channel with a zero kernel row (a channel
     its keep-set drops, read anyway: ``dense_reads``, or a conv no kept gate reaches). ``zeroed``:
     the convs no kept gate reaches; they read kept channels with a zero kernel, so they output
@@ -292,7 +293,7 @@ class DependencyGraph:
             checked[name] = value
         return checked
 
-    def plan(self, keep, channel_multiple=1, dense_reads=False, scores=None):
+    def plan(self, keep, channel_multiple=1, dense_reads=False, scores=None, read_runs=False):
         """Which channels survive when each switched conv reads only ``keep[name]`` (bool ``(C_in,)``).
 
         Pass the union over domains for the multi-domain model, or one domain's gates for its
@@ -302,13 +303,16 @@ class DependencyGraph:
           keep: ``{switched conv: bool (C_in,)}``.
           channel_multiple: round every stream that may shrink up to a multiple of this many
             channels (or to its full width); 1 rounds nothing.
-          dense_reads: each switched conv reads the shortest run of its input's kept stream that
-            holds its channels (zero kernel rows for the ones ``keep`` drops inside it) instead of
-            gathering the channels it reads; the groups' kept channels are ordered to shorten the runs.
+          dense_reads: each switched conv reads its input's whole kept stream (zero kernel rows
+            for the channels ``keep`` drops) instead of gathering the channels it reads.
+          read_runs: with ``dense_reads``, each switched conv reads only the shortest run of the
+            stream holding its channels, the groups' kept channels ordered to shorten the runs.
           scores: optional ``{switched conv: float (C_in,)}``; rounding adds the channels whose
             best score among their readers is highest (by default the lowest-numbered ones).
         """
         check_channel_multiple(channel_multiple)
+        if read_runs and not dense_reads:
+            raise ValueError("read_runs=True needs dense_reads=True: runs are what a dense read reads.")
         needed = {group.index: np.zeros(group.channels, bool) for group in self.groups}
         rank = {group.index: np.full(group.channels, -np.inf) for group in self.groups}
         readers = {group.index: [] for group in self.groups}  # (row MACs, bool over the group) per reader
@@ -337,7 +341,7 @@ class DependencyGraph:
                 # A stream nobody reads still needs one channel for its producers to exist.
                 chosen = np.flatnonzero(needed[group.index]) if needed[group.index].any() else np.arange(1)
                 kept[group.index] = _round_up(chosen, group.channels, channel_multiple, rank[group.index])
-            if dense_reads and not group.order_fixed:
+            if read_runs and not group.order_fixed:
                 kept[group.index] = _reader_order(kept[group.index], readers[group.index])
         plan = PrunePlan(kept, reads, frozenset(), self.spaces, {g.index: g.channels for g in self.groups})
         zeroed, zero_rows = set(), {}
@@ -348,11 +352,14 @@ class DependencyGraph:
                 continue
             if reads[name].size == 0:
                 zeroed.add(name)
-                reads[name], zero_rows[name] = available[:1], np.ones(1, bool)
-            elif dense_reads:
+            if read_runs and reads[name].size:
                 live = np.flatnonzero(np.isin(available, reads[name]))
                 run = slice(live[0], live[-1] + 1)
                 reads[name], zero_rows[name] = available[run], ~np.isin(available[run], reads[name])
+            elif dense_reads or reads[name].size == 0:
+                live = np.isin(available, reads[name])
+                reads[name] = available if dense_reads else available[:1]
+                zero_rows[name] = ~live if dense_reads else np.ones(1, bool)
         return dataclasses.replace(plan, zeroed=frozenset(zeroed), zero_rows=zero_rows)
 
     def _row_macs(self, conv_name):

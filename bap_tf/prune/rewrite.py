@@ -32,15 +32,20 @@ class Rewriter:
       channel_multiple: round every stream that may shrink up to a multiple of this many
         channels (XNNPACK's tile: 16 float32 on AVX2, 32 on AVX-512), adding the channels the
         switches rank highest; 1 rounds nothing (``DependencyGraph.plan``).
-      dense_reads: convs read one run of their input's kept stream (a slice, which XNNPACK
-        runs, or the whole stream) with zero kernel rows for the channels they drop inside it,
-        instead of a ``ChannelGather`` of scattered channels (which XNNPACK does not run).
+      dense_reads: convs read their input's whole kept stream with zero kernel rows for the
+        channels they drop, instead of a ``ChannelGather`` (which XNNPACK does not run).
+      read_runs: with ``dense_reads``, each conv reads only the shortest run of its input's
+        stream that holds its channels (a slice, which XNNPACK runs), every stream stored in the
+        order that keeps its readers' runs short: fewer zero rows and MACs.
     """
 
-    def __init__(self, network, domains, gates=None, channel_multiple=1, dense_reads=False):
+    def __init__(self, network, domains, gates=None, channel_multiple=1, dense_reads=False, read_runs=False):
         self.network = network
         self.channel_multiple = dep.check_channel_multiple(channel_multiple)
         self.dense_reads = bool(dense_reads)
+        self.read_runs = bool(read_runs)
+        if self.read_runs and not self.dense_reads:
+            raise ValueError("read_runs=True needs dense_reads=True: runs are what a dense read reads.")
         self.domains = as_domain_specs(domains)
         self.dependency = dep.DependencyGraph(network)
         heads = [n.layer for n in self.dependency.nodes if isinstance(n.layer, bap_layers.DomainHeads)]
@@ -86,7 +91,7 @@ class Rewriter:
         return self._plan(dep.domain_keep(self.gates, self.domain_index(domain)))
 
     def _plan(self, keep):
-        return self.dependency.plan(keep, self.channel_multiple, self.dense_reads, self.scores)
+        return self.dependency.plan(keep, self.channel_multiple, self.dense_reads, self.scores, self.read_runs)
 
     def union_masks(self, plan=None):
         """``{domain: {conv: 0/1 mask over the conv's read channels}}``, all-ones masks left out."""

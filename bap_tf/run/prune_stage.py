@@ -4,8 +4,8 @@ Reads ``WORKDIR/model.keras``; writes under ``WORKDIR/pruned/``:
 
 - ``union.keras``: the union-pruned multi-domain model (filters no domain uses removed; each
   domain applies its own channel masks inside it), shared weights stored once; for the
-  ``shared_filters`` Android layout, every domain reads all the union's channels, each conv one
-  run of its input (a slice) with zero kernel rows rather than gathers, and the fine-tuning adapts each domain's BatchNorms and head;
+  ``shared_filters`` Android layout, every domain reads all the union's channels, through zero
+  kernel rows rather than gathers, and the fine-tuning adapts each domain's BatchNorms and head;
 - ``<domain>.keras``: each domain alone, physically pruned to its own switches;
 - ``costs.json``: params and MACs of the backbone, the union model and each domain's model
   (``bap_tf.prune.costs_report``), and the largest logit difference between the reduced models and
@@ -51,7 +51,8 @@ def prune(config, workdir):
     keras.utils.set_random_seed(config.seed)
     masked = workdir.load_masked_model(config)
     multiple = channel_multiple(config, masked)
-    rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=config.dense_reads)
+    rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=config.dense_reads,
+                                   read_runs=config.read_runs and config.dense_reads)
     union = _union_models(rewriter, masked, config, multiple)
     domain_models = rewriter.domain_models()
     test_sources = data_sources.domain_sources(config, "test", workdir)
@@ -97,11 +98,11 @@ def _reads_all(config):
 
 
 def _union_models(rewriter, masked, config, multiple):
-    """The union model; for ``shared_filters``, read whole by every domain, each conv a run of its
-    input with zero kernel rows (a gather runs outside XNNPACK; zero rows cost MACs but keep the
-    filters shared)."""
+    """The union model; for ``shared_filters``, read whole by every domain through zero kernel
+    rows (a gather runs outside XNNPACK; zero rows cost MACs but keep the filters shared), each
+    conv only a run of its input with ``read_runs``."""
     if config.android_layout == "shared_filters" and not config.dense_reads:
-        rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=True)
+        rewriter = Rewriter.from_model(masked, channel_multiple=multiple, dense_reads=True, read_runs=config.read_runs)
     return rewriter.union_models(domain_masks=not _reads_all(config))
 
 

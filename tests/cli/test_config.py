@@ -56,6 +56,8 @@ def test_constants_repeated_in_config_match_the_library():
         ({"android_layout": "fast"}, r"android_layout must be one of .*Received: android_layout='fast'"),
         ({"whole_union": True, "finetune_epochs": 0},
          r"whole_union must be used with finetune_epochs > 0.*Received: whole_union=True"),
+        ({"read_runs": True, "android_layout": "per_domain"},
+         r"read_runs must be used with --dense_reads or --android_layout=shared_filters.*Received: read_runs=True"),
         ({"distill_weight": 1.5}, r"distill_weight must be a fraction in \[0, 1\]\. Received: distill_weight=1\.5"),
         ({"distill_weight": 0.5, "finetune_epochs": 0},
          r"distill_weight must be 0 when finetune_epochs=0.*Received: distill_weight=0\.5"),

@@ -1,7 +1,7 @@
-"""The shared_filters Android layout: every domain reads the whole union, each conv a run of its
-input (a slice) with zero kernel rows rather than gathers, so each conv filter is stored once in
-the file (its domains' BatchNorms as 1x1 depthwise affines), and every signature gives the Keras
-model it was made from."""
+"""The shared_filters Android layout: every domain reads the whole union, through zero kernel rows
+rather than gathers (with ``read_runs``, each conv a run of its input through a slice), so each
+conv filter is stored once in the file (its domains' BatchNorms as 1x1 depthwise affines), and
+every signature gives the Keras model it was made from."""
 
 import sys
 from pathlib import Path
@@ -48,18 +48,19 @@ def test_layout_refuses_a_union_model_with_masks_or_gathers():
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n != "resnet26" else n for n in BACKBONES])
-def test_file_stores_each_filter_once_and_matches_keras(name, tmp_path):
+    "name,read_runs", [("resnet26", False), ("resnet26", True)]
+    + [pytest.param(n, False, marks=pytest.mark.slow) for n in BACKBONES if n != "resnet26"])
+def test_file_stores_each_filter_once_and_matches_keras(name, read_runs, tmp_path):
     # Domains with the same switches, as the sharing loss leaves them nearly: their BatchNorm
     # statistics then fit the whole union. (Random statistics that do not, on channels the
     # domain never read, blow EfficientNet's activations up to 1e4, where folding a BatchNorm
     # into an affine loses the logits to cancellation.) Gathers remain: convs read parts of
     # residual streams.
     network = _network(name, identical=True)
-    union = Rewriter(network, DOMAINS, dense_reads=True).union_models(domain_masks=False)
+    union = Rewriter(network, DOMAINS, dense_reads=True, read_runs=read_runs).union_models(domain_masks=False)
     assert prune_nets.layers_of_type(Rewriter(network, DOMAINS).union_models(), ChannelGather) or name != "resnet26"
-    slices = prune_nets.layers_of_type(union, ChannelGather)  # each conv reads one run of its input
-    assert all(layer.is_slice for layer in slices) and (slices or name != "resnet26")
+    slices = prune_nets.layers_of_type(union, ChannelGather)  # with read runs, each conv reads a run of its input
+    assert all(layer.is_slice for layer in slices) and bool(slices) == read_runs
     signatures = android_models("shared_filters", union, {})
     path = export_android(signatures, tmp_path / "shared_filters.tflite")
     content = path.read_bytes()

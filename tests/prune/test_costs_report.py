@@ -110,17 +110,17 @@ def test_half_budget_halves_the_switched_macs(networks, arch):
 
 
 def test_rounding_is_paid_for_and_the_budget_check_says_by_how_much():
-    """Birds reads 2 of the stem's 4 channels (0 and 3): 0.5 of the switched MACs. Rounded to 4,
-    its dense read is the run 0-3 (2 zero kernel rows): 1.0, over a budget of 0.5 by 0.5."""
+    """Birds reads 1 of the stem's 4 channels: 0.25 of the switched MACs. Rounded to 4 it reads
+    all 4 (3 with zero kernel rows): 1.0, over a budget of 0.5 by 0.5."""
     network = toy_network()
-    gates = {"pointwise": np.array([[1, 0, 0, 1], [1, 1, 0, 0]], bool)}
+    gates = {"pointwise": np.array([[1, 0, 0, 0], [1, 1, 0, 0]], bool)}
     checks = {}
     for multiple in (1, 4):
         rewriter = Rewriter(network, TOY_DOMAINS, gates=gates, channel_multiple=multiple, dense_reads=multiple > 1)
         result = costs_report.prune_report(rewriter, rewriter.union_models(), rewriter.domain_models(),
                                            budget=(0.5, "macs"))
         checks[multiple] = result["budget_check"]["birds"]
-        assert result["domains"]["birds"]["switched_macs"] == 8 * 8 * 6 * (2 if multiple == 1 else 4)
-    assert checks[1]["met"] and checks[1]["ratio"] == pytest.approx(0.5) and checks[1]["exceeded_by"] == 0.0
+        assert result["domains"]["birds"]["switched_macs"] == 8 * 8 * 6 * (1 if multiple == 1 else 4)
+    assert checks[1]["met"] and checks[1]["ratio"] == pytest.approx(0.25) and checks[1]["exceeded_by"] == 0.0
     assert not checks[4]["met"] and checks[4]["ratio"] == pytest.approx(1.0)
     assert checks[4]["exceeded_by"] == pytest.approx(0.5)

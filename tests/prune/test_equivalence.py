@@ -151,8 +151,9 @@ def test_conv_no_domain_reads_outputs_its_bias(networks):
     assert max(worst.values()) <= prune_nets.TOLERANCE
 
 
-@pytest.mark.parametrize("arch,multiple,dense", [("resnet26", 4, True), ("mobilenet_v2", 8, False)])
-def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple, dense):
+@pytest.mark.parametrize("arch,multiple,reads", [("resnet26", 4, "whole"), ("resnet26", 4, "runs"),
+                                                 ("mobilenet_v2", 8, "gathers")])
+def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple, reads):
     """Hardware options change the channel counts and the gathers, never the logits; the
     rounding is counted in the costs."""
     network = networks(arch)
@@ -161,7 +162,8 @@ def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple,
     prune_nets.randomize(network, rng)
     domains = prune_nets.domains_of(network)
     plain = Rewriter(network, domains)
-    rewriter = Rewriter(network, domains, channel_multiple=multiple, dense_reads=dense)
+    dense = reads != "gathers"
+    rewriter = Rewriter(network, domains, channel_multiple=multiple, dense_reads=dense, read_runs=reads == "runs")
     union, own = rewriter.union_models(), rewriter.domain_models()
     worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=6), own)
     assert max(worst.values()) <= prune_nets.TOLERANCE
@@ -170,9 +172,11 @@ def test_rounded_and_dense_models_match_masked_network(networks, arch, multiple,
         for group in graph.groups:
             count = len(plan.kept[group.index])
             assert count % multiple == 0 or count == group.channels, (group.index, count)
-    if dense:  # each conv reads one run of its input: a slice, never a gather of scattered channels
-        for gather in prune_nets.layers_of_type([*own.values(), *union.values()], ChannelGather):
-            assert gather.indices == list(range(gather.indices[0], gather.indices[-1] + 1)), gather.name
+    gathers = prune_nets.layers_of_type([*own.values(), *union.values()], ChannelGather)
+    if reads == "whole":
+        assert not gathers
+    if reads == "runs":  # each conv reads one run of its input: a slice, never a gather of scattered channels
+        assert gathers and all(gather.is_slice for gather in gathers)
     switched = graph.switched
     rounded = costs_report.model_cost(own["cars"], switched)
     unrounded = costs_report.model_cost(plain.domain_model("cars"), switched)
@@ -187,7 +191,7 @@ def test_channel_multiple_must_be_a_positive_integer(networks):
         Rewriter(network, prune_nets.domains_of(network), channel_multiple=0)
 
 
-def test_dense_reads_store_a_stream_so_that_each_reader_reads_one_run():
+def test_read_runs_store_a_stream_so_that_each_reader_reads_one_run():
     """Two convs read different channels of a residual stream, {0, 3} and {1, 2}: stored in index
     order, the first would read the run 0-3 with two zero kernel rows. The plan stores the stream
     in another order, in which each reads a run of its own channels (a slice, no zero row), and
@@ -198,7 +202,7 @@ def test_dense_reads_store_a_stream_so_that_each_reader_reads_one_run():
     prune_nets.set_gates(network, gates)
     prune_nets.randomize(network, np.random.default_rng(4))
     domains = prune_nets.domains_of(network)
-    rewriter = Rewriter(network, domains, dense_reads=True)
+    rewriter = Rewriter(network, domains, dense_reads=True, read_runs=True)
     plan = rewriter.union_plan()
     for name, channels in (("block_conv", {0, 3}), ("last", {1, 2})):
         assert set(plan.reads[name].tolist()) == channels and not plan.zero_rows[name].any(), name
@@ -209,3 +213,8 @@ def test_dense_reads_store_a_stream_so_that_each_reader_reads_one_run():
     assert all(gather.is_slice for gather in gathers.values())
     worst = prune_nets.max_difference(network, rewriter, union, prune_nets.images(network, seed=3))
     assert max(worst.values()) <= prune_nets.TOLERANCE
+
+
+def test_read_runs_without_dense_reads_is_refused():
+    with pytest.raises(ValueError, match=r"read_runs=True needs dense_reads=True"):
+        Rewriter(prune_nets.residual_network(), prune_nets.DOMAINS[:2], read_runs=True)
