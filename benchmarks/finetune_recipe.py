@@ -12,7 +12,7 @@ mean over domains and seeds) wins. Each run is the real chain ``bap-train --stag
 (``benchmarks.pocket_runs``: resumable, and the runs of one seed share its training); the figures
 are each run's ``pruned/finetune.json``. Test accuracy is shown beside, never used to choose.
 
-    python -m benchmarks.finetune_recipe            # 3 seeds x 8 recipes: 3-4 hours on 2 cores
+    python -m benchmarks.finetune_recipe            # 3 seeds x 9 recipes: 3-4 hours on 2 cores
     python -m benchmarks.finetune_recipe --quick    # 1 seed, 2 epochs x 30 steps
 """
 
@@ -34,7 +34,9 @@ VALIDATION_FRACTION = 0.1
 # The union model of the first three keeps each domain's channel masks (as the per_domain and
 # shared layouts need); with the shared_filters layout every domain reads the whole union.
 # The first five ran 8 epochs at batch 128 without augmentation (the length chosen earlier on the
-# test split); the last three vary those on the held-back data too.
+# test split); the next three vary those on the held-back data too; the last has every conv of the
+# union read only the run of its input that holds its channels (--read_runs: fewer MACs), the one
+# flag the others leave to its default.
 _LENGTH = {"finetune_epochs": 8, "finetune_batch_size": 128, "finetune_augment": False}
 _SAME = {**_LENGTH, "finetune_learning_rate": 1.6e-3, "finetune_schedule": "cosine", "distill_weight": 0.5,
          "android_layout": "shared_filters"}
@@ -51,6 +53,8 @@ RECIPES = {
     "the same, 16 epochs": {**_SAME, "finetune_epochs": 16},
     "the same, augmented": {**_SAME, "finetune_augment": True},
     "the same, 16 epochs, augmented": {**_SAME, "finetune_epochs": 16, "finetune_augment": True},
+    "the same, 16 epochs, augmented, reading runs": {**_SAME, "finetune_epochs": 16, "finetune_augment": True,
+                                                     "read_runs": True},
 }
 
 

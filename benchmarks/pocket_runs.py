@@ -226,7 +226,7 @@ def run_pocket(sharing_loss, budget, seed, quick, stages=("train", "prune", "eva
 POST_TRAIN_FLAGS = frozenset({
     "finetune_epochs", "finetune_learning_rate", "finetune_batch_size", "finetune_layers", "finetune_schedule",
     "finetune_augment", "distill_weight", "whole_union",
-    "channel_multiple", "dense_reads", "android_layout", "quantize", "calibration_examples", "qat_epochs",
+    "channel_multiple", "dense_reads", "read_runs", "android_layout", "quantize", "calibration_examples", "qat_epochs",
     "eval_examples", "reference_errors", "enforce_mcu_budget",
 })  # not the board's flash and RAM: under --budget_metric=mcu they drive training
 # What the train stage leaves in a workdir (model, history, resumable backup, its wall time).
