@@ -170,7 +170,7 @@ def plot(record, path):
     for axis, shape in zip(axes[0], shapes):
         for index, (layout, result) in enumerate(record["shapes"][shape].items()):
             ratios = [s["latency_ratio"] for s in result["signatures"].values()]
-            axis.scatter([result["bytes_ratio"]] * len(ratios), ratios, label=layout, marker="os^"[index], alpha=0.7)
+            axis.scatter([result["bytes_ratio"]] * len(ratios), ratios, label=layout, marker="os^D"[index], alpha=0.7)
         axis.axhline(1.0, color="grey", linestyle=":")
         axis.axvline(1.0, color="grey", linestyle=":")
         axis.set_xlabel("file bytes / one backbone with every head")

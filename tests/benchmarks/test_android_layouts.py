@@ -18,7 +18,9 @@ def test_page_states_each_layout_against_the_backbone(tmp_path):
         "per_domain": _result(1900, 7600, {"a": 0.6, "b": 0.7}),
         "shared": _result(430, 2000, {"a": 0.9, "b": 0.95}),
         "shared_filters": _result(540, 2300, {"a": 0.75, "b": 0.8}),
+        "shared_filters_runs": _result(450, 2000, {"a": 0.65, "b": 0.7}),
     }}
+    assert set(record["shapes"]["pocket"]) == set(android_layouts.LAYOUTS)  # the plot marks every layout
     record["plot"] = android_layouts.plot(record, tmp_path / "layouts.png").name
     page = android_layouts.markdown(record)
     assert (tmp_path / "layouts.png").stat().st_size > 0
