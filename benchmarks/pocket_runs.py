@@ -163,7 +163,7 @@ def _done_stages(workdir, flags):
 # Flags added to bap-train since runs were first recorded, with the value that does what the code
 # did before they existed: a run recorded without one ran with that value.
 ADDED_FLAGS = {"finetune_schedule": "constant", "distill_weight": 0.0, "finetune_augment": False,
-               "latency_table": "", "budget_ms": 0.0}
+               "latency_table": "", "budget_ms": 0.0, "read_runs": False}
 
 
 def with_new_flags(saved):
