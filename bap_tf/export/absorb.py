@@ -87,8 +87,8 @@ def _reading_sources(entry, sources):
 def android_models(layout, union, domain_models):
     """``{domain: model}`` behind the Android file's signatures in ``layout``: ``"shared"`` and
     ``"shared_filters"``, the union models (weights stored once; for ``shared_filters`` the prune
-    stage built them with every domain reading all the union's channels, each conv a run of its
-    input through a slice, with zero kernel rows instead of gathers, so no mask or gather runs);
+    stage built them with every domain reading all the union's channels through zero kernel rows
+    instead of gathers, with ``read_runs`` each conv a slice of its input, so no mask or gather runs);
     ``"per_domain"``, each domain's own model with its gathers absorbed (no masks, BatchNorms
     folded by the converter, no GATHER)."""
     if layout == "shared":

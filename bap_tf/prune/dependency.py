@@ -39,7 +39,7 @@ from bap_tf import layers as bap_layers
 from bap_tf.graph import LayerGraph
 from bap_tf.rules import UnsupportedLayerError, describe_rules, rule_for  # noqa: F401  (re-exported)
 
-# Up to this many distinct readers of a group, dense reads try every order of them (5! = 120).
+# Up to this many distinct readers of a group, read runs try every order of them (5! = 120).
 ORDERED_READERS = 5
 
 
